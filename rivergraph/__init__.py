@@ -1,0 +1,6 @@
+"""rivergraph: graph-based, differentiable river network routing and stream temperature."""
+from .network import NetworkError, RiverNetwork, build_network
+from .io import read_network
+
+__version__ = "0.1.0"
+__all__ = ["RiverNetwork", "NetworkError", "build_network", "read_network"]

@@ -1,0 +1,295 @@
+"""Readers for river networks and forcing: NWM Route_Link, RAPID, NHDPlusV2, NextGen hydrofabric,
+MERIT-Basins and plain tables.
+
+Every reader maps its source schema onto rivergraph's column names and units (see
+:mod:`rivergraph.network`) and validates through :func:`rivergraph.network.build_network`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .network import NetworkError, RiverNetwork, build_network
+
+__all__ = ["read_network", "read_route_link", "read_rapid", "read_table_network", "SCHEMAS", "detect_format"]
+
+# Source column -> (rivergraph column, multiplier to SI/rivergraph units)
+SCHEMAS: dict[str, dict] = {
+    "route_link": {
+        "id": "link", "to": "to",
+        "columns": {"Length": ("length_m", 1.0), "So": ("slope", 1.0), "n": ("n", 1.0),
+                    "nCC": ("n_floodplain", 1.0), "BtmWdth": ("bottom_width_m", 1.0),
+                    "TopWdth": ("top_width_m", 1.0), "TopWdthCC": ("top_width_floodplain_m", 1.0),
+                    "ChSlp": ("side_slope", 1.0), "MusK": ("musk_s", 1.0), "MusX": ("musx", 1.0),
+                    "order": ("order", 1.0), "alt": ("elevation_m", 1.0), "lat": ("lat", 1.0),
+                    "lon": ("lon", 1.0), "NHDWaterbodyComID": ("waterbody", 1.0)},
+    },
+    "nhdplus": {
+        "id": "COMID", "to": "toCOMID",
+        "columns": {"LENGTHKM": ("length_m", 1000.0), "SLOPE": ("slope", 1.0),
+                    "TotDASqKM": ("drainage_area_km2", 1.0), "AreaSqKM": ("catchment_area_km2", 1.0),
+                    "StreamOrde": ("order", 1.0), "MINELEVSMO": ("elevation_m", 0.01)},
+    },
+    "hydrofabric": {
+        "id": "id", "to": "toid",
+        "columns": {"lengthkm": ("length_m", 1000.0), "slope": ("slope", 1.0),
+                    "tot_drainage_areasqkm": ("drainage_area_km2", 1.0), "areasqkm": ("catchment_area_km2", 1.0),
+                    "order": ("order", 1.0), "n": ("n", 1.0), "BtmWdth": ("bottom_width_m", 1.0),
+                    "TopWdth": ("top_width_m", 1.0), "ChSlp": ("side_slope", 1.0)},
+    },
+    "merit": {
+        "id": "COMID", "to": "NextDownID",
+        "columns": {"lengthkm": ("length_m", 1000.0), "slope": ("slope", 1.0),
+                    "uparea": ("drainage_area_km2", 1.0), "unitarea": ("catchment_area_km2", 1.0),
+                    "order": ("order", 1.0)},
+    },
+}
+
+
+def _map_columns(df: pd.DataFrame, schema: Mapping) -> pd.DataFrame:
+    out = pd.DataFrame(index=range(len(df)))
+    for src, (dst, mult) in schema["columns"].items():
+        if src in df.columns:
+            col = df[src].to_numpy()
+            out[dst] = pd.to_numeric(pd.Series(col), errors="coerce").to_numpy(dtype=float) * mult
+    return out
+
+
+def _require(df: pd.DataFrame, cols, what: str, path) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise NetworkError(f"{path}: missing column(s) {missing} for {what} (has: {list(df.columns)[:30]})")
+
+
+def read_route_link(path: str | Path, **kw) -> RiverNetwork:
+    """Read an NWM Route_Link netCDF (link, to, Length m, So, n, BtmWdth m, TopWdth m, ChSlp, MusK s,
+    MusX, order, gages, lat/lon)."""
+    import xarray as xr
+
+    with xr.open_dataset(path, decode_times=False) as ds:
+        if "link" not in ds or "to" not in ds:
+            raise NetworkError(f"{path}: not a Route_Link file (needs variables 'link' and 'to')")
+        cols = [v for v in list(SCHEMAS["route_link"]["columns"]) + ["link", "to", "gages"] if v in ds.variables]
+        df = pd.DataFrame({v: ds[v].values for v in cols})
+    attrs = _map_columns(df, SCHEMAS["route_link"])
+    if "gages" in df:
+        g = df["gages"].to_numpy()
+        attrs["gage"] = [x.decode().strip() if isinstance(x, bytes) else str(x).strip() for x in g]
+    return build_network(df["link"].to_numpy(np.int64), df["to"].to_numpy(np.int64), attrs,
+                         source=f"route_link:{Path(path).name}", **kw)
+
+
+def read_rapid(path: str | Path, k_csv: str | Path | None = None, x_csv: str | Path | None = None,
+               **kw) -> RiverNetwork:
+    """Read a RAPID ``rapid_connect.csv`` (id, downstream id, 0 = outlet; extra RAPID1 columns ignored),
+    with optional Muskingum k (s) and x CSVs in the same row order. If not given, ``k_*.csv``/``x_*.csv``
+    beside a ``rapid_connect_*.csv`` are picked up."""
+    path = Path(path)
+    con = pd.read_csv(path, header=None)
+    if con.shape[1] < 2:
+        raise NetworkError(f"{path}: rapid_connect needs at least two columns (id, downstream id)")
+    ids = con.iloc[:, 0].to_numpy(np.int64)
+    to = con.iloc[:, 1].to_numpy(np.int64)
+    attrs = pd.DataFrame(index=range(len(ids)))
+    suffix = path.name.replace("rapid_connect", "") if "rapid_connect" in path.name else None
+    if suffix is not None:
+        k_csv = k_csv or (path.parent / f"k{suffix}" if (path.parent / f"k{suffix}").exists() else None)
+        x_csv = x_csv or (path.parent / f"x{suffix}" if (path.parent / f"x{suffix}").exists() else None)
+    for f, col in ((k_csv, "musk_s"), (x_csv, "musx")):
+        if f is not None:
+            v = pd.read_csv(f, header=None).iloc[:, 0].to_numpy(float)
+            if len(v) != len(ids):
+                raise NetworkError(f"{f}: {len(v)} rows but rapid_connect has {len(ids)} reaches")
+            attrs[col] = v
+    return build_network(ids, to, attrs, source=f"rapid:{path.name}", **kw)
+
+
+def read_table_network(df_or_path, columns: Mapping[str, str] | None = None, *, schema: str | None = None,
+                       layer: str | None = None, **kw) -> RiverNetwork:
+    """Read any reach table (CSV, parquet, GeoPackage, shapefile, or a DataFrame).
+
+    Args:
+        columns: mapping from rivergraph names to the table's column names. ``id`` and ``to`` are
+            required (``to``'s outlet value 0 or NaN); any other key is a rivergraph attribute name in
+            its units (e.g. ``{"id": "reach", "to": "next", "length_m": "len_m", "slope": "s"}``).
+            Names ending in ``_km`` are not converted: give lengths already in metres or use a schema.
+        schema: one of ``nhdplus``, ``hydrofabric``, ``merit`` (see ``SCHEMAS``) instead of ``columns``.
+    """
+    geometry = None
+    if isinstance(df_or_path, (str, Path)):
+        df = _read_any_table(Path(df_or_path), layer)
+        name = Path(df_or_path).name
+    else:
+        df, name = df_or_path, "table"
+    if "geometry" in getattr(df, "columns", []) and hasattr(df, "geometry"):
+        geometry = df.geometry
+    if schema is not None:
+        if schema not in SCHEMAS:
+            raise NetworkError(f"unknown schema '{schema}'; known: {sorted(SCHEMAS)}")
+        sch = SCHEMAS[schema]
+        df = _prepare_schema(df, schema, df_or_path, layer)
+        if "geometry" in df.columns and hasattr(df, "geometry"):
+            geometry = df.geometry
+        _require(df, [sch["id"], sch["to"]], f"the {schema} schema", name)
+        attrs = _map_columns(df, sch)
+        id_col, to_col = sch["id"], sch["to"]
+    else:
+        if not columns or "id" not in columns or "to" not in columns:
+            raise NetworkError("read_table_network needs columns={'id': ..., 'to': ...} or a schema")
+        _require(df, list(columns.values()), "the column mapping", name)
+        attrs = pd.DataFrame({k: pd.to_numeric(df[v], errors="coerce").to_numpy(dtype=float) if k != "gage"
+                              else df[v].astype(str).to_numpy() for k, v in columns.items() if k not in ("id", "to")})
+        id_col, to_col = columns["id"], columns["to"]
+    ids = df[id_col].to_numpy()
+    to = df[to_col].to_numpy()
+    if geometry is not None:
+        geometry = geometry.reset_index(drop=True)
+    return build_network(_as_int_if_possible(ids), _as_int_if_possible(to), attrs, geometry,
+                         source=f"{schema or 'table'}:{name}", **kw)
+
+
+def _as_int_if_possible(a: np.ndarray) -> np.ndarray:
+    if a.dtype.kind in "iu":
+        return a.astype(np.int64)
+    if a.dtype.kind == "f" and np.all(np.isnan(a) | (a == np.round(a))):
+        return np.where(np.isnan(a), 0, a).astype(np.int64)
+    return a
+
+
+def _read_any_table(path: Path, layer: str | None):
+    if not path.exists():
+        raise FileNotFoundError(f"network file not found: {path}")
+    suf = path.suffix.lower()
+    if suf == ".csv":
+        return pd.read_csv(path)
+    if suf in (".parquet", ".pq"):
+        try:
+            import geopandas as gpd
+
+            return gpd.read_parquet(path)
+        except Exception:  # plain (non-geo) parquet
+            return pd.read_parquet(path)
+    import geopandas as gpd
+
+    if suf == ".gpkg" and layer is None:
+        import pyogrio
+
+        layers = [name for name, _ in pyogrio.list_layers(path)]
+        for cand in ("flowpaths", "flowpath", "flowlines", "NHDFlowline_Network", "NHDFlowline"):
+            if cand in layers:
+                layer = cand
+                break
+    return gpd.read_file(path, layer=layer)
+
+
+def _prepare_schema(df: pd.DataFrame, schema: str, src, layer) -> pd.DataFrame:
+    """Schema-specific fix-ups: NHDPlus Hydroseq links, hydrofabric nexus indirection."""
+    df = df.copy()
+    if schema == "nhdplus" and "toCOMID" not in df.columns:
+        _require(df, ["COMID", "Hydroseq", "DnHydroseq"], "NHDPlus (toCOMID or Hydroseq/DnHydroseq)", src)
+        hs = dict(zip(df["Hydroseq"].to_numpy(), df["COMID"].to_numpy()))
+        df["toCOMID"] = [hs.get(h, 0) for h in df["DnHydroseq"].to_numpy()]
+    if schema == "hydrofabric":
+        to = df["toid"].astype(str)
+        if to.str.startswith("nex-").any():
+            nexus = None
+            if isinstance(src, (str, Path)) and Path(src).suffix.lower() == ".gpkg":
+                import pyogrio
+
+                layers = [n for n, _ in pyogrio.list_layers(src)]
+                if "nexus" in layers:
+                    nexus = pyogrio.read_dataframe(src, layer="nexus", read_geometry=False)
+            if nexus is None:
+                raise NetworkError("hydrofabric flowpaths point to nexus ids ('nex-...') but no 'nexus' layer "
+                                   "was found to resolve them")
+            nx_to = dict(zip(nexus["id"].astype(str), nexus["toid"].astype(str)))
+            df["toid"] = [nx_to.get(t, "0") if t.startswith("nex-") else t for t in to]
+        df["toid"] = df["toid"].where(~df["toid"].astype(str).isin(["", "0", "None", "nan"]), 0)
+    return df
+
+
+def detect_format(path: str | Path) -> str:
+    """Guess a network file's format from its name, variables or columns."""
+    path = Path(path)
+    suf = path.suffix.lower()
+    if suf in (".nc", ".nc4", ".netcdf"):
+        return "route_link"
+    if "rapid_connect" in path.name:
+        return "rapid"
+    if suf == ".csv":
+        head = pd.read_csv(path, nrows=2, header=None)
+        if all(pd.to_numeric(head.iloc[0], errors="coerce").notna()):
+            return "rapid"
+        cols = set(pd.read_csv(path, nrows=0).columns)
+    elif suf in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        cols = set(pq.read_schema(path).names)
+    else:
+        import pyogrio
+
+        layer = None
+        if suf == ".gpkg":
+            layers = [n for n, _ in pyogrio.list_layers(path)]
+            layer = next((c for c in ("flowpaths", "flowpath", "flowlines", "NHDFlowline_Network") if c in layers), None)
+        cols = set(pyogrio.read_info(path, layer=layer)["fields"])
+    if "NextDownID" in cols:
+        return "merit"
+    if "COMID" in cols and ({"toCOMID"} <= cols or {"Hydroseq", "DnHydroseq"} <= cols):
+        return "nhdplus"
+    if {"id", "toid"} <= cols:
+        return "hydrofabric"
+    raise NetworkError(f"{path}: cannot tell the network format from columns {sorted(cols)[:20]}; pass "
+                       "format=... or use read_table_network(path, columns=...)")
+
+
+def read_network(path: str | Path, format: str | None = None, **kw) -> RiverNetwork:
+    """Read a river network, detecting the format when not given.
+
+    Formats: ``route_link`` (NWM netCDF), ``rapid`` (rapid_connect CSV), ``nhdplus``, ``hydrofabric``,
+    ``merit`` (vector files read with geopandas, or CSV/parquet tables in those schemas), ``table``
+    (any table with ``columns={...}``), and ``rivergraph`` (the compact ``.npz`` in ``network_data/``).
+    Validation keyword arguments (``dangling``, ``divergence``, ``min_slope``) pass to
+    :func:`rivergraph.network.build_network`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"network file not found: {path}")
+    fmt = format or ("rivergraph" if path.suffix == ".npz" else detect_format(path))
+    if fmt == "route_link":
+        return read_route_link(path, **kw)
+    if fmt == "rapid":
+        return read_rapid(path, **kw)
+    if fmt in ("nhdplus", "hydrofabric", "merit"):
+        return read_table_network(path, schema=fmt, **kw)
+    if fmt == "table":
+        return read_table_network(path, **kw)
+    if fmt == "rivergraph":
+        return load_network_npz(path, **kw)
+    raise NetworkError(f"unknown network format '{fmt}'")
+
+
+def save_network_npz(net: RiverNetwork, path: str | Path) -> None:
+    """Write a network compactly (ids, downstream ids, numeric attributes, gauge ids) as ``.npz``."""
+    from ._atomic import atomic_path
+
+    arrays = {"ids": net.ids, "to": np.where(net.downstream >= 0, net.ids[np.maximum(net.downstream, 0)], 0)}
+    for c in net.attrs.columns:
+        v = net.attrs[c]
+        arrays[f"attr__{c}"] = v.astype(str).to_numpy() if v.dtype == object else v.to_numpy()
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+
+def load_network_npz(path: str | Path, **kw) -> RiverNetwork:
+    """Read a network written by :func:`save_network_npz`."""
+    with np.load(path, allow_pickle=False) as z:
+        attrs = pd.DataFrame({k[6:]: z[k] for k in z.files if k.startswith("attr__")})
+        ids, to = z["ids"], z["to"]
+    if "gage" in attrs:
+        attrs["gage"] = attrs["gage"].astype(object)
+    return build_network(ids, to, attrs, source=f"rivergraph:{Path(path).name}", **kw)
