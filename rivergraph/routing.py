@@ -1,0 +1,437 @@
+"""Muskingum and Muskingum-Cunge routing on a river network.
+
+Scheme (implicit in space, as RAPID and DDR): for every reach i and step t (dt seconds),
+
+    Q_i(t) = c1 I_i(t) + c2 I_i(t-1) + c3 Q_i(t-1) + c4 q_i(t),   I_i(t) = sum_{j upstream} Q_j(t)
+
+with lateral inflow q held constant over the step (c4 = c1 + c2), and
+
+    D = 2K(1-X) + dt,  c1 = (dt - 2KX)/D,  c2 = (dt + 2KX)/D,  c3 = (2K(1-X) - dt)/D,  c4 = 2 dt / D
+
+(Cunge 1969, "On the subject of a flood propagation computation method (Muskingum method)",
+J. Hydraul. Res. 7(2); RAPID: David et al. 2011, J. Hydrometeorol. 12(5), eq. 4).
+
+Modes:
+    ``static``      K (s) and X (-) per reach, as RAPID (``musk_s``, ``musx`` columns).
+    ``trapezoid``   Muskingum-Cunge: Manning's equation on a trapezoid (bottom width B, side slope z,
+                    roughness n, bed slope S0) gives depth h for the reference flow Q; the exact
+                    kinematic celerity c = dQ/dA = v [5/3 - 4/3 sqrt(1+z^2) A / (T P)]; K = dx/c;
+                    Cunge's X = 0.5 (1 - Q / (T S0 c dx)) (Cunge 1969; Ponce & Yevjevich 1978,
+                    J. Hydraul. Div. 104(12)).
+    ``power_law``   as ``trapezoid`` with top width T = p d^q (DDR, Bindas et al. 2024, WRR): A = p d^(q+1)/(q+1),
+                    hydraulic radius ~ A/T = d/(q+1), closed-form depth, c = (q + 5/3)/(q + 1) Q/A.
+
+The reference flow is the 3-point average of the inflow at t-1 and t and the outflow at t-1
+(Ponce & Chaganti 1994, J. Hydrol. 162, "Variable-parameter Muskingum-Cunge method revisited").
+
+Positivity (``positivity=True``, default): all four coefficients are made non-negative by lowering X
+to ``X_eff = min(X, dt/(2K), 1 - dt/(2K))``. For K >= dt/2 this only adds numerical diffusion where
+c1 would be negative; for K < dt/2 (short or fast reaches) X_eff < 0 makes c3 = 0 and the reach a
+linear-interpolation delay of K seconds (travel time preserved). Negative weighting factors are a
+valid Muskingum-Cunge choice (Szel & Gaspar 2000, J. Hydraul. Res. 38(4), "On the negative weighting
+factors in the Muskingum-Cunge scheme"). With non-negative coefficients and non-negative inputs, the
+implicit network solve is a sum of non-negative terms, so flows are non-negative by construction
+and no clamp is ever applied to discharge.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Iterable, Literal
+
+import numpy as np
+import torch
+
+from .network import NetworkError, RiverNetwork
+from .wavefront import Schedule, run_wavefront, steady_state
+
+__all__ = ["MuskingumCunge", "muskingum_coefficients", "trapezoid_celerity", "power_law_celerity",
+           "MassBalance", "BOUNDS"]
+
+BOUNDS = {
+    "n": (0.01, 0.3),  # Manning's n, s m^-1/3 (Chow 1959 tables: smooth channels to dense floodplains)
+    "p": (1.0, 200.0),  # power-law width coefficient, m^(1-q)
+    "q": (0.0, 3.0),  # power-law width exponent: 0 rectangle, 1 triangle-like
+    "celerity": (0.01, 20.0),  # m/s; a bound on wave celerity, not on discharge
+}
+MIN_REFERENCE_FLOW = 1e-4  # m3/s: floor for the *reference flow* used to evaluate celerity only
+
+
+def muskingum_coefficients(K: torch.Tensor, X: torch.Tensor, dt: float, positivity: bool = True):
+    """Muskingum coefficients (c1, c2, c3, c4) for routing step dt (s); see module docstring."""
+    if positivity:
+        h = dt / (2.0 * K)
+        X = torch.minimum(torch.minimum(X, h), 1.0 - h)
+    two_k = 2.0 * K
+    D = two_k * (1.0 - X) + dt
+    c1 = (dt - two_k * X) / D
+    c2 = (dt + two_k * X) / D
+    c3 = (two_k * (1.0 - X) - dt) / D
+    c4 = 2.0 * dt / D
+    return c1, c2, c3, c4
+
+
+def _manning_trapezoid(h, n, S0, B, z):
+    A = (B + z * h) * h
+    P = B + 2.0 * h * torch.sqrt(1.0 + z * z)
+    Q = A * (A / P).pow(2.0 / 3.0) * torch.sqrt(S0) / n
+    return Q, A, P
+
+
+def trapezoid_depth(Q: torch.Tensor, n, S0, B, z, iters: int = 30) -> torch.Tensor:
+    """Normal depth h (m) carrying Q (m3/s) in a trapezoid, by Newton's method on log(h).
+
+    Solved without autograd; one differentiable Newton step at the root then gives exact
+    implicit-function gradients dh/dQ = 1/(dQ/dh), dh/dtheta = -(dQ/dtheta)/(dQ/dh).
+    """
+    with torch.no_grad():
+        Qd, nd, Sd, Bd, zd = (x.detach() if torch.is_tensor(x) else x for x in (Q, n, S0, B, z))
+        # wide-rectangle and triangle initial guesses; take the smaller (always on the convex side)
+        h_rect = (Qd * nd / (Bd * torch.sqrt(torch.as_tensor(Sd)))).pow(0.6)
+        h = h_rect
+        for _ in range(iters):
+            Qh, A, P = _manning_trapezoid(h, nd, Sd, Bd, zd)
+            T = Bd + 2.0 * zd * h
+            dQdh = Qh * (5.0 / 3.0 * T / A - 4.0 / 3.0 * torch.sqrt(1.0 + zd * zd) / P)
+            # Newton on log Q(log h): robust for all magnitudes
+            step = (torch.log(Qh) - torch.log(Qd)) * Qh / (dQdh * h)
+            h = h * torch.exp(-step.clamp(-2.0, 2.0))
+            if bool((step.abs() < 1e-13).all()):
+                break
+        Qh, A, P = _manning_trapezoid(h, nd, Sd, Bd, zd)
+        T = Bd + 2.0 * zd * h
+        dQdh = Qh * (5.0 / 3.0 * T / A - 4.0 / 3.0 * torch.sqrt(1.0 + zd * zd) / P)
+    # one differentiable Newton step (value unchanged at the root; IFT gradients)
+    Qh_g, _, _ = _manning_trapezoid(h, n, S0, B, z)
+    return h - (Qh_g - Q) / dQdh
+
+
+def trapezoid_celerity(Q, n, S0, B, z):
+    """Kinematic celerity c = dQ/dA (m/s) and top width T (m) at normal depth for flow Q (m3/s).
+
+    Manning: Q = A^(5/3) P^(-2/3) S0^(1/2) / n, A = (B + z h) h, P = B + 2 h sqrt(1 + z^2),
+    T = B + 2 z h; c = (dQ/dh)/T = (Q/A) [5/3 - 4/3 sqrt(1+z^2) A/(T P)] (Chow, Maidment & Mays 1988, 9.4).
+    """
+    h = trapezoid_depth(Q, n, S0, B, z)
+    _, A, P = _manning_trapezoid(h, n, S0, B, z)
+    T = B + 2.0 * z * h
+    c = (Q / A) * (5.0 / 3.0 - 4.0 / 3.0 * torch.sqrt(1.0 + z * z) * A / (T * P))
+    return c, T
+
+
+def power_law_celerity(Q, n, S0, p, q):
+    """Celerity (m/s) and top width (m) for a power-law channel T = p d^q (DDR geometry).
+
+    A = p d^(q+1)/(q+1), R ~ A/T = d/(q+1), Q = (1/n) A R^(2/3) S0^(1/2)
+      => d = [Q n (q+1)^(5/3) / (p S0^(1/2))]^(1/(q + 5/3)),  c = dQ/dA = (q + 5/3)/(q + 1) Q/A.
+    """
+    e = q + 5.0 / 3.0
+    d = (Q * n * (q + 1.0).pow(5.0 / 3.0) / (p * torch.sqrt(S0))).pow(1.0 / e)
+    A = p * d.pow(q + 1.0) / (q + 1.0)
+    c = e / (q + 1.0) * Q / A
+    return c, p * d.pow(q)
+
+
+def cunge_K_X(Q, c, T, S0, dx):
+    """Muskingum-Cunge K = dx/c (s) and X = 0.5 (1 - Q/(T S0 c dx)) clipped to [0, 0.5] (Cunge 1969)."""
+    lo, hi = BOUNDS["celerity"]
+    c = c.clamp(lo, hi)
+    X = (0.5 * (1.0 - Q / (T * S0 * c * dx))).clamp(0.0, 0.5)
+    return dx / c, X
+
+
+def _trapezoid_coeffs(dt: float, positivity: bool):
+    def fn(r, n, S0, B, z, dx):
+        Q = r.clamp_min(MIN_REFERENCE_FLOW)
+        c, T = trapezoid_celerity(Q, n, S0, B, z)
+        K, X = cunge_K_X(Q, c, T, S0, dx)
+        return muskingum_coefficients(K, X, dt, positivity)
+    return fn
+
+
+def _power_law_coeffs(dt: float, positivity: bool):
+    def fn(r, n, S0, p, q, dx):
+        Q = r.clamp_min(MIN_REFERENCE_FLOW)
+        c, T = power_law_celerity(Q, n, S0, p, q)
+        K, X = cunge_K_X(Q, c, T, S0, dx)
+        return muskingum_coefficients(K, X, dt, positivity)
+    return fn
+
+
+@dataclass
+class MassBalance:
+    """Network water balance of one routing call (volumes in m3).
+
+    ``residual = inflow - outflow - (storage_end - storage_start)``; ``relative_error`` divides it by
+    the inflow volume. Storage is the Muskingum storage S = K [X I + (1 - X) Q] per reach with the
+    effective K, X of the first and last step; the lateral inflow, held constant within a step, is not
+    part of it (its wedge term telescopes away for static K, X, making the static balance exact). For flow-dependent (variable-parameter) routing, K and X
+    change every step, so this storage is not exactly a conserved state (a known property of
+    variable-parameter Muskingum-Cunge, Todini 2007, HESS 11); the residual then measures that drift.
+    """
+
+    inflow_m3: float
+    outflow_m3: float
+    storage_start_m3: float
+    storage_end_m3: float
+    residual_m3: float = field(init=False)
+    relative_error: float = field(init=False)
+
+    def __post_init__(self):
+        self.residual_m3 = self.inflow_m3 - self.outflow_m3 - (self.storage_end_m3 - self.storage_start_m3)
+        self.relative_error = self.residual_m3 / max(abs(self.inflow_m3), 1e-30)
+
+    def __str__(self) -> str:
+        return (f"inflow {self.inflow_m3:.6g} m3, outflow {self.outflow_m3:.6g} m3, storage change "
+                f"{self.storage_end_m3 - self.storage_start_m3:.6g} m3, residual {self.residual_m3:.3g} m3 "
+                f"(relative {self.relative_error:.2e})")
+
+
+@dataclass
+class RoutingState:
+    """Carry-over state (original reach order): outflow Q (m3/s) and upstream inflow I (m3/s) at the
+    end of the last step."""
+
+    Q: torch.Tensor
+    I: torch.Tensor
+
+
+_PARAMS = {
+    "static": {"k": "musk_s", "x": "musx"},
+    "trapezoid": {"n": "n", "slope": "slope", "bottom_width": "bottom_width_m", "side_slope": "side_slope",
+                  "length": "length_m"},
+    "power_law": {"n": "n", "slope": "slope", "p": None, "q": None, "length": "length_m"},
+}
+
+
+class MuskingumCunge(torch.nn.Module):
+    """Differentiable Muskingum / Muskingum-Cunge router over a :class:`RiverNetwork`.
+
+    Args:
+        network: the river network.
+        dt: routing step (s).
+        forcing_dt: interval of the lateral inflow rows (s), a multiple of ``dt`` (default ``dt``).
+            Each row is held constant over its ``forcing_dt / dt`` routing sub-steps.
+        mode: ``"trapezoid"`` (default), ``"power_law"`` or ``"static"``; see module docstring.
+        positivity: make every coefficient non-negative (see module docstring). For ``static`` mode
+            the number of reaches whose X was lowered is warned about; pass ``False`` for RAPID's exact
+            coefficients.
+        output: what each output row holds when ``forcing_dt > dt``: ``"mean"`` (time-average of the
+            outflow over the interval, trapezoidal in time, consistent with the volume balance),
+            ``"end"`` (instantaneous at the end of the interval) or ``"rapid"`` (RAPID2's Qout: the mean
+            of the outflows at the start of each sub-step). Identical to ``"end"`` when ``forcing_dt == dt``.
+        device: ``"cpu"`` or ``"cuda"``; the network schedule lives there.
+
+    Call: ``Q = router(q_lat, **params)`` with q_lat [T, N] m3/s in the network's reach order; params
+    default to the network's attribute columns; returns Q [T, N] (or [T, len(outputs)]) in m3/s.
+    ``router.state`` and ``router.balance`` hold the carry-over state and the mass balance.
+    """
+
+    def __init__(self, network: RiverNetwork, dt: float = 3600.0, forcing_dt: float | None = None,
+                 mode: Literal["trapezoid", "power_law", "static"] = "trapezoid", positivity: bool = True,
+                 output: Literal["mean", "end", "rapid"] = "mean", device: str | torch.device = "cpu"):
+        super().__init__()
+        if mode not in _PARAMS:
+            raise ValueError(f"unknown routing mode '{mode}'; choose from {list(_PARAMS)}")
+        if not dt > 0:
+            raise ValueError(f"dt must be positive seconds, got {dt}")
+        forcing_dt = dt if forcing_dt is None else forcing_dt
+        nsub = forcing_dt / dt
+        if abs(nsub - round(nsub)) > 1e-9 or nsub < 1:
+            raise ValueError(f"forcing_dt ({forcing_dt} s) must be a whole multiple of dt ({dt} s)")
+        if output not in ("mean", "end", "rapid"):
+            raise ValueError("output must be 'mean', 'end' or 'rapid'")
+        self.network, self.dt, self.nsub, self.mode = network, float(dt), int(round(nsub)), mode
+        self.positivity, self.output = positivity, output
+        self.sched = Schedule.from_network(network, device)
+        self.state: RoutingState | None = None
+        self.balance: MassBalance | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.sched.device
+
+    # ---------------------------------------------------------------- params
+    def _param(self, name: str, given, dtype) -> torch.Tensor:
+        col = _PARAMS[self.mode][name]
+        if given is None:
+            if col is None:
+                raise NetworkError(f"routing mode '{self.mode}' needs parameter '{name}' (no network column)")
+            if col not in self.network.attrs:
+                raise NetworkError(f"routing mode '{self.mode}' needs parameter '{name}': pass it or give the "
+                                   f"network a '{col}' column")
+            v = self.network.attrs[col].to_numpy(dtype=np.float64)
+            bad = ~np.isfinite(v)
+            if bad.any():
+                raise NetworkError(f"non-finite '{col}' for reaches {self.network.ids[bad][:10].tolist()}")
+            given = torch.from_numpy(v.copy())
+        t = torch.as_tensor(given, dtype=dtype, device=self.device) if not torch.is_tensor(given) else \
+            given.to(device=self.device, dtype=dtype)
+        N = self.sched.n
+        if t.ndim == 0:
+            t = t.expand(N)
+        if t.shape != (N,):
+            raise ValueError(f"parameter '{name}' has shape {tuple(t.shape)}, expected ({N},) or a scalar")
+        if not torch.isfinite(t.detach()).all():
+            raise ValueError(f"parameter '{name}' has non-finite values")
+        return t.index_select(0, self.sched.order)
+
+    def _theta(self, params: dict, dtype):
+        unknown = set(params) - set(_PARAMS[self.mode])
+        if unknown:
+            raise TypeError(f"unknown routing parameter(s) {sorted(unknown)} for mode '{self.mode}'; "
+                            f"expected {sorted(_PARAMS[self.mode])}")
+        th = {k: self._param(k, params.get(k), dtype) for k in _PARAMS[self.mode]}
+        for name, (lo, hi) in (("n", BOUNDS["n"]), ("p", BOUNDS["p"]), ("q", BOUNDS["q"])):
+            if name in th:
+                v = th[name].detach()
+                if (v < lo).any() or (v > hi).any():
+                    raise ValueError(f"parameter '{name}' outside its physical bounds [{lo}, {hi}] "
+                                     f"(min {v.min().item():.4g}, max {v.max().item():.4g})")
+        for name in ("slope", "length", "bottom_width", "k"):
+            if name in th and (th[name].detach() <= 0).any():
+                raise ValueError(f"parameter '{name}' must be positive")
+        if "side_slope" in th and (th["side_slope"].detach() < 0).any():
+            raise ValueError("parameter 'side_slope' must be >= 0")
+        return th
+
+    def coefficient_fn(self):
+        if self.mode == "trapezoid":
+            return _trapezoid_coeffs(self.dt, self.positivity)
+        if self.mode == "power_law":
+            return _power_law_coeffs(self.dt, self.positivity)
+        return None
+
+    def _theta_list(self, th: dict) -> list[torch.Tensor]:
+        if self.mode == "trapezoid":
+            return [th["n"], th["slope"], th["bottom_width"], th["side_slope"], th["length"]]
+        if self.mode == "power_law":
+            return [th["n"], th["slope"], th["p"], th["q"], th["length"]]
+        K, X = th["k"], th["x"]
+        self._static_KX = (K.detach(), X.detach())
+        if self.positivity:
+            h = self.dt / (2.0 * K.detach())
+            n_adj = int((X.detach() > torch.minimum(h, 1.0 - h)).sum())
+            if n_adj:
+                warnings.warn(f"positivity: Muskingum X lowered on {n_adj} of {len(K)} reaches so that all "
+                              f"coefficients are >= 0 (pass positivity=False for the exact given K, X)",
+                              stacklevel=3)
+        return list(muskingum_coefficients(K, X, self.dt, self.positivity))
+
+    # --------------------------------------------------------------- forward
+    def forward(self, q_lat: torch.Tensor, *, state: RoutingState | None = None, hot_start: bool = True,
+                outputs: Iterable | None = None, balance: bool = True, **params) -> torch.Tensor:
+        """Route lateral inflow.
+
+        Args:
+            q_lat: [T, N] lateral inflow (m3/s), columns in network reach order, one row per forcing_dt.
+            state: carry-over state from a previous call (``router.state``); overrides ``hot_start``.
+            hot_start: start from the steady state of the first row of q_lat (else from zero flow).
+            outputs: reach positions (ints) to return; default all reaches.
+            balance: compute ``router.balance``.
+            **params: routing parameters ([N] tensors or scalars; default from network columns).
+        Returns:
+            Q [T, len(outputs)] discharge (m3/s): mean over the interval (``output='mean'``) or at its end.
+        """
+        q_lat = torch.as_tensor(q_lat)
+        if not q_lat.is_floating_point():
+            q_lat = q_lat.double()
+        q_lat = q_lat.to(self.device)
+        N = self.sched.n
+        if q_lat.ndim != 2 or q_lat.shape[1] != N:
+            raise ValueError(f"q_lat must be [T, {N}] (time x reach, network order), got {tuple(q_lat.shape)}")
+        if not torch.isfinite(q_lat.detach()).all():
+            bad = (~torch.isfinite(q_lat.detach())).any(0).nonzero().flatten()[:10].cpu().numpy()
+            raise ValueError(f"q_lat has NaN/inf values at reaches {self.network.ids[bad].tolist()}")
+        if (q_lat.detach() < 0).any():
+            bad = (q_lat.detach() < 0).any(0).nonzero().flatten()[:10].cpu().numpy()
+            raise ValueError(f"q_lat has negative lateral inflow at reaches {self.network.ids[bad].tolist()}; "
+                             "rivergraph does not route negative inflow (losing reaches are not modelled)")
+        dtype = q_lat.dtype
+        th = self._theta(params, dtype)
+        theta = self._theta_list(th)
+        sched = self.sched
+        q_sorted = q_lat.index_select(1, sched.order)
+        q_steps = q_sorted.repeat_interleave(self.nsub, 0) if self.nsub > 1 else q_sorted
+        T = q_steps.shape[0]
+        if state is not None:
+            if state.Q.shape != (N,):
+                raise ValueError(f"state is for {state.Q.shape[0]} reaches, network has {N}")
+            Q0 = state.Q.to(self.device, dtype).index_select(0, sched.order)
+            I0 = state.I.to(self.device, dtype).index_select(0, sched.order)
+        elif hot_start:
+            Q0 = steady_state(sched, q_sorted[0])
+            I0 = Q0 - q_sorted[0]
+        else:
+            Q0 = q_sorted.new_zeros(N)
+            I0 = q_sorted.new_zeros(N)
+        all_out = outputs is None
+        outlets = torch.arange(int(sched.lstart[-2]), N, device=self.device)  # last level = outlets
+        if all_out:
+            out_pos = None
+            out_col = None
+        else:
+            want = torch.as_tensor(np.asarray(list(outputs), dtype=np.int64), device=self.device)
+            if len(want) and (int(want.min()) < 0 or int(want.max()) >= N):
+                raise IndexError(f"output positions must be in [0, {N})")
+            pos_user = sched.sorted_pos.index_select(0, want)
+            pos_all = torch.unique(torch.cat([pos_user, outlets]))  # sorted ascending
+            out_pos = pos_all
+            out_col = torch.arange(len(pos_all), device=self.device)
+        out, Qf, If = run_wavefront(sched, q_steps, Q0, I0, theta, self.coefficient_fn(), out_pos, out_col)
+        # out: [T_steps, N] sorted (all) or [T_steps, n_out] in out_pos order
+        if self.nsub > 1:
+            steps = out.reshape(-1, self.nsub, out.shape[1])
+            if self.output == "end":
+                out_intervals = steps[:, -1]
+            else:
+                first = Q0.unsqueeze(0) if all_out else Q0.index_select(0, out_pos).unsqueeze(0)
+                prev = torch.cat([first, out[:-1]], 0).reshape(steps.shape)
+                out_intervals = prev.mean(1) if self.output == "rapid" else (0.5 * (prev + steps)).mean(1)
+        else:
+            out_intervals = out
+        if balance:
+            outlet_cols = outlets if all_out else torch.searchsorted(out_pos, outlets)
+            self.balance = self._mass_balance(q_steps, out.reshape(T, -1).index_select(1, outlet_cols),
+                                              Q0, I0, Qf, If, theta, outlets)
+        inv = sched.sorted_pos
+        self.state = RoutingState(Qf.index_select(0, inv), If.index_select(0, inv))
+        if all_out:
+            return out_intervals.index_select(1, inv)
+        return out_intervals.index_select(1, torch.searchsorted(out_pos, pos_user))
+
+    @torch.no_grad()
+    def _mass_balance(self, q_steps, Q_outlet, Q0, I0, Qf, If, theta, outlets) -> MassBalance:
+        dt = self.dt
+        q_steps, Q_outlet = q_steps.detach().double(), Q_outlet.detach().double()
+        Q0o = Q0.detach().double().index_select(0, outlets)
+        v_in = dt * q_steps.sum().item()
+        prev = torch.cat([Q0o.unsqueeze(0), Q_outlet[:-1]], 0)
+        v_out = dt * (0.5 * (prev + Q_outlet)).sum().item()
+
+        def storage(Qv, Iv, qv):
+            Qv, Iv, qv = Qv.detach().double(), Iv.detach().double(), qv.detach().double()
+            if self.mode == "static":
+                K, X = (t.double() for t in self._static_KX)
+                if self.positivity:
+                    h = dt / (2.0 * K)
+                    X = torch.minimum(torch.minimum(X, h), 1.0 - h)
+            else:
+                r = (Iv + qv + Iv + qv + Qv) / 3.0
+                K, X = self._K_X(r, [t.detach().double() for t in theta])
+            return (K * (X * Iv + (1 - X) * Qv)).sum().item()
+
+        s0 = storage(Q0, I0, q_steps[0])
+        s1 = storage(Qf, If, q_steps[-1])
+        return MassBalance(v_in, v_out, s0, s1)
+
+    def _K_X(self, r, theta):
+        Q = r.clamp_min(MIN_REFERENCE_FLOW)
+        n, S0, a, b, dx = theta
+        c, T = trapezoid_celerity(Q, n, S0, a, b) if self.mode == "trapezoid" else power_law_celerity(Q, n, S0, a, b)
+        K, X = cunge_K_X(Q, c, T, S0, dx)
+        if self.positivity:
+            h = self.dt / (2.0 * K)
+            X = torch.minimum(torch.minimum(X, h), 1.0 - h)
+        return K, X
