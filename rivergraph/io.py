@@ -14,7 +14,12 @@ import pandas as pd
 
 from .network import NetworkError, RiverNetwork, build_network
 
-__all__ = ["read_network", "read_route_link", "read_rapid", "read_table_network", "SCHEMAS", "detect_format"]
+__all__ = ["read_network", "read_route_link", "read_rapid", "read_table_network", "SCHEMAS", "detect_format",
+           "drainage_area_from_nwm_top_width", "save_network_npz", "load_network_npz"]
+
+NWM_TOP_WIDTH_COEF = 2.44
+NWM_TOP_WIDTH_EXPONENT = 0.34
+"""The NWM's regional hydraulic-geometry power law for bankfull top width, TW (m) = 2.44 * DA (km2) ** 0.34."""
 
 # Source column -> (rivergraph column, multiplier to SI/rivergraph units)
 SCHEMAS: dict[str, dict] = {
@@ -64,9 +69,28 @@ def _require(df: pd.DataFrame, cols, what: str, path) -> None:
         raise NetworkError(f"{path}: missing column(s) {missing} for {what} (has: {list(df.columns)[:30]})")
 
 
+def drainage_area_from_nwm_top_width(top_width_m, coef: float = NWM_TOP_WIDTH_COEF,
+                                     exponent: float = NWM_TOP_WIDTH_EXPONENT) -> np.ndarray:
+    """Total drainage area (km2) recovered from an NWM Route_Link bankfull top width (m).
+
+    The NWM v2.x channel parameters are deterministic functions of drainage area DA (km2): the top width
+    is the regional power law ``TW = 2.44 * DA**0.34`` (bottom width ``BtmWdth = TW / 1.6667``, side slope
+    ``ChSlp`` a power of TW). Inverting it gives ``DA = (TW / 2.44) ** (1 / 0.34)``. On the Lower
+    Colorado Route_Link the outlet's TW of 121.8 m gives 98,747 km2 (the Colorado River at Wharton drains
+    about 108,000 km2, part of it non-contributing). Non-positive or NaN widths give NaN.
+    """
+    tw = np.asarray(top_width_m, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where(tw > 0, (np.where(tw > 0, tw, 1.0) / coef) ** (1.0 / exponent), np.nan)
+
+
 def read_route_link(path: str | Path, **kw) -> RiverNetwork:
     """Read an NWM Route_Link netCDF (link, to, Length m, So, n, BtmWdth m, TopWdth m, ChSlp, MusK s,
-    MusX, order, gages, lat/lon)."""
+    MusX, order, gages, lat/lon).
+
+    The Route_Link carries no drainage area; ``drainage_area_km2`` is added by inverting the NWM's
+    top-width power law (:func:`drainage_area_from_nwm_top_width`), recorded in
+    ``net.report["drainage_area"]``."""
     import xarray as xr
 
     with xr.open_dataset(path, decode_times=False) as ds:
@@ -78,8 +102,15 @@ def read_route_link(path: str | Path, **kw) -> RiverNetwork:
     if "gages" in df:
         g = df["gages"].to_numpy()
         attrs["gage"] = [x.decode().strip() if isinstance(x, bytes) else str(x).strip() for x in g]
-    return build_network(df["link"].to_numpy(np.int64), df["to"].to_numpy(np.int64), attrs,
-                         source=f"route_link:{Path(path).name}", **kw)
+    da_note = None
+    if "drainage_area_km2" not in attrs and "top_width_m" in attrs:
+        attrs["drainage_area_km2"] = drainage_area_from_nwm_top_width(attrs["top_width_m"].to_numpy())
+        da_note = f"inverted from NWM TopWdth = {NWM_TOP_WIDTH_COEF} DA^{NWM_TOP_WIDTH_EXPONENT}"
+    net = build_network(df["link"].to_numpy(np.int64), df["to"].to_numpy(np.int64), attrs,
+                        source=f"route_link:{Path(path).name}", **kw)
+    if da_note:
+        net.report["drainage_area"] = da_note
+    return net
 
 
 def read_rapid(path: str | Path, k_csv: str | Path | None = None, x_csv: str | Path | None = None,
@@ -114,8 +145,8 @@ def read_table_network(df_or_path, columns: Mapping[str, str] | None = None, *, 
     Args:
         columns: mapping from rivergraph names to the table's column names. ``id`` and ``to`` are
             required (``to``'s outlet value 0 or NaN); any other key is a rivergraph attribute name in
-            its units (e.g. ``{"id": "reach", "to": "next", "length_m": "len_m", "slope": "s"}``).
-            Names ending in ``_km`` are not converted: give lengths already in metres or use a schema.
+            its units (e.g. ``{"id": "reach", "to": "next", "length_m": "len_m", "slope": "s"}``), or
+            ``length_km`` for a length column in km (stored as ``length_m``).
         schema: one of ``nhdplus``, ``hydrofabric``, ``merit`` (see ``SCHEMAS``) instead of ``columns``.
     """
     geometry = None
@@ -140,8 +171,15 @@ def read_table_network(df_or_path, columns: Mapping[str, str] | None = None, *, 
         if not columns or "id" not in columns or "to" not in columns:
             raise NetworkError("read_table_network needs columns={'id': ..., 'to': ...} or a schema")
         _require(df, list(columns.values()), "the column mapping", name)
-        attrs = pd.DataFrame({k: pd.to_numeric(df[v], errors="coerce").to_numpy(dtype=float) if k != "gage"
-                              else df[v].astype(str).to_numpy() for k, v in columns.items() if k not in ("id", "to")})
+        attrs = pd.DataFrame(index=range(len(df)))
+        for k, v in columns.items():
+            if k in ("id", "to"):
+                continue
+            if k == "gage":
+                attrs[k] = df[v].astype(str).to_numpy()
+                continue
+            dst, mult = _UNIT_ALIASES.get(k, (k, 1.0))
+            attrs[dst] = pd.to_numeric(df[v], errors="coerce").to_numpy(dtype=float) * mult
         id_col, to_col = columns["id"], columns["to"]
     ids = df[id_col].to_numpy()
     to = df[to_col].to_numpy()
@@ -149,6 +187,10 @@ def read_table_network(df_or_path, columns: Mapping[str, str] | None = None, *, 
         geometry = geometry.reset_index(drop=True)
     return build_network(_as_int_if_possible(ids), _as_int_if_possible(to), attrs, geometry,
                          source=f"{schema or 'table'}:{name}", **kw)
+
+
+_UNIT_ALIASES = {"length_km": ("length_m", 1000.0)}
+"""Column-mapping keys given in other units: key -> (rivergraph column, multiplier)."""
 
 
 def _as_int_if_possible(a: np.ndarray) -> np.ndarray:
@@ -186,15 +228,23 @@ def _read_any_table(path: Path, layer: str | None):
 
 
 def _prepare_schema(df: pd.DataFrame, schema: str, src, layer) -> pd.DataFrame:
-    """Schema-specific fix-ups: NHDPlus Hydroseq links, hydrofabric nexus indirection."""
+    """Schema-specific fix-ups: column names matched case-insensitively (nhdplusTools writes lower case),
+    NHDPlus Hydroseq links, hydrofabric nexus indirection."""
     df = df.copy()
+    sch = SCHEMAS[schema]
+    wanted = [sch["id"], sch["to"], *sch["columns"], "Hydroseq", "DnHydroseq"]
+    lower = {str(c).lower(): c for c in df.columns}
+    rename = {lower[w.lower()]: w for w in wanted if w not in df.columns and w.lower() in lower}
+    if rename:
+        df = df.rename(columns=rename)
     if schema == "nhdplus" and "toCOMID" not in df.columns:
         _require(df, ["COMID", "Hydroseq", "DnHydroseq"], "NHDPlus (toCOMID or Hydroseq/DnHydroseq)", src)
         hs = dict(zip(df["Hydroseq"].to_numpy(), df["COMID"].to_numpy()))
         df["toCOMID"] = [hs.get(h, 0) for h in df["DnHydroseq"].to_numpy()]
     if schema == "hydrofabric":
         to = df["toid"].astype(str)
-        if to.str.startswith("nex-").any():
+        via_nexus = to.str.match(r"^(nex|tnx|cnx|inx)-")  # nexus, terminal, coastal, internal nexus ids
+        if via_nexus.any():
             nexus = None
             if isinstance(src, (str, Path)) and Path(src).suffix.lower() == ".gpkg":
                 import pyogrio
@@ -203,12 +253,19 @@ def _prepare_schema(df: pd.DataFrame, schema: str, src, layer) -> pd.DataFrame:
                 if "nexus" in layers:
                     nexus = pyogrio.read_dataframe(src, layer="nexus", read_geometry=False)
             if nexus is None:
-                raise NetworkError("hydrofabric flowpaths point to nexus ids ('nex-...') but no 'nexus' layer "
-                                   "was found to resolve them")
+                raise NetworkError("hydrofabric flowpaths point to nexus ids (e.g. "
+                                   f"{_fmt_list(to[via_nexus].unique())}) but no 'nexus' layer was found to "
+                                   "resolve them")
             nx_to = dict(zip(nexus["id"].astype(str), nexus["toid"].astype(str)))
-            df["toid"] = [nx_to.get(t, "0") if t.startswith("nex-") else t for t in to]
-        df["toid"] = df["toid"].where(~df["toid"].astype(str).isin(["", "0", "None", "nan"]), 0)
+            # a nexus with no downstream flowpath (terminal 'tnx-', or toid 'wb-0'/empty) is an outlet
+            df["toid"] = [nx_to.get(t, "0") if v else t for t, v in zip(to, via_nexus)]
+        df["toid"] = df["toid"].where(~df["toid"].astype(str).isin(["", "0", "wb-0", "None", "nan"]), 0)
     return df
+
+
+def _fmt_list(items, limit: int = 5) -> str:
+    items = list(items)
+    return ", ".join(map(str, items[:limit])) + (", ..." if len(items) > limit else "")
 
 
 def detect_format(path: str | Path) -> str:
@@ -236,11 +293,12 @@ def detect_format(path: str | Path) -> str:
             layers = [n for n, _ in pyogrio.list_layers(path)]
             layer = next((c for c in ("flowpaths", "flowpath", "flowlines", "NHDFlowline_Network") if c in layers), None)
         cols = set(pyogrio.read_info(path, layer=layer)["fields"])
-    if "NextDownID" in cols:
+    low = {str(c).lower() for c in cols}
+    if "nextdownid" in low:
         return "merit"
-    if "COMID" in cols and ({"toCOMID"} <= cols or {"Hydroseq", "DnHydroseq"} <= cols):
+    if "comid" in low and ({"tocomid"} <= low or {"hydroseq", "dnhydroseq"} <= low):
         return "nhdplus"
-    if {"id", "toid"} <= cols:
+    if {"id", "toid"} <= low:
         return "hydrofabric"
     raise NetworkError(f"{path}: cannot tell the network format from columns {sorted(cols)[:20]}; pass "
                        "format=... or use read_table_network(path, columns=...)")
@@ -251,13 +309,16 @@ def read_network(path: str | Path, format: str | None = None, **kw) -> RiverNetw
 
     Formats: ``route_link`` (NWM netCDF), ``rapid`` (rapid_connect CSV), ``nhdplus``, ``hydrofabric``,
     ``merit`` (vector files read with geopandas, or CSV/parquet tables in those schemas), ``table``
-    (any table with ``columns={...}``), and ``rivergraph`` (the compact ``.npz`` in ``network_data/``).
+    (any table with ``columns={...}``; implied when ``columns`` is given), and ``rivergraph`` (the compact
+    ``.npz`` in ``network_data/``).
     Validation keyword arguments (``dangling``, ``divergence``, ``min_slope``) pass to
     :func:`rivergraph.network.build_network`.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"network file not found: {path}")
+    if format is None and "columns" in kw:
+        format = "table"
     fmt = format or ("rivergraph" if path.suffix == ".npz" else detect_format(path))
     if fmt == "route_link":
         return read_route_link(path, **kw)
@@ -273,23 +334,38 @@ def read_network(path: str | Path, format: str | None = None, **kw) -> RiverNetw
 
 
 def save_network_npz(net: RiverNetwork, path: str | Path) -> None:
-    """Write a network compactly (ids, downstream ids, numeric attributes, gauge ids) as ``.npz``."""
+    """Write a network compactly (ids, downstream ids, numeric attributes, gauge ids, the validation
+    report as JSON) as ``.npz``; geometry is not stored. Outlets are marked 0 (numeric ids) or '' (string
+    ids)."""
+    import json
+
     from ._atomic import atomic_path
 
-    arrays = {"ids": net.ids, "to": np.where(net.downstream >= 0, net.ids[np.maximum(net.downstream, 0)], 0)}
+    outlet = 0 if net.ids.dtype.kind in "iuf" else ""
+    arrays = {"ids": net.ids, "to": np.where(net.downstream >= 0, net.ids[np.maximum(net.downstream, 0)], outlet)}
     for c in net.attrs.columns:
         v = net.attrs[c]
-        arrays[f"attr__{c}"] = v.astype(str).to_numpy() if v.dtype == object else v.to_numpy()
+        # text columns (gauge ids; object or pandas' str dtype) as fixed-width unicode: loadable without pickle
+        arrays[f"attr__{c}"] = v.to_numpy() if pd.api.types.is_numeric_dtype(v) else v.to_numpy(dtype=str)
+    arrays["report"] = np.array(json.dumps(net.report, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
 
 
 def load_network_npz(path: str | Path, **kw) -> RiverNetwork:
-    """Read a network written by :func:`save_network_npz`."""
+    """Read a network written by :func:`save_network_npz`; the saved report's entries (e.g.
+    ``drainage_area``) are carried over where the new validation does not set them."""
+    import json
+
     with np.load(path, allow_pickle=False) as z:
         attrs = pd.DataFrame({k[6:]: z[k] for k in z.files if k.startswith("attr__")})
         ids, to = z["ids"], z["to"]
+        saved = json.loads(str(z["report"])) if "report" in z.files else {}
     if "gage" in attrs:
         attrs["gage"] = attrs["gage"].astype(object)
-    return build_network(ids, to, attrs, source=f"rivergraph:{Path(path).name}", **kw)
+    kw.setdefault("outlet_ids", (0, ""))
+    net = build_network(ids, to, attrs, source=f"rivergraph:{Path(path).name}", **kw)
+    for k, v in saved.items():
+        net.report.setdefault(k if k != "source" else "saved_from", v)
+    return net

@@ -308,11 +308,12 @@ def build_network(
         attrs: per-row attributes in rivergraph's column names/units (see module docstring).
         geometry: optional GeoSeries aligned with the rows.
         dangling: ``"error"`` (default) rejects downstream ids not in the network; ``"outlet"`` treats
-            them as outlets and counts them in ``report["dangling_as_outlets"]``.
+            them as outlets, warns naming them and counts them in ``report["dangling_as_outlets"]``.
         divergence: ``"error"`` (default) rejects reaches with two downstreams; ``"first"`` keeps the
             first row; ``"largest_area"`` keeps the row whose downstream reach has the largest
             ``drainage_area_km2`` (the main stem). Resolved divergences are counted in the report.
-        min_slope: slopes at or below zero are raised to this floor (m/m); the count is reported.
+        min_slope: slopes below this floor (m/m), including those at or below zero, are raised to it, with
+            a warning; the count is in ``report["slopes_floored"]``.
 
     Raises:
         NetworkError: naming the reach(es) for duplicates, divergences, dangling ids, cycles,
@@ -329,6 +330,10 @@ def build_network(
         raise NetworkError("the network has no reaches")
     if pd.isna(ids).any():
         raise NetworkError(f"{int(pd.isna(ids).sum())} reach id(s) are missing (NaN)")
+    if dangling not in ("error", "outlet"):
+        raise NetworkError(f"unknown dangling resolution '{dangling}'; use 'error' or 'outlet'")
+    if divergence not in ("error", "first", "largest_area"):
+        raise NetworkError(f"unknown divergence resolution '{divergence}'; use 'error', 'first' or 'largest_area'")
     report: dict = {}
     if source:
         report["source"] = source
@@ -362,10 +367,10 @@ def build_network(
             order = np.lexsort((-score, pd.factorize(ids)[0]))
             first = pd.Series(ids[order]).duplicated().to_numpy()
             keep[order[first]] = False
-        elif divergence == "first":
+        else:  # "first"
             keep = ~pd.Series(ids).duplicated(keep="first").to_numpy()
-        else:
-            raise NetworkError(f"unknown divergence resolution '{divergence}'")
+        warnings.warn(f"{len(diverging)} divergence(s) resolved by '{divergence}' (reaches {_fmt_ids(diverging, 5)})",
+                      stacklevel=2)
         report["divergences_resolved"] = len(diverging)
         ids, to_ids, is_outlet = ids[keep], to_ids[keep], is_outlet[keep]
         attrs = attrs[keep].reset_index(drop=True)
@@ -384,6 +389,8 @@ def build_network(
                 "downstream ids not in the network for reaches "
                 + _fmt_ids([f"{ids[b]} (to {to_ids[b]})" for b in bad])
                 + "; pass dangling='outlet' to treat them as outlets")
+        warnings.warn(f"{len(bad)} reach(es) drain to ids not in the network and became outlets: "
+                      + _fmt_ids([f"{ids[b]} (to {to_ids[b]})" for b in bad], 5), stacklevel=2)
         report["dangling_as_outlets"] = len(bad)
         loc = np.where(loc < 0, -1, loc)
     down[nz] = loc
@@ -402,12 +409,11 @@ def build_network(
         S = pd.to_numeric(attrs["slope"], errors="coerce").to_numpy(dtype=float)
         if np.isnan(S).any():
             raise NetworkError(f"NaN slope (column 'slope') for reaches {_fmt_ids(ids[np.isnan(S)])}")
-        low = S <= 0
+        low = S < min_slope * (1 - 1e-6)  # tolerance: float32 copies of the floor itself are not "low"
         if low.any():
-            warnings.warn(f"{int(low.sum())} reach slope(s) <= 0 raised to the floor {min_slope} m/m "
-                          f"(first: {_fmt_ids(ids[low], 5)})", stacklevel=2)
-        low_or_floor = S < min_slope * (1 - 1e-6)
-        report["slopes_floored"] = int(low_or_floor.sum())
+            warnings.warn(f"{int(low.sum())} reach slope(s) below the floor ({int((S <= 0).sum())} of them <= 0) "
+                          f"raised to {min_slope} m/m (first: {_fmt_ids(ids[low], 5)})", stacklevel=2)
+        report["slopes_floored"] = int(low.sum())
         attrs["slope"] = np.maximum(S, min_slope)
 
     net = RiverNetwork(ids, down, attrs, geometry, report)

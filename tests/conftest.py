@@ -1,0 +1,20 @@
+"""Shared test fixtures.
+
+``shared_data``: the read-only real reference data (``<repo>/../shared/data``, see its README.md). Tests
+that need it skip cleanly, saying why, where the folder is absent (e.g. a clone outside the workspace).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of the shared real-data folder; skips the test if it is not there."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real reference data not found at {SHARED_DATA} (the workspace's shared/data folder)")
+    return SHARED_DATA
