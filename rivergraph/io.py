@@ -151,7 +151,8 @@ def read_table_network(df_or_path, columns: Mapping[str, str] | None = None, *, 
     """
     geometry = None
     if isinstance(df_or_path, (str, Path)):
-        df = _read_any_table(Path(df_or_path), layer)
+        text = [columns["gage"]] if columns and "gage" in columns else []   # keep gauge ids' leading zeros
+        df = _read_any_table(Path(df_or_path), layer, text)
         name = Path(df_or_path).name
     else:
         df, name = df_or_path, "table"
@@ -176,7 +177,7 @@ def read_table_network(df_or_path, columns: Mapping[str, str] | None = None, *, 
             if k in ("id", "to"):
                 continue
             if k == "gage":
-                attrs[k] = df[v].astype(str).to_numpy()
+                attrs[k] = df[v].fillna("").astype(str).str.strip().to_numpy()
                 continue
             dst, mult = _UNIT_ALIASES.get(k, (k, 1.0))
             attrs[dst] = pd.to_numeric(df[v], errors="coerce").to_numpy(dtype=float) * mult
@@ -201,12 +202,12 @@ def _as_int_if_possible(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _read_any_table(path: Path, layer: str | None):
+def _read_any_table(path: Path, layer: str | None, text_columns=()):
     if not path.exists():
         raise FileNotFoundError(f"network file not found: {path}")
     suf = path.suffix.lower()
     if suf == ".csv":
-        return pd.read_csv(path)
+        return pd.read_csv(path, dtype={c: str for c in text_columns})
     if suf in (".parquet", ".pq"):
         try:
             import geopandas as gpd
@@ -232,16 +233,18 @@ def _prepare_schema(df: pd.DataFrame, schema: str, src, layer) -> pd.DataFrame:
     NHDPlus Hydroseq links, hydrofabric nexus indirection."""
     df = df.copy()
     sch = SCHEMAS[schema]
+    label = Path(src).name if isinstance(src, (str, Path)) else "table"
     wanted = [sch["id"], sch["to"], *sch["columns"], "Hydroseq", "DnHydroseq"]
     lower = {str(c).lower(): c for c in df.columns}
     rename = {lower[w.lower()]: w for w in wanted if w not in df.columns and w.lower() in lower}
     if rename:
         df = df.rename(columns=rename)
     if schema == "nhdplus" and "toCOMID" not in df.columns:
-        _require(df, ["COMID", "Hydroseq", "DnHydroseq"], "NHDPlus (toCOMID or Hydroseq/DnHydroseq)", src)
+        _require(df, ["COMID", "Hydroseq", "DnHydroseq"], "NHDPlus (toCOMID or Hydroseq/DnHydroseq)", label)
         hs = dict(zip(df["Hydroseq"].to_numpy(), df["COMID"].to_numpy()))
         df["toCOMID"] = [hs.get(h, 0) for h in df["DnHydroseq"].to_numpy()]
     if schema == "hydrofabric":
+        _require(df, ["id", "toid"], "the hydrofabric schema", label)
         to = df["toid"].astype(str)
         via_nexus = to.str.match(r"^(nex|tnx|cnx|inx)-")  # nexus, terminal, coastal, internal nexus ids
         if via_nexus.any():
@@ -342,7 +345,8 @@ def save_network_npz(net: RiverNetwork, path: str | Path) -> None:
     from ._atomic import atomic_path
 
     outlet = 0 if net.ids.dtype.kind in "iuf" else ""
-    arrays = {"ids": net.ids, "to": np.where(net.downstream >= 0, net.ids[np.maximum(net.downstream, 0)], outlet)}
+    ids = net.ids if outlet == 0 else net.ids.astype(str)
+    arrays = {"ids": ids, "to": np.where(net.downstream >= 0, ids[np.maximum(net.downstream, 0)], outlet)}
     for c in net.attrs.columns:
         v = net.attrs[c]
         # text columns (gauge ids; object or pandas' str dtype) as fixed-width unicode: loadable without pickle
