@@ -251,3 +251,88 @@ def test_npz_roundtrip_real_route_link(shared_data, tmp_path):
                                   check_dtype=False)
     assert back.report["drainage_area"] == net.report["drainage_area"]
     assert back.report["saved_from"] == "route_link:RouteLink.nc"
+
+
+# ------------------------------------------------------------------- shipped offline datasets
+def test_network_data_is_found_and_small():
+    from rivergraph.datasets import data_dir
+
+    root = data_dir()
+    assert (root / "README.md").is_file() and (root / "build.py").is_file()
+    total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    assert total < 5 * 1024 * 1024, total
+
+
+def test_load_lower_colorado():
+    import torch
+
+    from rivergraph.datasets import load_lower_colorado
+
+    net, data = load_lower_colorado()
+    assert len(net) == 11_248 and net.n_outlets == 1 and net.depth == 649
+    assert net.report["drainage_area"].startswith("inverted from NWM TopWdth")
+    assert list(net.attrs.columns) == ["length_m", "slope", "n", "bottom_width_m", "top_width_m", "side_slope",
+                                       "musk_s", "musx", "order", "elevation_m", "lat", "lon", "gage", "waterbody",
+                                       "drainage_area_km2"]
+    assert len(data["time"]) == 28 and str(data["time"][0]) == "2021-08-23 13:00:00+00:00" and data["dt_s"] == 3600
+    assert (data["time"][1:] - data["time"][:-1] == pd.Timedelta("1h")).all()
+    for k in ("q_lateral", "streamflow"):
+        assert data[k].dtype == torch.float32 and data[k].shape == (28, 11_248)
+    assert torch.isfinite(data["q_lateral"]).all() and (data["q_lateral"] >= 0).all()
+    missing = torch.isnan(data["streamflow"]).any(0).numpy()
+    assert missing.sum() == 341 and (net.attrs["waterbody"].to_numpy()[missing] > 0).all()
+    obs = data["usgs_obs"]
+    assert obs.shape == (6240, 4) and obs["gage"].nunique() == 65 and obs["gage"].str.len().eq(8).all()
+    assert set(obs["gage"]) <= set(data["gauge_reach"].index)        # every observed gauge is on a reach
+    assert (obs.loc[obs["quality"] == 0, "discharge_m3s"] == 0).all()
+    # the NWM routed flow at the outlet exceeds the lateral inflow it receives locally (it routes the basin)
+    out = int(net.outlets[0])
+    assert (data["streamflow"][:, out] > data["q_lateral"][:, out]).all()
+
+
+def test_shipped_lower_colorado_matches_the_source(shared_data):
+    import xarray as xr
+
+    from rivergraph.datasets import load_lower_colorado
+
+    net, data = load_lower_colorado()
+    src = shared_data / "lower_colorado_tx"
+    rl = read_network(src / "domain" / "RouteLink.nc")
+    assert net.ids.tolist() == rl.ids.tolist() and net.downstream.tolist() == rl.downstream.tolist()
+    for c in net.attrs.columns:
+        if c == "gage":
+            assert net.attrs[c].tolist() == rl.attrs[c].tolist()
+        else:
+            np.testing.assert_allclose(net.attr(c), rl.attr(c).astype(np.float32), rtol=1e-6, err_msg=c)
+    for t in (0, 27):
+        stamp = data["time"][t].strftime("%Y%m%d%H%M")
+        with xr.open_dataset(src / "channel_forcing" / f"{stamp}.CHRTOUT_DOMAIN1") as ds:
+            sel = ds.sel(feature_id=net.ids)
+            np.testing.assert_array_equal(data["q_lateral"][t].numpy(), sel["q_lateral"].values.astype(np.float32))
+            np.testing.assert_array_equal(data["streamflow"][t].numpy(), sel["streamflow"].values.astype(np.float32))
+    with xr.open_dataset(src / "usgs_TimeSlice" / "2021-08-23_12-00-00.15min.usgsTimeSlice.ncdf") as ds:
+        ref = pd.DataFrame({"gage": [s.decode().strip() for s in ds["stationId"].values],
+                            "q": ds["discharge"].values, "quality": ds["discharge_quality"].values})
+    obs = data["usgs_obs"]
+    got = obs[obs["time"] == pd.Timestamp("2021-08-23 12:00", tz="UTC")].set_index("gage")
+    ref = ref.set_index("gage").loc[got.index]
+    np.testing.assert_array_equal(got["discharge_m3s"].to_numpy(np.float32), ref["q"].to_numpy())
+    np.testing.assert_array_equal(got["quality"].to_numpy(), ref["quality"].to_numpy())
+
+
+def test_load_rapid_sandbox():
+    import torch
+
+    from rivergraph.datasets import load_rapid_sandbox
+
+    net, data = load_rapid_sandbox()
+    assert net.ids.tolist() == [10, 20, 30, 40, 50]
+    assert net.attr("musk_s").tolist() == [9000.0] * 5 and net.attr("musx").tolist() == [0.25] * 5
+    assert data["dt_s"] == 10_800 and data["dt_routing_s"] == 900 and len(data["time"]) == 80
+    assert str(data["time"][0]) == "1970-01-01 00:00:00+00:00"
+    assert data["qext"].shape == data["qout_ref"].shape == (80, 5)
+    assert data["qext"][0].tolist() == [11.0, 11.0, 11.0, 22.0, 22.0]
+    assert data["qinit"].tolist() == [9.0, 9.0, 27.0, 18.0, 63.0]
+    assert torch.isfinite(data["qout_ref"]).all() and data["qfinal_ref"].shape == (5,)
+    # identical headwaters 10 and 20 get identical routed flow
+    assert torch.equal(data["qout_ref"][:, 0], data["qout_ref"][:, 1])
