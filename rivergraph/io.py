@@ -12,7 +12,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .network import NetworkError, RiverNetwork, build_network
+from .network import NetworkError, RiverNetwork, _fmt_ids, build_network
 
 __all__ = ["read_network", "read_route_link", "read_rapid", "read_table_network", "SCHEMAS", "detect_format",
            "drainage_area_from_nwm_top_width", "save_network_npz", "load_network_npz"]
@@ -53,6 +53,10 @@ SCHEMAS: dict[str, dict] = {
     },
 }
 
+_UNIT_ALIASES = {"length_km": ("length_m", 1000.0)}
+"""Column-mapping keys (``read_table_network(columns=...)``) in other units: key -> (rivergraph column,
+multiplier)."""
+
 
 def _map_columns(df: pd.DataFrame, schema: Mapping) -> pd.DataFrame:
     out = pd.DataFrame(index=range(len(df)))
@@ -80,8 +84,8 @@ def drainage_area_from_nwm_top_width(top_width_m, coef: float = NWM_TOP_WIDTH_CO
     about 108,000 km2, part of it non-contributing). Non-positive or NaN widths give NaN.
     """
     tw = np.asarray(top_width_m, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        return np.where(tw > 0, (np.where(tw > 0, tw, 1.0) / coef) ** (1.0 / exponent), np.nan)
+    with np.errstate(invalid="ignore"):   # negative widths: NaN from the power, replaced below anyway
+        return np.where(tw > 0, (tw / coef) ** (1.0 / exponent), np.nan)
 
 
 def read_route_link(path: str | Path, **kw) -> RiverNetwork:
@@ -190,10 +194,6 @@ def read_table_network(df_or_path, columns: Mapping[str, str] | None = None, *, 
                          source=f"{schema or 'table'}:{name}", **kw)
 
 
-_UNIT_ALIASES = {"length_km": ("length_m", 1000.0)}
-"""Column-mapping keys given in other units: key -> (rivergraph column, multiplier)."""
-
-
 def _as_int_if_possible(a: np.ndarray) -> np.ndarray:
     if a.dtype.kind in "iu":
         return a.astype(np.int64)
@@ -257,18 +257,13 @@ def _prepare_schema(df: pd.DataFrame, schema: str, src, layer) -> pd.DataFrame:
                     nexus = pyogrio.read_dataframe(src, layer="nexus", read_geometry=False)
             if nexus is None:
                 raise NetworkError("hydrofabric flowpaths point to nexus ids (e.g. "
-                                   f"{_fmt_list(to[via_nexus].unique())}) but no 'nexus' layer was found to "
+                                   f"{_fmt_ids(to[via_nexus].unique(), 5)}) but no 'nexus' layer was found to "
                                    "resolve them")
             nx_to = dict(zip(nexus["id"].astype(str), nexus["toid"].astype(str)))
             # a nexus with no downstream flowpath (terminal 'tnx-', or toid 'wb-0'/empty) is an outlet
             df["toid"] = [nx_to.get(t, "0") if v else t for t, v in zip(to, via_nexus)]
         df["toid"] = df["toid"].where(~df["toid"].astype(str).isin(["", "0", "wb-0", "None", "nan"]), 0)
     return df
-
-
-def _fmt_list(items, limit: int = 5) -> str:
-    items = list(items)
-    return ", ".join(map(str, items[:limit])) + (", ..." if len(items) > limit else "")
 
 
 def detect_format(path: str | Path) -> str:
