@@ -55,9 +55,18 @@ class Schedule:
         dist = net.distance_to_outlet
         lmax = int(dist.max()) if len(dist) else 0
         level = lmax - dist
-        order = np.argsort(level, kind="stable")
-        sorted_pos = np.empty_like(order)
-        sorted_pos[order] = np.arange(len(order))
+        # sort by level; within a level by the sorted position of the downstream reach (outlet level
+        # first), so the upstream reaches of any band of levels are one contiguous, ordered slice
+        by_level = np.argsort(level, kind="stable")
+        bounds = np.searchsorted(level[by_level], np.arange(lmax + 2))
+        sorted_pos = np.empty(len(level), dtype=np.int64)
+        for L in range(lmax, -1, -1):
+            members = by_level[bounds[L]:bounds[L + 1]]
+            if L < lmax:
+                members = members[np.argsort(sorted_pos[net.downstream[members]], kind="stable")]
+            sorted_pos[members] = np.arange(bounds[L], bounds[L + 1])
+        order = np.empty_like(sorted_pos)
+        order[sorted_pos] = np.arange(len(order))
         lev_s = level[order]
         lstart = np.searchsorted(lev_s, np.arange(lmax + 2))
         down_orig = net.downstream[order]
@@ -132,7 +141,11 @@ class _Wavefront(torch.autograd.Function):
     None, theta are the coefficients (c1, c2, c3, c4) themselves; otherwise
     ``coeff_fn(r, *theta_slices) -> (c1, c2, c3, c4)`` with the 3-point reference flow
     r = (I(t-1) + q + I(t) + q + Q(t-1)) / 3 (Ponce & Chaganti 1994).
-    Returns (Q_out [T, n_out], Q_final [N], I_final [N]).
+    Returns (Q_out, Q_final [N], I_final [N]); Q_out is [T, n_out] in ``out_col`` order, or, with
+    ``out_pos=None``, [T, N] for every reach in sorted order.
+
+    History rows: ``hist[t + 1]`` holds Q at step t and ``hist[0]`` the initial state (same for I), so
+    every read of "the previous step" is a plain gather.
     """
 
     @staticmethod
@@ -141,68 +154,83 @@ class _Wavefront(torch.autograd.Function):
         n_out = len(out_col)
         need_hist = keep_history or out_pos is None or any(ctx.needs_input_grad[i] for i in (0, 1, 2)) or \
             any(ctx.needs_input_grad[8:])
-        Q = Q0.detach().clone()
-        I = I0.detach().clone()
         theta_d = [t.detach() for t in theta]
-        hist = q.new_empty(T, N) if need_hist else None
+        Q = Q0.detach().clone()
+        I_buf = (I0.detach().clone(), I0.detach().clone())  # double buffer: I at this and the last diagonal
+        if need_hist:
+            hist = q.new_empty(T + 1, N)
+            hist[0] = Q
+            ihist = q.new_empty(T + 1, N)
+            ihist[0] = I_buf[0]
+            hf, ihf = hist.view(-1), ihist.view(-1)
         out = q.new_zeros(T, n_out) if out_pos is not None else None
-        lev = sched.level
-        ar = torch.arange(N, device=q.device)
-        base = ar - lev * N  # flat index into [T, N] is base + d*N
+        base = torch.arange(N, device=q.device) - sched.level * N  # flat [T, N] index is base + d*N
         qf = q.detach().reshape(-1)
-        hf = hist.view(-1) if hist is not None else None
+        down = sched.down
         if out is not None:
             o_l = torch.searchsorted(out_pos, torch.as_tensor(sched.lstart, device=q.device)).cpu().numpy()
-            obase = out_col - lev[out_pos] * n_out
+            obase = out_col - sched.level[out_pos] * n_out
             of = out.view(-1)
+        # scratch buffers: the sweep allocates nothing per diagonal (allocator churn dominates otherwise)
+        idx_buf = torch.empty(N, dtype=torch.long, device=q.device)
+        q_buf = q.new_empty(N)
         for d in range(T + sched.n_levels - 1):
             lo, hi, a, b = sched.band(d, T)
-            if a == b:
-                continue
-            I_new = sched.upstream_sum(Q, a, b)
-            qd = qf.index_select(0, base[a:b] + d * N)
-            Q_old = Q[a:b]
-            I_old = I[a:b]
+            I_new_full, I_old_full = I_buf[d % 2], I_buf[(d + 1) % 2]
+            # upstream sum: the reaches of levels lo-1..hi-1 are exactly the upstream reaches of this band,
+            # contiguous and ordered by their downstream reach
+            sa, sb = int(sched.lstart[max(lo - 1, 0)]), int(sched.lstart[hi])
+            I_new_full[a:b].zero_()
+            if sb > sa:
+                I_new_full.index_add_(0, down[sa:sb], Q[sa:sb])
+            I_new, I_old = I_new_full[a:b], I_old_full[a:b]
+            idx = torch.add(base[a:b], d * N, out=idx_buf[: b - a])
+            qd = torch.index_select(qf, 0, idx, out=q_buf[: b - a])
+            Qs = Q[a:b]
             if coeff_fn is None:
                 c1, c2, c3, c4 = (t[a:b] for t in theta_d)
             else:
-                r = (I_old + I_new + Q_old + 2.0 * qd) / 3.0
+                r = (I_old + I_new + Qs + 2.0 * qd) / 3.0
                 c1, c2, c3, c4 = coeff_fn(r, *(t[a:b] for t in theta_d))
-            Q_new = c1 * I_new + c2 * I_old + c3 * Q_old + c4 * qd
-            Q[a:b] = Q_new
-            I[a:b] = I_new
-            if hf is not None:
-                hf.index_copy_(0, base[a:b] + d * N, Q_new)
+            Qs.mul_(c3).addcmul_(c1, I_new).addcmul_(c2, I_old).addcmul_(c4, qd)
+            if need_hist:
+                idx.add_(N)
+                hf.index_copy_(0, idx, Qs)
+                ihf.index_copy_(0, idx, I_new)
             if out is not None:
                 oa, ob = int(o_l[lo]), int(o_l[hi + 1])
                 if ob > oa:
-                    of.index_copy_(0, obase[oa:ob] + d * n_out, Q_new.index_select(0, out_pos[oa:ob] - a))
+                    of.index_copy_(0, obase[oa:ob] + d * n_out, Qs.index_select(0, out_pos[oa:ob] - a))
+        # reaches finish on different diagonals: take each reach's last I from the history or buffers
+        if need_hist:
+            I = ihist[T].clone()
+        else:
+            last = (T - 1 + sched.level) % 2  # diagonal parity of each reach's last step
+            I = torch.where(last == 0, I_buf[0], I_buf[1])
         if out is None:
-            out = hist  # caller asked for every reach (sorted order)
+            out = hist[1:]
         ctx.sched, ctx.coeff_fn = sched, coeff_fn
         ctx.out_pos, ctx.out_col = out_pos, out_col
         if need_hist:
-            ctx.save_for_backward(q, Q0, I0, hist, Q, I, *theta)
+            ctx.save_for_backward(q, hist, ihist, *theta)
         return out, Q, I
 
     @staticmethod
     def backward(ctx, g_out, g_Qf, g_If):
-        q, Q0, I0, hist, Q_fin, I_fin, *theta = ctx.saved_tensors
+        q, hist, ihist, *theta = ctx.saved_tensors
         sched, coeff_fn = ctx.sched, ctx.coeff_fn
         T, N = q.shape
         dev, dt_ = q.device, q.dtype
-        lev = sched.level
-        ar = torch.arange(N, device=dev)
-        base = ar - lev * N
-        qf, hf = q.reshape(-1), hist.reshape(-1)
+        base = torch.arange(N, device=dev) - sched.level * N
+        qf, hf, ihf = q.reshape(-1), hist.reshape(-1), ihist.reshape(-1)
         theta_d = [t.detach() for t in theta]
         th_bar = [torch.zeros_like(t) for t in theta]
-        q_bar = torch.zeros_like(q).view(-1)
-        carry_Q = g_Qf.clone() if g_Qf is not None else torch.zeros(N, device=dev, dtype=dt_)
-        carry_I2 = g_If.clone() if g_If is not None else torch.zeros(N, device=dev, dtype=dt_)
-        carry_I = I_fin.detach().clone()  # I(t) for each reach's next reverse step
-        I_bar = torch.zeros(N + 1, device=dev, dtype=dt_)
-        # direct gradient from outputs, in sorted [T, N] layout
+        q_bar = torch.empty(T * N, device=dev, dtype=dt_)  # every (step, reach) is written once
+        zeros = lambda: torch.zeros(N, device=dev, dtype=dt_)  # noqa: E731
+        carry_Q = g_Qf.clone() if g_Qf is not None else zeros()  # gradient reaching Q(t) from step t+1
+        carry_I2 = g_If.clone() if g_If is not None else zeros()  # gradient reaching I(t) from step t+1
+        I_bar = torch.zeros(N + 1, device=dev, dtype=dt_)  # total gradient of I at the last reverse step
+        g_direct = None
         if g_out is not None:
             if ctx.out_pos is None:
                 g_direct = g_out.reshape(-1)
@@ -210,59 +238,49 @@ class _Wavefront(torch.autograd.Function):
                 g_direct = torch.zeros(T, N, device=dev, dtype=dt_)
                 g_direct[:, ctx.out_pos] = g_out
                 g_direct = g_direct.view(-1)
-        else:
-            g_direct = None
-        # the final-state gradient belongs to the last step of each reach: fold it in at that step
+        idx_buf = torch.empty(N, dtype=torch.long, device=dev)
+        bufs = [torch.empty(N, device=dev, dtype=dt_) for _ in range(6)]
         for d in range(T + sched.n_levels - 2, -1, -1):
             _, _, a, b = sched.band(d, T)
             if a == b:
                 continue
-            idx = base[a:b] + d * N
-            t_k = d - lev[a:b]
-            first = t_k == 0
-            prev_idx = torch.where(first, idx, idx - N)
-            Q_old = torch.where(first, Q0[a:b], hf.index_select(0, prev_idx))
-            ea, eb = int(sched.eptr[a]), int(sched.eptr[b])
-            I_old = q.new_zeros(b - a)
-            if eb > ea:
-                src_t = sched.esrc[ea:eb]
-                dst_rel = sched.edst[ea:eb] - a
-                t_e = t_k.index_select(0, dst_rel)
-                gidx = torch.where(t_e == 0, src_t, src_t + (t_e - 1) * N)
-                vals = torch.where(t_e == 0, Q0.index_select(0, src_t), hf.index_select(0, gidx))
-                I_old.index_add_(0, dst_rel, vals)
-            I_old = torch.where(first, I0[a:b], I_old)
-            I_new = carry_I[a:b]
-            qd = qf.index_select(0, idx)
-            Q_bar = carry_Q[a:b] + I_bar.index_select(0, sched.down[a:b])
+            m = b - a
+            Q_old_b, I_old_b, I_new_b, q_b, Qbar_b, tmp_b = (x[:m] for x in bufs)
+            idx = torch.add(base[a:b], d * N, out=idx_buf[:m])
+            Q_old = torch.index_select(hf, 0, idx, out=Q_old_b)  # row t (= step t-1, or the initial state)
+            I_old = torch.index_select(ihf, 0, idx, out=I_old_b)
+            qd = torch.index_select(qf, 0, idx, out=q_b)
+            Q_bar = torch.index_select(I_bar, 0, sched.down[a:b], out=Qbar_b).add_(carry_Q[a:b])
             if g_direct is not None:
-                Q_bar = Q_bar + g_direct.index_select(0, idx)
+                Q_bar.add_(torch.index_select(g_direct, 0, idx, out=tmp_b))
+            idx.add_(N)
+            I_new = torch.index_select(ihf, 0, idx, out=I_new_b)
+            idx.sub_(N)
+            Xs = (I_new, I_old, Q_old, qd)
             if coeff_fn is None:
                 c1, c2, c3, c4 = (t[a:b] for t in theta_d)
-                for j, X in enumerate((I_new, I_old, Q_old, qd)):
-                    th_bar[j][a:b] += Q_bar * X
-                r_bar = None
+                for j, X in enumerate(Xs):
+                    th_bar[j][a:b].addcmul_(Q_bar, X)
+                torch.addcmul(carry_I2[a:b], Q_bar, c1, out=I_bar[a:b])
+                torch.mul(Q_bar, c3, out=carry_Q[a:b])
+                torch.mul(Q_bar, c2, out=carry_I2[a:b])
+                q_bar.index_copy_(0, idx, torch.mul(Q_bar, c4, out=tmp_b))
             else:
                 with torch.enable_grad():
                     r = ((I_old + I_new + Q_old + 2.0 * qd) / 3.0).requires_grad_(True)
                     th = [t[a:b].clone().requires_grad_(True) for t in theta_d]
                     cs = coeff_fn(r, *th)
-                    grads = torch.autograd.grad(cs, [r] + th, [Q_bar * X for X in (I_new, I_old, Q_old, qd)],
-                                                allow_unused=True)
+                    grads = torch.autograd.grad(cs, [r] + th, [Q_bar * X for X in Xs], allow_unused=True)
                 c1, c2, c3, c4 = (c.detach() for c in cs)
-                r_bar = grads[0]
+                r_bar = grads[0] / 3.0
                 for j, gth in enumerate(grads[1:]):
                     if gth is not None:
                         th_bar[j][a:b] += gth
-            a1, a2, a3, a4 = Q_bar * c1, Q_bar * c2, Q_bar * c3, Q_bar * c4
-            if r_bar is not None:
-                a1, a2, a3, a4 = a1 + r_bar / 3, a2 + r_bar / 3, a3 + r_bar / 3, a4 + 2 * r_bar / 3
-            I_bar[a:b] = a1 + carry_I2[a:b]
-            carry_Q[a:b] = a3
-            carry_I2[a:b] = a2
-            carry_I[a:b] = I_old
-            q_bar.index_add_(0, idx, a4)
-        # what remains is the gradient w.r.t. the initial state
+                I_bar[a:b] = Q_bar * c1 + r_bar + carry_I2[a:b]
+                carry_Q[a:b] = Q_bar * c3 + r_bar
+                carry_I2[a:b] = Q_bar * c2 + r_bar
+                q_bar.index_copy_(0, idx, Q_bar * c4 + 2.0 * r_bar)
+        # what remains is the gradient w.r.t. the initial state (Q0, I0)
         return (q_bar.view(T, N), carry_Q, carry_I2, None, None, None, None, None, *th_bar)
 
 
