@@ -87,6 +87,30 @@ class Schedule:
         hi = min(d, self.n_levels - 1)
         return lo, hi, int(self.lstart[lo]), int(self.lstart[hi + 1])
 
+    def diagonals(self, n_steps: int, reverse: bool = False):
+        """Yield ``(d, lo, hi, a, b, sa, sb)`` for every diagonal d of an ``n_steps`` run (ascending, or
+        descending with ``reverse``): levels [lo, hi] and sorted slice [a, b) of the active reaches, and
+        the sorted slice [sa, sb) of their upstream reaches (levels lo-1..hi-1, contiguous and ordered by
+        downstream reach), which hold the values of the same step t on diagonal d-1."""
+        n_diag = n_steps + self.n_levels - 1
+        ls = self.lstart
+        for d in (range(n_diag - 1, -1, -1) if reverse else range(n_diag)):
+            lo = max(0, d - n_steps + 1)
+            hi = min(d, self.n_levels - 1)
+            yield d, lo, hi, int(ls[lo]), int(ls[hi + 1]), int(ls[max(lo - 1, 0)]), int(ls[hi])
+
+    def send_down(self, out_full: torch.Tensor, values: torch.Tensor, a: int, b: int, sa: int, sb: int) -> None:
+        """Message passing on one diagonal: ``out_full[a:b]`` (sorted, [N]) becomes the sum over upstream
+        reaches of ``values`` ([sb - sa], the upstream slice of :meth:`diagonals`), in place."""
+        out_full[a:b].zero_()
+        if sb > sa:
+            out_full.index_add_(0, self.down[sa:sb], values)
+
+    def flat_base(self) -> torch.Tensor:
+        """``arange(N) - level * N``: the flat index of (step t, sorted reach k) in a [T, N] array is
+        ``base[k] + d * N`` on diagonal d = t + level_k."""
+        return torch.arange(self.n, device=self.device) - self.level * self.n
+
     def upstream_sum(self, values: torch.Tensor, a: int, b: int) -> torch.Tensor:
         """Sum of ``values`` (sorted, [N]) over the upstream reaches of sorted reaches a..b-1."""
         ea, eb = int(self.eptr[a]), int(self.eptr[b])
@@ -134,13 +158,41 @@ def steady_state(sched: Schedule, q0_sorted: torch.Tensor) -> torch.Tensor:
     return _SteadyState.apply(q0_sorted, sched)
 
 
+def conservative_step(coeff_fn: CoeffFn, dt: float, I_new, I_old, Q_old, S_prev, q, n_first: int, *theta):
+    """One Muskingum-Cunge step with storage carried as a state (mass-conservative for variable K, X).
+
+    With this step's coefficients (from the reference flow r) and 2KX = (c2-c1) D/2, 2K(1-X) = c3 D + dt,
+    D = 2 dt / c4, continuity K X I(t) + K (1-X) Q(t) = S(t-1) + dt [(I(t-1)+I(t))/2 + q - (Q(t-1)+Q(t))/2]
+    gives Q(t) = c1 I(t) + c4 q + (c4/dt) [S(t-1) + dt/2 (I(t-1) - Q(t-1))]. With constant K, X and
+    S(t-1) = K X I(t-1) + K (1-X) Q(t-1) this is exactly the standard Muskingum step; with variable
+    K, X it carries the storage across the change of parameters instead of re-deriving it (which
+    creates or destroys water: Todini 2007, HESS 11, 1645-1659). Each term is non-negative when every
+    step's coefficients are (c1, c2, c3 >= 0), so Q(t) >= 0 by construction.
+    The last ``n_first`` reaches take their first step: their S(t-1) is the standard storage.
+    Returns (Q(t), S(t), S(t-1) as used).
+    """
+    r = (I_old + I_new + Q_old + 2.0 * q) / 3.0
+    c1, c2, c3, c4 = coeff_fn(r, *theta)
+    D = 2.0 * dt / c4
+    two_kx, two_k1x = (c2 - c1) * D / 2.0, c3 * D + dt
+    if n_first:
+        s_std = 0.5 * (two_kx * I_old + two_k1x * Q_old)
+        m = S_prev.shape[0] - n_first
+        S_prev = torch.cat([S_prev[:m], s_std[m:]])
+    Q_new = c1 * I_new + c4 * q + (c4 / dt) * (S_prev + 0.5 * dt * (I_old - Q_old))
+    S_new = 0.5 * (two_kx * I_new + two_k1x * Q_new)
+    return Q_new, S_new, S_prev
+
+
 class _Wavefront(torch.autograd.Function):
     """Muskingum recursion Q(t) = c1 I(t) + c2 I(t-1) + c3 Q(t-1) + c4 q(t) on all (reach, step) pairs.
 
     Inputs are in sorted order: q [T, N], Q0 [N], I0 [N] and ``theta`` tensors [N]. If ``coeff_fn`` is
-    None, theta are the coefficients (c1, c2, c3, c4) themselves; otherwise
+    None, theta are the coefficients (c1, c2, c3, c4) themselves (static Muskingum); otherwise
     ``coeff_fn(r, *theta_slices) -> (c1, c2, c3, c4)`` with the 3-point reference flow
-    r = (I(t-1) + q + I(t) + q + Q(t-1)) / 3 (Ponce & Chaganti 1994).
+    r = (I(t-1) + q + I(t) + q + Q(t-1)) / 3 (Ponce & Chaganti 1994), and the step is
+    :func:`conservative_step` with the storage S [N] as a third state (``S0``: NaN = derive it from the
+    first step's coefficients).
     Returns (Q_out, Q_final [N], I_final [N]); Q_out is [T, n_out] in ``out_col`` order, or, with
     ``out_pos=None``, [T, N] for every reach in sorted order.
 
@@ -149,11 +201,14 @@ class _Wavefront(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q, Q0, I0, sched, coeff_fn, out_pos, out_col, keep_history, *theta):
+    def forward(ctx, q, Q0, I0, S0, sched, coeff_fn, out_pos, out_col, keep_history, dt, *theta):
         T, N = q.shape
         n_out = len(out_col)
-        need_hist = keep_history or out_pos is None or any(ctx.needs_input_grad[i] for i in (0, 1, 2)) or \
-            any(ctx.needs_input_grad[8:])
+        need_hist = keep_history or out_pos is None or any(ctx.needs_input_grad[i] for i in (0, 1, 2, 3)) or \
+            any(ctx.needs_input_grad[10:])
+        mc = coeff_fn is not None
+        s0_given = mc and not bool(torch.isnan(S0).any())
+        S = S0.detach().clone() if mc else None
         theta_d = [t.detach() for t in theta]
         Q = Q0.detach().clone()
         I_buf = (I0.detach().clone(), I0.detach().clone())  # double buffer: I at this and the last diagonal
@@ -163,8 +218,12 @@ class _Wavefront(torch.autograd.Function):
             ihist = q.new_empty(T + 1, N)
             ihist[0] = I_buf[0]
             hf, ihf = hist.view(-1), ihist.view(-1)
+            if mc:
+                shist = q.new_empty(T + 1, N)
+                shist[0] = S
+                shf = shist.view(-1)
         out = q.new_zeros(T, n_out) if out_pos is not None else None
-        base = torch.arange(N, device=q.device) - sched.level * N  # flat [T, N] index is base + d*N
+        base = sched.flat_base()  # flat [T, N] index is base + d*N
         qf = q.detach().reshape(-1)
         down = sched.down
         if out is not None:
@@ -174,29 +233,47 @@ class _Wavefront(torch.autograd.Function):
         # scratch buffers: the sweep allocates nothing per diagonal (allocator churn dominates otherwise)
         idx_buf = torch.empty(N, dtype=torch.long, device=q.device)
         q_buf = q.new_empty(N)
-        for d in range(T + sched.n_levels - 1):
-            lo, hi, a, b = sched.band(d, T)
+        # storage sums (m3): all step starts, all step ends, first-step starts, last-step ends
+        stor = torch.zeros(4, dtype=torch.float64, device=q.device)
+        storage_sums = dt > 0  # static: only when asked (dt given); flow-dependent: always
+        for d, lo, hi, a, b, sa, sb in sched.diagonals(T):
             I_new_full, I_old_full = I_buf[d % 2], I_buf[(d + 1) % 2]
-            # upstream sum: the reaches of levels lo-1..hi-1 are exactly the upstream reaches of this band,
-            # contiguous and ordered by their downstream reach
-            sa, sb = int(sched.lstart[max(lo - 1, 0)]), int(sched.lstart[hi])
-            I_new_full[a:b].zero_()
-            if sb > sa:
-                I_new_full.index_add_(0, down[sa:sb], Q[sa:sb])
+            sched.send_down(I_new_full, Q[sa:sb], a, b, sa, sb)  # upstream sum at the same step
             I_new, I_old = I_new_full[a:b], I_old_full[a:b]
             idx = torch.add(base[a:b], d * N, out=idx_buf[: b - a])
             qd = torch.index_select(qf, 0, idx, out=q_buf[: b - a])
             Qs = Q[a:b]
-            if coeff_fn is None:
-                c1, c2, c3, c4 = (t[a:b] for t in theta_d)
+            n_first = int(b - sched.lstart[d]) if (hi == d and not s0_given) else 0
+            if mc:
+                Q_new, S_new, s_start = conservative_step(coeff_fn, dt, I_new, I_old, Qs, S[a:b], qd, n_first,
+                                                          *(t[a:b] for t in theta_d))
+                Qs.copy_(Q_new)
+                S[a:b] = S_new
+                s_end = S_new
             else:
-                r = (I_old + I_new + Qs + 2.0 * qd) / 3.0
-                c1, c2, c3, c4 = coeff_fn(r, *(t[a:b] for t in theta_d))
-            Qs.mul_(c3).addcmul_(c1, I_new).addcmul_(c2, I_old).addcmul_(c4, qd)
+                c1, c2, c3, c4 = (t[a:b] for t in theta_d)
+                if storage_sums:
+                    # Muskingum storage S = K X I + K (1-X) Q from the coefficients:
+                    # D = 2 dt / c4, 2 K X = (c2 - c1) D / 2, 2 K (1-X) = c3 D + dt
+                    Dn = 2.0 * dt / c4
+                    kx, k1x = (c2 - c1) * Dn / 4.0, (c3 * Dn + dt) / 2.0
+                    s_start = kx * I_old + k1x * Qs
+                Qs.mul_(c3).addcmul_(c1, I_new).addcmul_(c2, I_old).addcmul_(c4, qd)
+                if storage_sums:
+                    s_end = kx * I_new + k1x * Qs
+            if storage_sums:
+                stor[0] += s_start.sum(dtype=torch.float64)
+                stor[1] += s_end.sum(dtype=torch.float64)
+                if hi == d:  # reaches taking their first step (level d) are the top of the band
+                    stor[2] += s_start[int(sched.lstart[d]) - a:].sum(dtype=torch.float64)
+                if lo == d - T + 1:  # reaches taking their last step are the bottom of the band
+                    stor[3] += s_end[: int(sched.lstart[lo + 1]) - a].sum(dtype=torch.float64)
             if need_hist:
                 idx.add_(N)
                 hf.index_copy_(0, idx, Qs)
                 ihf.index_copy_(0, idx, I_new)
+                if mc:
+                    shf.index_copy_(0, idx, S_new)
             if out is not None:
                 oa, ob = int(o_l[lo]), int(o_l[hi + 1])
                 if ob > oa:
@@ -209,19 +286,22 @@ class _Wavefront(torch.autograd.Function):
             I = torch.where(last == 0, I_buf[0], I_buf[1])
         if out is None:
             out = hist[1:]
-        ctx.sched, ctx.coeff_fn = sched, coeff_fn
+        ctx.sched, ctx.coeff_fn, ctx.dt, ctx.s0_given = sched, coeff_fn, dt, s0_given
         ctx.out_pos, ctx.out_col = out_pos, out_col
         if need_hist:
-            ctx.save_for_backward(q, hist, ihist, *theta)
-        return out, Q, I
+            ctx.save_for_backward(q, hist, ihist, shist if mc else None, *theta)
+        ctx.mark_non_differentiable(stor)
+        S_fin = S if mc else torch.full_like(Q, float("nan"))
+        return out, Q, I, S_fin, stor
 
     @staticmethod
-    def backward(ctx, g_out, g_Qf, g_If):
-        q, hist, ihist, *theta = ctx.saved_tensors
+    def backward(ctx, g_out, g_Qf, g_If, g_Sf, _g_stor):
+        q, hist, ihist, shist, *theta = ctx.saved_tensors
+        mc, dt = ctx.coeff_fn is not None, ctx.dt
         sched, coeff_fn = ctx.sched, ctx.coeff_fn
         T, N = q.shape
         dev, dt_ = q.device, q.dtype
-        base = torch.arange(N, device=dev) - sched.level * N
+        base = sched.flat_base()
         qf, hf, ihf = q.reshape(-1), hist.reshape(-1), ihist.reshape(-1)
         theta_d = [t.detach() for t in theta]
         th_bar = [torch.zeros_like(t) for t in theta]
@@ -229,6 +309,7 @@ class _Wavefront(torch.autograd.Function):
         zeros = lambda: torch.zeros(N, device=dev, dtype=dt_)  # noqa: E731
         carry_Q = g_Qf.clone() if g_Qf is not None else zeros()  # gradient reaching Q(t) from step t+1
         carry_I2 = g_If.clone() if g_If is not None else zeros()  # gradient reaching I(t) from step t+1
+        carry_S = g_Sf.clone() if (mc and g_Sf is not None) else zeros()  # gradient reaching S(t)
         I_bar = torch.zeros(N + 1, device=dev, dtype=dt_)  # total gradient of I at the last reverse step
         g_direct = None
         if g_out is not None:
@@ -240,8 +321,7 @@ class _Wavefront(torch.autograd.Function):
                 g_direct = g_direct.view(-1)
         idx_buf = torch.empty(N, dtype=torch.long, device=dev)
         bufs = [torch.empty(N, device=dev, dtype=dt_) for _ in range(6)]
-        for d in range(T + sched.n_levels - 2, -1, -1):
-            _, _, a, b = sched.band(d, T)
+        for d, _, _, a, b, _, _ in sched.diagonals(T, reverse=True):
             if a == b:
                 continue
             m = b - a
@@ -266,28 +346,31 @@ class _Wavefront(torch.autograd.Function):
                 torch.mul(Q_bar, c2, out=carry_I2[a:b])
                 q_bar.index_copy_(0, idx, torch.mul(Q_bar, c4, out=tmp_b))
             else:
+                n_first = int(b - sched.lstart[d]) if (d < sched.n_levels and not ctx.s0_given) else 0
+                S_prev = shist.view(-1).index_select(0, idx)
                 with torch.enable_grad():
-                    r = ((I_old + I_new + Q_old + 2.0 * qd) / 3.0).requires_grad_(True)
-                    th = [t[a:b].clone().requires_grad_(True) for t in theta_d]
-                    cs = coeff_fn(r, *th)
-                    grads = torch.autograd.grad(cs, [r] + th, [Q_bar * X for X in Xs], allow_unused=True)
-                c1, c2, c3, c4 = (c.detach() for c in cs)
-                r_bar = grads[0] / 3.0
-                for j, gth in enumerate(grads[1:]):
-                    if gth is not None:
-                        th_bar[j][a:b] += gth
-                I_bar[a:b] = Q_bar * c1 + r_bar + carry_I2[a:b]
-                carry_Q[a:b] = Q_bar * c3 + r_bar
-                carry_I2[a:b] = Q_bar * c2 + r_bar
-                q_bar.index_copy_(0, idx, Q_bar * c4 + 2.0 * r_bar)
+                    ins = [x.detach().clone().requires_grad_(True) for x in (I_new, I_old, Q_old, S_prev, qd)]
+                    th = [t[a:b].detach().clone().requires_grad_(True) for t in theta_d]
+                    Q_new, S_new, _ = conservative_step(coeff_fn, dt, *ins, n_first, *th)
+                    grads = torch.autograd.grad((Q_new, S_new), ins + th, (Q_bar, carry_S[a:b].clone()),
+                                                allow_unused=True)
+                g = [torch.zeros_like(x) if gx is None else gx for gx, x in zip(grads, ins + th)]
+                I_bar[a:b] = g[0] + carry_I2[a:b]
+                carry_I2[a:b] = g[1]
+                carry_Q[a:b] = g[2]
+                carry_S[a:b] = g[3]
+                q_bar.index_copy_(0, idx, g[4])
+                for j, gth in enumerate(g[5:]):
+                    th_bar[j][a:b] += gth
         # what remains is the gradient w.r.t. the initial state (Q0, I0)
-        return (q_bar.view(T, N), carry_Q, carry_I2, None, None, None, None, None, *th_bar)
+        g_S0 = carry_S if (mc and ctx.s0_given) else None
+        return (q_bar.view(T, N), carry_Q, carry_I2, g_S0, None, None, None, None, None, None, *th_bar)
 
 
 def run_wavefront(sched: Schedule, q: torch.Tensor, Q0: torch.Tensor, I0: torch.Tensor,
                   theta: Sequence[torch.Tensor], coeff_fn: CoeffFn | None = None,
                   out_pos: torch.Tensor | None = None, out_col: torch.Tensor | None = None,
-                  keep_history: bool = False):
+                  keep_history: bool = False, dt: float = 0.0, S0: torch.Tensor | None = None):
     """Run the recursion over all steps (see :class:`_Wavefront`); everything in sorted order.
 
     ``out_pos`` (ascending sorted positions) and ``out_col`` (their output columns) select the reaches
@@ -295,4 +378,8 @@ def run_wavefront(sched: Schedule, q: torch.Tensor, Q0: torch.Tensor, I0: torch.
     """
     if out_col is None:
         out_col = torch.empty(0, dtype=torch.long, device=q.device)
-    return _Wavefront.apply(q, Q0, I0, sched, coeff_fn, out_pos, out_col, keep_history, *theta)
+    if coeff_fn is not None and not dt > 0:
+        raise ValueError("flow-dependent routing needs the step dt (s)")
+    if S0 is None:
+        S0 = torch.full_like(Q0, float("nan"))
+    return _Wavefront.apply(q, Q0, I0, S0, sched, coeff_fn, out_pos, out_col, keep_history, dt, *theta)
