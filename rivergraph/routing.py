@@ -230,6 +230,11 @@ class MuskingumCunge(torch.nn.Module):
             outflow over the interval, trapezoidal in time, consistent with the volume balance),
             ``"end"`` (instantaneous at the end of the interval) or ``"rapid"`` (RAPID2's Qout: the mean
             of the outflows at the start of each sub-step). Identical to ``"end"`` when ``forcing_dt == dt``.
+        scheme: update form of the flow-dependent modes: ``"conservative"`` (default) carries each reach's
+            storage as a state so water is conserved to rounding while K, X vary; ``"standard"`` is the
+            textbook form of the NWM / t-route and DDR, Q(t) = c1 I(t) + c2 I(t-1) + c3 Q(t-1) + c4 q,
+            which gains or loses water when K, X change (reported in ``router.balance``); see
+            :func:`rivergraph.wavefront.mc_step`. Static mode is the same under both.
         device: ``"cpu"`` or ``"cuda"``; the network schedule lives there.
 
     Call: ``Q = router(q_lat, **params)`` with q_lat [T, N] m3/s in the network's reach order; params
@@ -239,7 +244,8 @@ class MuskingumCunge(torch.nn.Module):
 
     def __init__(self, network: RiverNetwork, dt: float = 3600.0, forcing_dt: float | None = None,
                  mode: Literal["trapezoid", "power_law", "static"] = "trapezoid", positivity: bool = True,
-                 output: Literal["mean", "end", "rapid"] = "mean", device: str | torch.device = "cpu"):
+                 output: Literal["mean", "end", "rapid"] = "mean",
+                 scheme: Literal["conservative", "standard"] = "conservative", device: str | torch.device = "cpu"):
         super().__init__()
         if mode not in _PARAMS:
             raise ValueError(f"unknown routing mode '{mode}'; choose from {list(_PARAMS)}")
@@ -251,8 +257,10 @@ class MuskingumCunge(torch.nn.Module):
             raise ValueError(f"forcing_dt ({forcing_dt} s) must be a whole multiple of dt ({dt} s)")
         if output not in ("mean", "end", "rapid"):
             raise ValueError("output must be 'mean', 'end' or 'rapid'")
+        if scheme not in ("conservative", "standard"):
+            raise ValueError("scheme must be 'conservative' or 'standard'")
         self.network, self.dt, self.nsub, self.mode = network, float(dt), int(round(nsub)), mode
-        self.positivity, self.output = positivity, output
+        self.positivity, self.output, self.scheme = positivity, output, scheme
         self.sched = Schedule.from_network(network, device)
         self.state: RoutingState | None = None
         self.balance: MassBalance | None = None
@@ -395,7 +403,8 @@ class MuskingumCunge(torch.nn.Module):
             out_col = torch.arange(len(pos_all), device=self.device)
         coeff_fn = self.coefficient_fn()
         out, Qf, If, Sf, stor = run_wavefront(sched, q_steps, Q0, I0, theta, coeff_fn, out_pos, out_col,
-                                              dt=self.dt if (balance or coeff_fn is not None) else 0.0, S0=S0)
+                                              dt=self.dt if (balance or coeff_fn is not None) else 0.0, S0=S0,
+                                              conservative=self.scheme == "conservative")
         # out: [T_steps, N] sorted (all) or [T_steps, n_out] in out_pos order
         if self.nsub > 1:
             steps = out.reshape(-1, self.nsub, out.shape[1])

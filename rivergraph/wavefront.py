@@ -19,6 +19,7 @@ functions that depend on flow (Muskingum-Cunge) are differentiated locally on ea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Sequence
 
 import numpy as np
@@ -158,28 +159,40 @@ def steady_state(sched: Schedule, q0_sorted: torch.Tensor) -> torch.Tensor:
     return _SteadyState.apply(q0_sorted, sched)
 
 
-def conservative_step(coeff_fn: CoeffFn, dt: float, I_new, I_old, Q_old, S_prev, q, n_first: int, *theta):
-    """One Muskingum-Cunge step with storage carried as a state (mass-conservative for variable K, X).
+def mc_step(coeff_fn: CoeffFn, conservative: bool, dt: float, I_new, I_old, Q_old, S_prev, q, n_first: int,
+            *theta):
+    """One variable-parameter Muskingum-Cunge step for a slice of reaches; returns (Q(t), S(t), S(t-1) used).
 
-    With this step's coefficients (from the reference flow r) and 2KX = (c2-c1) D/2, 2K(1-X) = c3 D + dt,
-    D = 2 dt / c4, continuity K X I(t) + K (1-X) Q(t) = S(t-1) + dt [(I(t-1)+I(t))/2 + q - (Q(t-1)+Q(t))/2]
-    gives Q(t) = c1 I(t) + c4 q + (c4/dt) [S(t-1) + dt/2 (I(t-1) - Q(t-1))]. With constant K, X and
-    S(t-1) = K X I(t-1) + K (1-X) Q(t-1) this is exactly the standard Muskingum step; with variable
-    K, X it carries the storage across the change of parameters instead of re-deriving it (which
-    creates or destroys water: Todini 2007, HESS 11, 1645-1659). Each term is non-negative when every
-    step's coefficients are (c1, c2, c3 >= 0), so Q(t) >= 0 by construction.
-    The last ``n_first`` reaches take their first step: their S(t-1) is the standard storage.
-    Returns (Q(t), S(t), S(t-1) as used).
+    Coefficients come from ``coeff_fn(r, *theta)`` at the 3-point reference flow
+    r = (I(t-1) + q + I(t) + q + Q(t-1)) / 3 (Ponce & Chaganti 1994). With D = 2 dt / c4,
+    2KX = (c2 - c1) D / 2 and 2K(1-X) = c3 D + dt, the Muskingum storage is S = K X I + K (1-X) Q.
+
+    ``conservative=True`` carries S as a state: continuity
+    K X I(t) + K (1-X) Q(t) = S(t-1) + dt [(I(t-1)+I(t))/2 + q - (Q(t-1)+Q(t))/2] gives
+    Q(t) = c1 I(t) + c4 q + (c4/dt) [S(t-1) + dt/2 (I(t-1) - Q(t-1))]. With constant K, X and
+    S(t-1) = K X I(t-1) + K (1-X) Q(t-1) this is exactly the standard step; with variable K, X it carries
+    the storage across the change of parameters instead of re-deriving it from the flows, which creates
+    or destroys water (Todini 2007, HESS 11, 1645-1659). Each term is non-negative when every step's
+    coefficients are (c1, c2, c3 >= 0), so Q(t) >= 0 by construction. The last ``n_first`` reaches of the
+    slice take their first step: their S(t-1) is the storage implied by the flows.
+
+    ``conservative=False`` is the standard form used by the NWM / t-route and DDR,
+    Q(t) = c1 I(t) + c2 I(t-1) + c3 Q(t-1) + c4 q, where S(t-1) is re-derived from the flows with the new
+    K, X each step (S_prev is ignored; the mass-balance report shows the resulting drift).
     """
     r = (I_old + I_new + Q_old + 2.0 * q) / 3.0
     c1, c2, c3, c4 = coeff_fn(r, *theta)
     D = 2.0 * dt / c4
     two_kx, two_k1x = (c2 - c1) * D / 2.0, c3 * D + dt
-    if n_first:
-        s_std = 0.5 * (two_kx * I_old + two_k1x * Q_old)
-        m = S_prev.shape[0] - n_first
-        S_prev = torch.cat([S_prev[:m], s_std[m:]])
-    Q_new = c1 * I_new + c4 * q + (c4 / dt) * (S_prev + 0.5 * dt * (I_old - Q_old))
+    if conservative:
+        if n_first:
+            m = S_prev.shape[0] - n_first
+            s_std = 0.5 * (two_kx[m:] * I_old[m:] + two_k1x[m:] * Q_old[m:])
+            S_prev = torch.cat([S_prev[:m], s_std])
+        Q_new = c1 * I_new + c4 * q + (c4 / dt) * (S_prev + 0.5 * dt * (I_old - Q_old))
+    else:
+        S_prev = 0.5 * (two_kx * I_old + two_k1x * Q_old)
+        Q_new = c1 * I_new + c2 * I_old + c3 * Q_old + c4 * q
     S_new = 0.5 * (two_kx * I_new + two_k1x * Q_new)
     return Q_new, S_new, S_prev
 
@@ -187,13 +200,12 @@ def conservative_step(coeff_fn: CoeffFn, dt: float, I_new, I_old, Q_old, S_prev,
 class _Wavefront(torch.autograd.Function):
     """Muskingum recursion Q(t) = c1 I(t) + c2 I(t-1) + c3 Q(t-1) + c4 q(t) on all (reach, step) pairs.
 
-    Inputs are in sorted order: q [T, N], Q0 [N], I0 [N] and ``theta`` tensors [N]. If ``coeff_fn`` is
+    Inputs are in sorted order: q [T, N], Q0 [N], I0 [N] and ``theta`` tensors [N]. If ``step_fn`` is
     None, theta are the coefficients (c1, c2, c3, c4) themselves (static Muskingum); otherwise
-    ``coeff_fn(r, *theta_slices) -> (c1, c2, c3, c4)`` with the 3-point reference flow
-    r = (I(t-1) + q + I(t) + q + Q(t-1)) / 3 (Ponce & Chaganti 1994), and the step is
-    :func:`conservative_step` with the storage S [N] as a third state (``S0``: NaN = derive it from the
+    ``step_fn(dt, I_new, I_old, Q_old, S_prev, q, n_first, *theta_slices)`` is a partial of
+    :func:`mc_step`, with the storage S [N] as a third state (``S0``: NaN = derive it from the
     first step's coefficients).
-    Returns (Q_out, Q_final [N], I_final [N]); Q_out is [T, n_out] in ``out_col`` order, or, with
+    Returns (Q_out, Q_final [N], I_final [N], S_final [N], storage sums [4]); Q_out is [T, n_out] in ``out_col`` order, or, with
     ``out_pos=None``, [T, N] for every reach in sorted order.
 
     History rows: ``hist[t + 1]`` holds Q at step t and ``hist[0]`` the initial state (same for I), so
@@ -201,12 +213,12 @@ class _Wavefront(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q, Q0, I0, S0, sched, coeff_fn, out_pos, out_col, keep_history, dt, *theta):
+    def forward(ctx, q, Q0, I0, S0, sched, step_fn, out_pos, out_col, keep_history, dt, *theta):
         T, N = q.shape
         n_out = len(out_col)
         need_hist = keep_history or out_pos is None or any(ctx.needs_input_grad[i] for i in (0, 1, 2, 3)) or \
             any(ctx.needs_input_grad[10:])
-        mc = coeff_fn is not None
+        mc = step_fn is not None
         s0_given = mc and not bool(torch.isnan(S0).any())
         S = S0.detach().clone() if mc else None
         theta_d = [t.detach() for t in theta]
@@ -245,8 +257,9 @@ class _Wavefront(torch.autograd.Function):
             Qs = Q[a:b]
             n_first = int(b - sched.lstart[d]) if (hi == d and not s0_given) else 0
             if mc:
-                Q_new, S_new, s_start = conservative_step(coeff_fn, dt, I_new, I_old, Qs, S[a:b], qd, n_first,
-                                                          *(t[a:b] for t in theta_d))
+                Q_new, S_new, s_start = step_fn(dt, I_new, I_old, Qs, S[a:b], qd, n_first,
+                                                *(t[a:b] for t in theta_d))
+                s_start = s_start.clone()  # may be a view of S, overwritten below
                 Qs.copy_(Q_new)
                 S[a:b] = S_new
                 s_end = S_new
@@ -286,7 +299,7 @@ class _Wavefront(torch.autograd.Function):
             I = torch.where(last == 0, I_buf[0], I_buf[1])
         if out is None:
             out = hist[1:]
-        ctx.sched, ctx.coeff_fn, ctx.dt, ctx.s0_given = sched, coeff_fn, dt, s0_given
+        ctx.sched, ctx.step_fn, ctx.dt, ctx.s0_given = sched, step_fn, dt, s0_given
         ctx.out_pos, ctx.out_col = out_pos, out_col
         if need_hist:
             ctx.save_for_backward(q, hist, ihist, shist if mc else None, *theta)
@@ -297,8 +310,8 @@ class _Wavefront(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_out, g_Qf, g_If, g_Sf, _g_stor):
         q, hist, ihist, shist, *theta = ctx.saved_tensors
-        mc, dt = ctx.coeff_fn is not None, ctx.dt
-        sched, coeff_fn = ctx.sched, ctx.coeff_fn
+        mc, dt = ctx.step_fn is not None, ctx.dt
+        sched, step_fn = ctx.sched, ctx.step_fn
         T, N = q.shape
         dev, dt_ = q.device, q.dtype
         base = sched.flat_base()
@@ -337,7 +350,7 @@ class _Wavefront(torch.autograd.Function):
             I_new = torch.index_select(ihf, 0, idx, out=I_new_b)
             idx.sub_(N)
             Xs = (I_new, I_old, Q_old, qd)
-            if coeff_fn is None:
+            if step_fn is None:
                 c1, c2, c3, c4 = (t[a:b] for t in theta_d)
                 for j, X in enumerate(Xs):
                     th_bar[j][a:b].addcmul_(Q_bar, X)
@@ -351,7 +364,7 @@ class _Wavefront(torch.autograd.Function):
                 with torch.enable_grad():
                     ins = [x.detach().clone().requires_grad_(True) for x in (I_new, I_old, Q_old, S_prev, qd)]
                     th = [t[a:b].detach().clone().requires_grad_(True) for t in theta_d]
-                    Q_new, S_new, _ = conservative_step(coeff_fn, dt, *ins, n_first, *th)
+                    Q_new, S_new, _ = step_fn(dt, *ins, n_first, *th)
                     grads = torch.autograd.grad((Q_new, S_new), ins + th, (Q_bar, carry_S[a:b].clone()),
                                                 allow_unused=True)
                 g = [torch.zeros_like(x) if gx is None else gx for gx, x in zip(grads, ins + th)]
@@ -370,7 +383,8 @@ class _Wavefront(torch.autograd.Function):
 def run_wavefront(sched: Schedule, q: torch.Tensor, Q0: torch.Tensor, I0: torch.Tensor,
                   theta: Sequence[torch.Tensor], coeff_fn: CoeffFn | None = None,
                   out_pos: torch.Tensor | None = None, out_col: torch.Tensor | None = None,
-                  keep_history: bool = False, dt: float = 0.0, S0: torch.Tensor | None = None):
+                  keep_history: bool = False, dt: float = 0.0, S0: torch.Tensor | None = None,
+                  conservative: bool = True):
     """Run the recursion over all steps (see :class:`_Wavefront`); everything in sorted order.
 
     ``out_pos`` (ascending sorted positions) and ``out_col`` (their output columns) select the reaches
@@ -382,4 +396,5 @@ def run_wavefront(sched: Schedule, q: torch.Tensor, Q0: torch.Tensor, I0: torch.
         raise ValueError("flow-dependent routing needs the step dt (s)")
     if S0 is None:
         S0 = torch.full_like(Q0, float("nan"))
-    return _Wavefront.apply(q, Q0, I0, S0, sched, coeff_fn, out_pos, out_col, keep_history, dt, *theta)
+    step_fn = None if coeff_fn is None else partial(mc_step, coeff_fn, conservative)
+    return _Wavefront.apply(q, Q0, I0, S0, sched, step_fn, out_pos, out_col, keep_history, dt, *theta)
