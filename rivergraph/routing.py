@@ -299,6 +299,11 @@ class MuskingumCunge(torch.nn.Module):
         if unknown:
             raise TypeError(f"unknown routing parameter(s) {sorted(unknown)} for mode '{self.mode}'; "
                             f"expected {sorted(_PARAMS[self.mode])}")
+        missing = [col for k, col in _PARAMS[self.mode].items()
+                   if params.get(k) is None and col is not None and col not in self.network.attrs]
+        if missing:
+            raise NetworkError(f"routing mode '{self.mode}' needs network column(s) "
+                               f"{', '.join(repr(c) for c in missing)} (or pass the parameters)")
         th = {k: self._param(k, params.get(k), dtype) for k in _PARAMS[self.mode]}
         for name, (lo, hi) in (("n", BOUNDS["n"]), ("p", BOUNDS["p"]), ("q", BOUNDS["q"])):
             if name in th:
