@@ -90,6 +90,9 @@ def trapezoid_depth(Q: torch.Tensor, n, S0, B, z, iters: int = 30) -> torch.Tens
         # wide-rectangle and triangle initial guesses; take the smaller (always on the convex side)
         h_rect = (Qd * nd / (Bd * torch.sqrt(torch.as_tensor(Sd)))).pow(0.6)
         h = h_rect
+        # quadratic convergence: once every step is below sqrt(eps), one more reaches rounding level
+        tol = torch.finfo(h.dtype).eps ** 0.5
+        converged = False
         for _ in range(iters):
             Qh, A, P = _manning_trapezoid(h, nd, Sd, Bd, zd)
             T = Bd + 2.0 * zd * h
@@ -97,8 +100,9 @@ def trapezoid_depth(Q: torch.Tensor, n, S0, B, z, iters: int = 30) -> torch.Tens
             # Newton on log Q(log h): robust for all magnitudes
             step = (torch.log(Qh) - torch.log(Qd)) * Qh / (dQdh * h)
             h = h * torch.exp(-step.clamp(-2.0, 2.0))
-            if bool((step.abs() < 1e-13).all()):
+            if converged:
                 break
+            converged = bool(step.abs().max() < tol)
         Qh, A, P = _manning_trapezoid(h, nd, Sd, Bd, zd)
         T = Bd + 2.0 * zd * h
         dQdh = Qh * (5.0 / 3.0 * T / A - 4.0 / 3.0 * torch.sqrt(1.0 + zd * zd) / P)
