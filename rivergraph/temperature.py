@@ -1,0 +1,515 @@
+"""Stream temperature on the river graph: heat carried by the routed water, differentiable end to end.
+
+Per reach i and step t (dt s), with the routed outflow Q_i(t), upstream inflow I_i(t) = sum_j Q_j(t) and
+lateral inflow q_i(t) (m3/s), and W_i the reach water volume (m3) consistent with the router's continuity,
+W_i(t) = W_i(t-1) + dt [I_i(t) + q_i(t) - Q_i(t)]:
+
+1. implicit upwind mixing (fully mixed reach; backward Euler in time, upwind in space)
+
+       D_i = W_i(t-1) + V_MIN + dt (I_i + q_i)          (= W_i(t) + V_MIN + dt Q_i, water present in the step)
+       Tm_i = [(W_i(t-1) + V_MIN) T_i(t-1) + dt sum_j Q_j T_j(t) + dt q_i T_lat,i] / D_i
+
+2. surface exchange H = K_e (T_e - T) (W m-2) over the surface A_s = width x length, integrated exactly
+   over the step for the mixed water: T_i(t) = T_e + (Tm_i - T_e) e_i, e_i = exp(-K_e A_s dt / (rho c_p D_i)).
+   For a reach with no storage (D = dt Q) this is the exact Lagrangian relaxation of a parcel over its
+   travel time L/v; for a storage-dominated reach, the exact relaxation of the stored water over dt.
+
+Together: T_i(t) = sum_j a_j T_j(t) + beta_i T_i(t-1) + gamma_i with non-negative weights summing to e_i <= 1,
+so T(t) is a convex combination of upstream, previous, lateral and equilibrium temperatures: bounded by its
+sources, no oscillation, stable for any dt. Heat (rho c_p (W + V_MIN) T) is conserved exactly: with the
+exchange off the network heat content changes only by lateral inflow minus outlet outflow. The recursion
+has the router's dependency structure and runs on its wavefront schedule with a hand-written adjoint
+(:mod:`rivergraph.heat_engine`). W comes from the router's Muskingum storage S (Todini 2007 conservative
+form): W(t) = S(t) + dt/2 (I(t) - Q(t)) satisfies the implicit continuity above exactly; it is evaluated
+from the final storage backwards in float64 (clamped at 0 against rounding).
+
+Sources of the lateral inflow (PRMS-SNTemp, Sanders et al. 2017, USGS TM 6-D4; Markstrom 2012):
+surface runoff at air temperature (>= 0 degC), subsurface and groundwater at recency-weighted (exponential)
+averages of air temperature with residence times ``ss_tau_days`` and ``gw_tau_days``; fractions
+``gw_frac`` and ``ss_frac`` (of the non-groundwater remainder).
+
+Equilibrium temperature and exchange coefficient (``equilibrium="energy"``): the net surface flux
+H(T) = (1-albedo)(1-shade) SW + eps_a sigma Ta^4 - eps_w sigma T^4 - f(U)(e_s(T) - e_a) - 0.47 f(U)(T - Ta)
+(shortwave, longwave in and out, evaporation by Dalton's law, sensible heat by the Bowen ratio; wind
+function f(U) = 9.2 + 0.46 U^2 W m-2 mmHg-1, Brady, Graves & Geyer 1969, as in Chapra 1997, Surface
+Water-Quality Modeling, lecture 30; eps_a = 1.24 (e_a/Ta)^(1/7), Brutsaert 1975, WRR 11(5); e_s Tetens 1930)
+is linearised at the air temperature (Edinger, Duttweiler & Geyer 1968, "The response of water temperatures
+to meteorological conditions", WRR 4(5)): K_e = -dH/dT, T_e = Ta + H(Ta)/K_e; then K_e is multiplied by the
+learnable ``ke_scale``. ``equilibrium="mohseni"``: T_e = mu + (alpha - mu)/(1 + exp(gamma (beta - Ta)))
+(Mohseni, Stefan & Erickson 1998, WRR 34(10)) with K_e = ke_scale x 30 W m-2 degC-1.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .heat_engine import linear_wavefront
+from .network import NetworkError, RiverNetwork
+from .params import OutputSpec, ParameterNet
+from .routing import MuskingumCunge, power_law_celerity, trapezoid_celerity, MIN_REFERENCE_FLOW
+
+__all__ = ["StreamTemperature", "HeatForcing", "Hydraulics", "TemperatureResult", "TEMPERATURE_OUTPUTS",
+           "DEFAULTS", "saturation_vapor_pressure", "clear_sky_shortwave", "energy_balance_equilibrium",
+           "mohseni_equilibrium", "recency_average", "lateral_temperature", "relaxation_factor",
+           "temperature_parameter_net", "joint_loss", "synthetic_texas_forcing", "write_netcdf", "plot_map"]
+
+RHO_W = 1000.0  # kg m-3
+CP_W = 4184.0  # J kg-1 degC-1
+SIGMA = 5.670374419e-8  # W m-2 K-4, Stefan-Boltzmann
+KELVIN = 273.15
+HPA_TO_MMHG = 0.750062
+V_MIN = 1.0  # m3: a film of water kept in every reach so a dry reach has a defined temperature
+EPS_WATER = 0.97  # emissivity of water
+KE_MOHSENI = 30.0  # W m-2 degC-1: base exchange coefficient for the Mohseni mode (Caissie 2006: ~10-60)
+
+TEMPERATURE_OUTPUTS: dict[str, OutputSpec] = {
+    # fraction of shortwave blocked by riparian shade (0 open, 1 closed canopy); PRMS-SNTemp seg shade 0-1
+    "shade": OutputSpec(0.0, 1.0, "sigmoid"),
+    # multiplier of the energy-balance exchange coefficient; K_e itself spans ~10-60 W m-2 degC-1
+    # (Edinger et al. 1968; Caissie 2006, Freshwater Biol. 51), i.e. a factor ~2 either way of ~30
+    "ke_scale": OutputSpec(0.5, 2.0, "log"),
+    "gw_frac": OutputSpec(0.0, 1.0, "sigmoid"),  # groundwater share of lateral inflow (-)
+    "ss_frac": OutputSpec(0.0, 1.0, "sigmoid"),  # subsurface share of the non-groundwater remainder (-)
+    "ss_tau_days": OutputSpec(1.0, 365.0, "log"),  # PRMS-SNTemp ss_tau: 1-365 d, default 30
+    "gw_tau_days": OutputSpec(1.0, 365.0, "log"),  # PRMS-SNTemp gw_tau: 1-365 d, default 365
+    "gw_offset": OutputSpec(-5.0, 5.0, "sigmoid"),  # degC added to groundwater temperature
+}
+"""Learnable temperature parameters with their hard bounds (use with :class:`rivergraph.params.ParameterNet`)."""
+
+DEFAULTS = {"shade": 0.2, "ke_scale": 1.0, "gw_frac": 0.2, "ss_frac": 0.3, "ss_tau_days": 30.0,
+            "gw_tau_days": 365.0, "gw_offset": 0.0}
+"""Default parameter values (PRMS-SNTemp defaults for the residence times)."""
+
+
+# ----------------------------------------------------------------------------------------- physics
+def saturation_vapor_pressure(t_c: torch.Tensor) -> torch.Tensor:
+    """Saturation vapour pressure over water (hPa) at t_c (degC) (Tetens 1930, Murray 1967 coefficients)."""
+    return 6.1078 * torch.exp(17.27 * t_c / (t_c + 237.3))
+
+
+def clear_sky_shortwave(time: pd.DatetimeIndex, lat_deg, lon_deg, transmissivity: float = 0.75) -> torch.Tensor:
+    """Clear-sky shortwave at the surface (W m-2), [T, N], for UTC times and reach lat/lon (deg).
+
+    Extraterrestrial radiation 1361 dr cos(zenith) (FAO-56, Allen et al. 1998, eqs. 21-25; solar time = UTC +
+    lon/15 h, equation of time neglected) times a clear-sky transmissivity 0.75 (FAO-56 eq. 37, sea level).
+    """
+    time = pd.DatetimeIndex(time)
+    if time.tz is not None:
+        time = time.tz_convert("UTC").tz_localize(None)
+    lat = np.radians(np.asarray(lat_deg, dtype=np.float64))[None, :]
+    lon = np.asarray(lon_deg, dtype=np.float64)[None, :]
+    doy = time.day_of_year.to_numpy()[:, None]
+    hours = (time.hour + time.minute / 60.0).to_numpy()[:, None]
+    decl = 0.409 * np.sin(2 * np.pi * doy / 365.0 - 1.39)
+    dr = 1.0 + 0.033 * np.cos(2 * np.pi * doy / 365.0)
+    omega = np.pi / 12.0 * (hours + lon / 15.0 - 12.0)
+    cosz = np.sin(lat) * np.sin(decl) + np.cos(lat) * np.cos(decl) * np.cos(omega)
+    return torch.from_numpy(transmissivity * 1361.0 * dr * np.clip(cosz, 0.0, None))
+
+
+def energy_balance_equilibrium(air_temp, shortwave, rel_humidity, wind, shade, albedo: float = 0.1):
+    """Linearised surface energy balance: returns (T_e degC, K_e W m-2 degC-1).
+
+    Args: air temperature (degC), incoming shortwave (W m-2), relative humidity (0-1), wind (m/s), shade
+    (0-1), water albedo (PRMS-SNTemp default 0.1). See the module docstring for the terms and sources.
+    """
+    ta_k = air_temp + KELVIN
+    es = saturation_vapor_pressure(air_temp)
+    ea = rel_humidity * es
+    f_u = 9.2 + 0.46 * wind * wind  # W m-2 mmHg-1
+    eps_a = 1.24 * (ea / ta_k).pow(1.0 / 7.0)
+    h_at_ta = ((1.0 - albedo) * (1.0 - shade) * shortwave + (eps_a - EPS_WATER) * SIGMA * ta_k.pow(4)
+               - f_u * HPA_TO_MMHG * (es - ea))
+    des_dt = es * 17.27 * 237.3 / (air_temp + 237.3).pow(2)
+    k_e = 4.0 * EPS_WATER * SIGMA * ta_k.pow(3) + f_u * HPA_TO_MMHG * des_dt + 0.47 * f_u
+    return air_temp + h_at_ta / k_e, k_e
+
+
+def mohseni_equilibrium(air_temp, alpha: float = 30.0, beta: float = 13.3, gamma: float = 0.18, mu: float = 0.0):
+    """Mohseni et al. (1998) logistic stream temperature (degC) of air temperature (degC).
+
+    alpha: upper bound, beta: inflection air temperature, gamma: steepness (1/degC), mu: lower bound;
+    defaults near the median of the fitted US stations (beta ~ 13, gamma ~ 0.18, mu ~ 0); alpha 30 degC
+    suits the warm southern US (fitted values range ~20-32 degC).
+    """
+    return mu + (alpha - mu) / (1.0 + torch.exp(gamma * (beta - air_temp)))
+
+
+def recency_average(x: torch.Tensor, tau_s: torch.Tensor, dt: float, init: torch.Tensor) -> torch.Tensor:
+    """Exponentially weighted running mean of x [T, N] with time constant tau_s (s, [N]); m(-1) = init.
+
+    m(t) = m(t-1) + (1 - exp(-dt/tau)) (x(t) - m(t-1)): the PRMS-SNTemp moving-average memory of
+    subsurface and groundwater temperature as an exact exponential filter.
+    """
+    w = -torch.expm1(-dt / tau_s)
+    m, out = init, []
+    for t in range(x.shape[0]):
+        m = m + w * (x[t] - m)
+        out.append(m)
+    return torch.stack(out)
+
+
+def lateral_temperature(air_temp, t_ss, t_gw, ss_frac, gw_frac):
+    """Temperature (degC) of lateral inflow: groundwater share gw_frac at t_gw, subsurface share
+    (1 - gw_frac) ss_frac at t_ss, the rest surface runoff at the air temperature (not below 0 degC)."""
+    t_sur = air_temp.clamp_min(0.0)
+    return gw_frac * t_gw + (1.0 - gw_frac) * (ss_frac * t_ss + (1.0 - ss_frac) * t_sur)
+
+
+def relaxation_factor(k_e, area_m2, dt: float, volume_m3):
+    """e = exp(-K_e A dt / (rho c_p V)): exact decay of T - T_e over dt for volume V (m3) exchanging
+    through area A (m2) with coefficient K_e (W m-2 degC-1) (Newton relaxation, Edinger et al. 1968)."""
+    return torch.exp(-k_e * area_m2 * dt / (RHO_W * CP_W * volume_m3))
+
+
+# --------------------------------------------------------------------------------------- state etc.
+@dataclass
+class HeatForcing:
+    """Meteorological forcing per step and reach, each [T, N] in network order (or broadcastable):
+    air temperature (degC), incoming shortwave (W m-2), relative humidity (0-1), wind speed (m/s).
+    Only ``air_temp`` is needed for ``equilibrium='mohseni'``."""
+
+    air_temp: torch.Tensor
+    shortwave: torch.Tensor | None = None
+    rel_humidity: torch.Tensor | float = 0.6
+    wind: torch.Tensor | float = 2.0
+
+
+@dataclass
+class Hydraulics:
+    """Routed water per step in the schedule's sorted reach order: outflow Q, upstream inflow I and
+    lateral inflow q [T, N] (m3/s), volume W [T + 1, N] (m3, W[0] before the first step), surface width
+    [T, N] (m). Computed once by :meth:`StreamTemperature.route` and reusable while routing is fixed."""
+
+    Q: torch.Tensor
+    I: torch.Tensor
+    q: torch.Tensor
+    W: torch.Tensor
+    width: torch.Tensor
+
+
+@dataclass
+class TemperatureResult:
+    """Water temperature [T, N] (degC, network order) and, in network order, the terms behind it."""
+
+    temperature: torch.Tensor
+    discharge: torch.Tensor
+    equilibrium: torch.Tensor
+    lateral_temp: torch.Tensor
+    budget: dict = field(default_factory=dict)
+
+
+class StreamTemperature(torch.nn.Module):
+    """Muskingum-Cunge routing plus heat transport on a :class:`RiverNetwork`.
+
+    Args:
+        network: the river network (needs ``length_m``; ``lat``/``lon`` only for clear-sky shortwave).
+        dt: step (s), for both routing and heat; q_lat and forcing have one row per step.
+        mode: routing mode of :class:`rivergraph.routing.MuskingumCunge`.
+        equilibrium: ``"energy"`` (linearised energy balance) or ``"mohseni"``.
+        albedo: water albedo (-).
+        exchange: surface heat exchange on (default); ``False`` leaves pure advection and mixing (a
+            conservative tracer), for checks.
+    Call ``model(q_lat, forcing, routing_params=..., **temperature_params)`` -> :class:`TemperatureResult`;
+    temperature parameters are scalars or [N] tensors named as in :data:`TEMPERATURE_OUTPUTS`.
+    """
+
+    def __init__(self, network: RiverNetwork, dt: float = 3600.0, mode: str = "trapezoid",
+                 equilibrium: Literal["energy", "mohseni"] = "energy", albedo: float = 0.1,
+                 exchange: bool = True, device: str | torch.device = "cpu"):
+        super().__init__()
+        if equilibrium not in ("energy", "mohseni"):
+            raise ValueError(f"equilibrium must be 'energy' or 'mohseni', got '{equilibrium}'")
+        if "length_m" not in network.attrs:
+            raise NetworkError("stream temperature needs the network column 'length_m'")
+        self.network, self.dt, self.equilibrium, self.albedo = network, float(dt), equilibrium, albedo
+        self.exchange = exchange
+        self.router = MuskingumCunge(network, dt=dt, mode=mode, output="end", device=device)
+        self.sched = self.router.sched
+
+    # ------------------------------------------------------------------ helpers
+    def _sorted(self, x, name: str, T: int, dtype) -> torch.Tensor:
+        """[T, N] (or broadcastable) network-order tensor -> [T, N] sorted, with checks naming reaches."""
+        N = self.sched.n
+        x = torch.as_tensor(x, dtype=dtype, device=self.sched.device) if not torch.is_tensor(x) else \
+            x.to(device=self.sched.device, dtype=dtype)
+        try:
+            x = x.expand(T, N)
+        except RuntimeError:
+            raise ValueError(f"'{name}' has shape {tuple(x.shape)}, expected [T, N] = [{T}, {N}] "
+                             "(time x reach, network order) or broadcastable") from None
+        bad = ~torch.isfinite(x.detach())
+        if bad.any():
+            cols = bad.any(0).nonzero().flatten()[:10].cpu().numpy()
+            raise ValueError(f"'{name}' has NaN/inf values at reaches {self.network.ids[cols].tolist()}")
+        return x.index_select(1, self.sched.order)
+
+    def _param(self, name: str, value, dtype) -> torch.Tensor:
+        spec = TEMPERATURE_OUTPUTS[name]
+        v = DEFAULTS[name] if value is None else value
+        v = torch.as_tensor(v, dtype=dtype, device=self.sched.device) if not torch.is_tensor(v) else \
+            v.to(device=self.sched.device, dtype=dtype)
+        N = self.sched.n
+        if v.ndim == 0:
+            v = v.expand(N)
+        if v.shape != (N,):
+            raise ValueError(f"temperature parameter '{name}' has shape {tuple(v.shape)}, expected ({N},) or scalar")
+        vd = v.detach()
+        bad = ~torch.isfinite(vd) | (vd < spec.lo) | (vd > spec.hi)
+        if bad.any():
+            raise ValueError(f"temperature parameter '{name}' outside its bounds [{spec.lo}, {spec.hi}] at reaches "
+                             f"{self.network.ids[bad.nonzero().flatten()[:10].cpu().numpy()].tolist()}")
+        return v.index_select(0, self.sched.order)
+
+    # ------------------------------------------------------------------ routing
+    def route(self, q_lat: torch.Tensor, routing_params: Mapping | None = None, **route_kw) -> Hydraulics:
+        """Route q_lat [T, N] (m3/s, network order) and derive volumes and widths (sorted order)."""
+        routing_params = dict(routing_params or {})
+        router, sched = self.router, self.sched
+        Q = router(q_lat, balance=False, **route_kw, **routing_params)
+        dtype = Q.dtype
+        order = sched.order
+        Qs = Q.index_select(1, order)
+        qs = torch.as_tensor(q_lat, device=sched.device).to(dtype).index_select(1, order)
+        Is = Qs.new_zeros(Qs.shape).index_add(1, sched.edst, Qs.index_select(1, sched.esrc))
+        th = router._theta(routing_params, dtype)  # sorted order, validated
+        st = router.state
+        S_end = st.S.to(dtype).index_select(0, order) if st.S is not None else self._static_storage(th, Is[-1], Qs[-1])
+        W = _volume_history(Qs, Is, qs, S_end, self.dt)
+        Qref = Qs.clamp_min(MIN_REFERENCE_FLOW)
+        if router.mode == "trapezoid":
+            _, width = trapezoid_celerity(Qref, th["n"], th["slope"], th["bottom_width"], th["side_slope"])
+        elif router.mode == "power_law":
+            _, width = power_law_celerity(Qref, th["n"], th["slope"], th["p"], th["q"])
+        else:
+            if "top_width_m" not in self.network.attrs:
+                raise NetworkError("static routing mode: stream temperature needs the column 'top_width_m'")
+            width = torch.as_tensor(self.network.attrs["top_width_m"].to_numpy(np.float64).copy(), dtype=dtype,
+                                    device=sched.device).index_select(0, order).expand_as(Qs)
+        return Hydraulics(Qs, Is, qs, W, width)
+
+    def _static_storage(self, th, I_end, Q_end):
+        K, X = th["k"], th["x"]
+        if self.router.positivity:
+            h = self.dt / (2.0 * K)
+            X = torch.minimum(torch.minimum(X, h), 1.0 - h)
+        return K * X * I_end + K * (1.0 - X) * Q_end
+
+    # ------------------------------------------------------------------ heat
+    def temperature(self, hyd: Hydraulics, forcing: HeatForcing, time: pd.DatetimeIndex | None = None,
+                    T0: torch.Tensor | None = None, memory_init: torch.Tensor | None = None,
+                    budget: bool = False, **params) -> TemperatureResult:
+        """Water temperature for routed water ``hyd`` and ``forcing``; see the module docstring.
+
+        T0 ([N] degC, network order): temperature before the first step (default: the first step's lateral
+        inflow temperature). memory_init ([N] degC): subsurface/groundwater memory before the first step
+        (default: the forcing-period mean air temperature of each reach). ``time`` is needed only when
+        ``forcing.shortwave`` is None (clear-sky shortwave). ``budget=True`` adds the heat budget terms.
+        """
+        unknown = set(params) - set(TEMPERATURE_OUTPUTS)
+        if unknown:
+            raise TypeError(f"unknown temperature parameter(s) {sorted(unknown)}; expected {sorted(TEMPERATURE_OUTPUTS)}")
+        sched, dt = self.sched, self.dt
+        T, N = hyd.Q.shape
+        dtype = hyd.Q.dtype
+        p = {k: self._param(k, params.get(k), dtype) for k in TEMPERATURE_OUTPUTS}
+        ta = self._sorted(forcing.air_temp, "air_temp", T, dtype)
+        if self.equilibrium == "energy":
+            sw = forcing.shortwave
+            if sw is None:
+                if time is None or not {"lat", "lon"} <= set(self.network.attrs):
+                    raise ValueError("forcing.shortwave is missing: give it, or give `time` and a network with "
+                                     "lat/lon columns for clear-sky shortwave")
+                sw = clear_sky_shortwave(time, self.network.attrs["lat"], self.network.attrs["lon"])
+            sw = self._sorted(sw, "shortwave", T, dtype)
+            rh = self._sorted(forcing.rel_humidity, "rel_humidity", T, dtype)
+            wind = self._sorted(forcing.wind, "wind", T, dtype)
+            for name, v, lo, hi in (("shortwave", sw, 0.0, 2000.0), ("rel_humidity", rh, 0.01, 1.0),
+                                    ("wind", wind, 0.0, 60.0)):
+                bad = (v.detach() < lo) | (v.detach() > hi)
+                if bad.any():
+                    raise ValueError(f"forcing '{name}' outside [{lo}, {hi}] at reaches "
+                                     f"{self.network.ids[sched.order[bad.any(0)][:10].cpu().numpy()].tolist()}")
+            t_e, k_e = energy_balance_equilibrium(ta, sw, rh, wind, p["shade"], self.albedo)
+        else:
+            t_e = mohseni_equilibrium(ta)
+            k_e = torch.full_like(ta, KE_MOHSENI)
+        k_e = k_e * p["ke_scale"]
+        m0 = ta.mean(0) if memory_init is None else self._sorted(memory_init, "memory_init", 1, dtype)[0]
+        t_ss = recency_average(ta, p["ss_tau_days"] * 86400.0, dt, m0)
+        t_gw = recency_average(ta, p["gw_tau_days"] * 86400.0, dt, m0) + p["gw_offset"]
+        t_lat = lateral_temperature(ta, t_ss, t_gw, p["ss_frac"], p["gw_frac"])
+        x0 = t_lat[0] if T0 is None else self._sorted(T0, "T0", 1, dtype)[0]
+        # coefficients of T(t) = sum_j a_j T_j(t) + beta T(t-1) + gamma (module docstring)
+        W_prev = hyd.W[:-1] + V_MIN
+        D = W_prev + dt * (hyd.I + hyd.q)
+        length = torch.as_tensor(self.network.attrs["length_m"].to_numpy(np.float64).copy(), dtype=dtype,
+                                 device=sched.device).index_select(0, sched.order)
+        e = relaxation_factor(k_e, hyd.width * length, dt, D) if self.exchange else torch.ones_like(D)
+        coef = e * dt / D
+        coef_down = torch.cat([coef, coef.new_zeros(T, 1)], 1).index_select(1, sched.down)  # 0 for outlets
+        a = coef_down * hyd.Q
+        beta = e * W_prev / D
+        gamma = coef * hyd.q * t_lat + (1.0 - e) * t_e
+        temp = linear_wavefront(sched, a, beta, gamma, x0)
+        inv = sched.sorted_pos
+        out = TemperatureResult(temp.index_select(1, inv), hyd.Q.index_select(1, inv), t_e.index_select(1, inv),
+                                t_lat.index_select(1, inv))
+        if budget:
+            out.budget = {k: v.index_select(1, inv) for k, v in
+                          _heat_budget(hyd, temp, x0, t_lat, e, D, t_e, dt, sched).items()}
+        return out
+
+    def forward(self, q_lat, forcing: HeatForcing, time=None, routing_params: Mapping | None = None,
+                T0=None, budget: bool = False, **params) -> TemperatureResult:
+        """Route ``q_lat`` [T, N] (m3/s) and compute water temperature (see :meth:`temperature`)."""
+        return self.temperature(self.route(q_lat, routing_params), forcing, time=time, T0=T0, budget=budget,
+                                **params)
+
+
+def _volume_history(Q, I, q, S_end, dt: float) -> torch.Tensor:
+    """W [T + 1, N] (m3): W[T] = S_end + dt/2 (I - Q) at the last step, then backwards through
+    W(t-1) = W(t) - dt (I(t) + q(t) - Q(t)) in float64, clamped at 0 against rounding."""
+    net_in = (dt * (I + q - Q)).double()
+    w_end = (S_end.double() + 0.5 * dt * (I[-1] - Q[-1]).double())
+    # W[t] = w_end - sum_{s >= t} net_in[s] for t < T
+    rev = torch.flip(torch.cumsum(torch.flip(net_in, [0]), 0), [0])
+    W = torch.cat([w_end.unsqueeze(0) - rev, w_end.unsqueeze(0)], 0)
+    return W.clamp_min(0.0).to(Q.dtype)
+
+
+def _heat_budget(hyd: Hydraulics, temp, x0, t_lat, e, D, t_e, dt, sched) -> dict:
+    """Per step and reach heat terms (J, sorted order): storage change, upstream advection in, lateral in,
+    outflow, surface exchange; storage_change = advection_in + lateral_in - outflow + exchange exactly."""
+    rc = RHO_W * CP_W
+    with torch.no_grad():
+        prev = torch.cat([x0.unsqueeze(0), temp[:-1]], 0)
+        up = (hyd.Q * temp).new_zeros(temp.shape).index_add(1, sched.edst, (hyd.Q * temp).index_select(1, sched.esrc))
+        heat = rc * (hyd.W + V_MIN)
+        t_mix = (heat[:-1] / rc * prev + dt * up + dt * hyd.q * t_lat) / D
+        return {"storage_change_J": heat[1:] * temp - heat[:-1] * prev, "advection_in_J": rc * dt * up,
+                "lateral_in_J": rc * dt * hyd.q * t_lat, "outflow_J": rc * dt * hyd.Q * temp,
+                "exchange_J": rc * D * (1.0 - e) * (t_e - t_mix)}
+
+
+# -------------------------------------------------------------------------------- learning helpers
+def temperature_parameter_net(outputs=("shade", "ke_scale", "gw_frac"), **kw) -> ParameterNet:
+    """A :class:`ParameterNet` whose outputs are temperature parameters with their published bounds
+    (:data:`TEMPERATURE_OUTPUTS`); other keyword arguments go to ParameterNet. Add routing outputs such as
+    ``rivergraph.params.ROUTING_OUTPUTS['n']`` by passing a mapping instead of names."""
+    if isinstance(outputs, Mapping):
+        specs = dict(outputs)
+    else:
+        unknown = set(outputs) - set(TEMPERATURE_OUTPUTS)
+        if unknown:
+            raise ValueError(f"unknown temperature output(s) {sorted(unknown)}; choose from {sorted(TEMPERATURE_OUTPUTS)}")
+        specs = {k: TEMPERATURE_OUTPUTS[k] for k in outputs}
+    return ParameterNet(specs, **kw)
+
+
+def joint_loss(q_sim, q_obs, t_sim, t_obs, w_discharge: float = 1.0, w_temperature: float = 1.0):
+    """Weighted joint loss: w_q (1 - mean NSE of discharge) + w_T RMSE of temperature (degC); NaN
+    observations are masked (see :mod:`rivergraph.metrics`). Either pair may be None."""
+    from .metrics import nse
+
+    loss = 0.0
+    if q_sim is not None and w_discharge:
+        loss = loss + w_discharge * (1.0 - nse(q_sim, q_obs).nanmean())
+    if t_sim is not None and w_temperature:
+        t_obs = torch.as_tensor(t_obs, dtype=t_sim.dtype, device=t_sim.device)
+        m = ~torch.isnan(t_obs)
+        if not m.any():
+            raise ValueError("no valid temperature observations")
+        diff = torch.where(m, t_sim - torch.nan_to_num(t_obs), torch.zeros_like(t_sim))
+        loss = loss + w_temperature * torch.sqrt((diff * diff).sum() / m.sum())
+    return loss
+
+
+# ---------------------------------------------------------------------------------- synthetic forcing
+def synthetic_texas_forcing(net: RiverNetwork, time: pd.DatetimeIndex, seed: int = 0) -> HeatForcing:
+    """Synthetic, documented summer forcing for central Texas (there is no air temperature in the shipped
+    Lower Colorado data): air temperature = 29.5 degC daily mean (Austin, August normals: mean high ~36,
+    low ~24 degC, NOAA 1991-2020) - 6.5 degC/km x (elevation - 200 m) + 6 degC diurnal half-range peaking at
+    15:00 local solar time + 1.5 degC synoptic wave of 5-day period; relative humidity 0.55 daily mean
+    (+-0.15, lowest in the afternoon); wind 3 m/s; clear-sky shortwave at each reach (FAO-56)."""
+    for c in ("lat", "lon", "elevation_m"):
+        if c not in net.attrs:
+            raise NetworkError(f"synthetic forcing needs the network column '{c}'")
+    time = pd.DatetimeIndex(time)
+    tu = time.tz_convert("UTC").tz_localize(None) if time.tz is not None else time
+    hours = ((tu - tu[0]).total_seconds().to_numpy() / 3600.0)[:, None]
+    utc_h = (tu.hour + tu.minute / 60.0).to_numpy()[:, None]
+    lon = net.attrs["lon"].to_numpy(np.float64)[None, :]
+    elev = net.attrs["elevation_m"].to_numpy(np.float64)[None, :]
+    solar_h = utc_h + lon / 15.0
+    phase = np.random.default_rng(seed).uniform(0, 2 * np.pi)
+    diurnal = np.cos(2 * np.pi * (solar_h - 15.0) / 24.0)
+    air = 29.5 - 6.5e-3 * (elev - 200.0) + 6.0 * diurnal + 1.5 * np.sin(2 * np.pi * hours / 120.0 + phase)
+    rh = 0.55 - 0.15 * diurnal
+    sw = clear_sky_shortwave(time, net.attrs["lat"], lon[0])
+    return HeatForcing(torch.from_numpy(air), sw, torch.from_numpy(rh), 3.0)
+
+
+# ------------------------------------------------------------------------------------------- output
+def write_netcdf(path, net: RiverNetwork, time, result: TemperatureResult) -> None:
+    """Write water temperature, discharge, equilibrium and lateral temperature (time x reach) to netCDF,
+    atomically (CF-style units; reach ids and lat/lon as coordinates)."""
+    import xarray as xr
+
+    from ._atomic import atomic_path
+
+    time = pd.DatetimeIndex(time)
+    tu = time.tz_convert("UTC").tz_localize(None) if time.tz is not None else time
+    coords = {"time": tu, "reach": net.ids}
+    for c in ("lat", "lon"):
+        if c in net.attrs:
+            coords[c] = ("reach", net.attrs[c].to_numpy(np.float64))
+    arr = lambda x: x.detach().cpu().numpy().astype(np.float32)  # noqa: E731
+    ds = xr.Dataset({
+        "water_temperature": (("time", "reach"), arr(result.temperature), {"units": "degC", "long_name": "reach water temperature at end of step"}),
+        "discharge": (("time", "reach"), arr(result.discharge), {"units": "m3 s-1", "long_name": "routed outflow at end of step"}),
+        "equilibrium_temperature": (("time", "reach"), arr(result.equilibrium), {"units": "degC"}),
+        "lateral_inflow_temperature": (("time", "reach"), arr(result.lateral_temp), {"units": "degC"}),
+    }, coords=coords, attrs={"source": "rivergraph.temperature", "time_zone": "UTC"})
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp)
+
+
+def plot_map(path, net: RiverNetwork, values: np.ndarray, title: str = "water temperature (degC)",
+             series: Mapping[str, np.ndarray] | None = None, time=None) -> None:
+    """Map of one value per reach (coloured by ``values`` at reach lat/lon, marker size by stream order),
+    optionally beside time series (name -> [T] array), saved atomically (format from the suffix)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ._atomic import atomic_path
+
+    if not {"lat", "lon"} <= set(net.attrs):
+        raise NetworkError("plot_map needs the network columns 'lat' and 'lon'")
+    ncol = 2 if series else 1
+    fig, axes = plt.subplots(1, ncol, figsize=(6.5 * ncol, 5.5))
+    ax = axes[0] if series else axes
+    size = 0.5 + 2.0 * net.attrs["order"].to_numpy(np.float64) if "order" in net.attrs else 2.0
+    sc = ax.scatter(net.attrs["lon"], net.attrs["lat"], c=values, s=size, cmap="coolwarm", linewidths=0)
+    fig.colorbar(sc, ax=ax, label=title)
+    ax.set_xlabel("longitude")
+    ax.set_ylabel("latitude")
+    ax.set_title(title)
+    if series:
+        for name, v in series.items():
+            axes[1].plot(time if time is not None else np.arange(len(v)), v, label=name)
+        axes[1].set_ylabel("degC")
+        axes[1].legend(fontsize=7)
+        axes[1].tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    suffix = "." + str(path).rsplit(".", 1)[-1] if "." in str(path) else ".png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=suffix[1:])
+    plt.close(fig)
