@@ -226,8 +226,8 @@ def route_to_file(router: MuskingumCunge, forcing: Forcing, path: str | Path, *,
         n_steps: rows to route (default: all rows of a tensor forcing).
         chunk_size: forcing rows routed and written per chunk (memory ~ chunk_size x N). The wavefront sweeps
             ``rows + network depth`` diagonals per call, so chunks much shorter than the network depth (in
-            reaches) are slow; the default is ``4 x depth`` rows (at least 24), capped at ~256 MB of float64
-            flows, and never more than the run.
+            reaches) are slow; the default is ``2 x depth`` rows (at least 24), capped at 64 MB per [rows, N]
+            float64 array (the router holds several), and never more than the run.
         reaches: reach positions to write (default all); routing only what is needed to get them is cheaper.
         gauge_csv: also write a long CSV (time, gage, reach_id, discharge_m3s) at the network's gauges.
         state, hot_start: initial state, as for :meth:`MuskingumCunge.forward`.
@@ -249,7 +249,7 @@ def route_to_file(router: MuskingumCunge, forcing: Forcing, path: str | Path, *,
     if T < 1:
         raise ValueError("nothing to route: the forcing has no rows")
     if chunk_size is None:
-        chunk_size = max(1, min(max(24, 4 * net.depth), (256 << 20) // (8 * N)))
+        chunk_size = max(1, min(max(24, 2 * net.depth), (64 << 20) // (8 * N)))
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     step_s = router.dt * router.nsub
