@@ -380,8 +380,7 @@ class MuskingumCunge(torch.nn.Module):
         th = self._theta(params, dtype)
         theta = self._theta_list(th)
         sched = self.sched
-        q_sorted = q_lat.index_select(1, sched.order)
-        q_steps = q_sorted.repeat_interleave(self.nsub, 0) if self.nsub > 1 else q_sorted
+        q_steps = q_lat.repeat_interleave(self.nsub, 0) if self.nsub > 1 else q_lat  # network order
         T = q_steps.shape[0]
         if state is not None:
             if state.Q.shape != (N,):
@@ -390,12 +389,13 @@ class MuskingumCunge(torch.nn.Module):
             I0 = state.I.to(self.device, dtype).index_select(0, sched.order)
             S0 = None if state.S is None else state.S.to(self.device, dtype).index_select(0, sched.order)
         elif hot_start:
-            Q0 = steady_state(sched, q_sorted[0])
-            I0 = Q0 - q_sorted[0]
+            q0 = q_lat[0].index_select(0, sched.order)
+            Q0 = steady_state(sched, q0)
+            I0 = Q0 - q0
             S0 = None
         else:
-            Q0 = q_sorted.new_zeros(N)
-            I0 = q_sorted.new_zeros(N)
+            Q0 = q_lat.new_zeros(N)
+            I0 = q_lat.new_zeros(N)
             S0 = None
         all_out = outputs is None
         outlets = torch.arange(int(sched.lstart[-2]), N, device=self.device)  # last level = outlets

@@ -200,7 +200,7 @@ def mc_step(coeff_fn: CoeffFn, conservative: bool, dt: float, I_new, I_old, Q_ol
 class _Wavefront(torch.autograd.Function):
     """Muskingum recursion Q(t) = c1 I(t) + c2 I(t-1) + c3 Q(t-1) + c4 q(t) on all (reach, step) pairs.
 
-    Inputs are in sorted order: q [T, N], Q0 [N], I0 [N] and ``theta`` tensors [N]. If ``step_fn`` is
+    Inputs: q [T, N] in network order; Q0 [N], I0 [N] and ``theta`` tensors [N] in sorted order. If ``step_fn`` is
     None, theta are the coefficients (c1, c2, c3, c4) themselves (static Muskingum); otherwise
     ``step_fn(dt, I_new, I_old, Q_old, S_prev, q, n_first, *theta_slices)`` is a partial of
     :func:`mc_step`, with the storage S [N] as a third state (``S0``: NaN = derive it from the
@@ -216,8 +216,9 @@ class _Wavefront(torch.autograd.Function):
     def forward(ctx, q, Q0, I0, S0, sched, step_fn, out_pos, out_col, keep_history, dt, *theta):
         T, N = q.shape
         n_out = len(out_col)
-        need_hist = keep_history or out_pos is None or any(ctx.needs_input_grad[i] for i in (0, 1, 2, 3)) or \
+        need_grad = keep_history or any(ctx.needs_input_grad[i] for i in (0, 1, 2, 3)) or \
             any(ctx.needs_input_grad[10:])
+        need_hist = need_grad or out_pos is None  # the Q history is also the full output
         mc = step_fn is not None
         s0_given = mc and not bool(torch.isnan(S0).any())
         S = S0.detach().clone() if mc else None
@@ -227,15 +228,18 @@ class _Wavefront(torch.autograd.Function):
         if need_hist:
             hist = q.new_empty(T + 1, N)
             hist[0] = Q
+            hf = hist.view(-1)
+        if need_grad:  # upstream inflow and storage histories: only the adjoint reads them
             ihist = q.new_empty(T + 1, N)
             ihist[0] = I_buf[0]
-            hf, ihf = hist.view(-1), ihist.view(-1)
+            ihf = ihist.view(-1)
             if mc:
                 shist = q.new_empty(T + 1, N)
                 shist[0] = S
                 shf = shist.view(-1)
         out = q.new_zeros(T, n_out) if out_pos is not None else None
-        base = sched.flat_base()  # flat [T, N] index is base + d*N
+        base = sched.flat_base()  # flat [T, N] index (sorted order) is base + d*N
+        qbase = sched.order - sched.level * N  # q is in network order: flat index qbase + d*N
         qf = q.detach().reshape(-1)
         down = sched.down
         if out is not None:
@@ -252,8 +256,8 @@ class _Wavefront(torch.autograd.Function):
             I_new_full, I_old_full = I_buf[d % 2], I_buf[(d + 1) % 2]
             sched.send_down(I_new_full, Q[sa:sb], a, b, sa, sb)  # upstream sum at the same step
             I_new, I_old = I_new_full[a:b], I_old_full[a:b]
-            idx = torch.add(base[a:b], d * N, out=idx_buf[: b - a])
-            qd = torch.index_select(qf, 0, idx, out=q_buf[: b - a])
+            qidx = torch.add(qbase[a:b], d * N, out=idx_buf[: b - a])
+            qd = torch.index_select(qf, 0, qidx, out=q_buf[: b - a])
             Qs = Q[a:b]
             n_first = int(b - sched.lstart[d]) if (hi == d and not s0_given) else 0
             if mc:
@@ -282,17 +286,18 @@ class _Wavefront(torch.autograd.Function):
                 if lo == d - T + 1:  # reaches taking their last step are the bottom of the band
                     stor[3] += s_end[: int(sched.lstart[lo + 1]) - a].sum(dtype=torch.float64)
             if need_hist:
-                idx.add_(N)
+                idx = torch.add(base[a:b], (d + 1) * N, out=idx_buf[: b - a])
                 hf.index_copy_(0, idx, Qs)
-                ihf.index_copy_(0, idx, I_new)
-                if mc:
-                    shf.index_copy_(0, idx, S_new)
+                if need_grad:
+                    ihf.index_copy_(0, idx, I_new)
+                    if mc:
+                        shf.index_copy_(0, idx, S_new)
             if out is not None:
                 oa, ob = int(o_l[lo]), int(o_l[hi + 1])
                 if ob > oa:
                     of.index_copy_(0, obase[oa:ob] + d * n_out, Qs.index_select(0, out_pos[oa:ob] - a))
         # reaches finish on different diagonals: take each reach's last I from the history or buffers
-        if need_hist:
+        if need_grad:
             I = ihist[T].clone()
         else:
             last = (T - 1 + sched.level) % 2  # diagonal parity of each reach's last step
@@ -301,7 +306,7 @@ class _Wavefront(torch.autograd.Function):
             out = hist[1:]
         ctx.sched, ctx.step_fn, ctx.dt, ctx.s0_given = sched, step_fn, dt, s0_given
         ctx.out_pos, ctx.out_col = out_pos, out_col
-        if need_hist:
+        if need_grad:
             ctx.save_for_backward(q, hist, ihist, shist if mc else None, *theta)
         ctx.mark_non_differentiable(stor)
         S_fin = S if mc else torch.full_like(Q, float("nan"))
@@ -316,6 +321,7 @@ class _Wavefront(torch.autograd.Function):
         dev, dt_ = q.device, q.dtype
         base = sched.flat_base()
         qf, hf, ihf = q.reshape(-1), hist.reshape(-1), ihist.reshape(-1)
+        qbase = sched.order - sched.level * N
         theta_d = [t.detach() for t in theta]
         th_bar = [torch.zeros_like(t) for t in theta]
         q_bar = torch.empty(T * N, device=dev, dtype=dt_)  # every (step, reach) is written once
@@ -333,16 +339,18 @@ class _Wavefront(torch.autograd.Function):
                 g_direct[:, ctx.out_pos] = g_out
                 g_direct = g_direct.view(-1)
         idx_buf = torch.empty(N, dtype=torch.long, device=dev)
+        qidx_buf = torch.empty(N, dtype=torch.long, device=dev)
         bufs = [torch.empty(N, device=dev, dtype=dt_) for _ in range(6)]
         for d, _, _, a, b, _, _ in sched.diagonals(T, reverse=True):
             if a == b:
                 continue
             m = b - a
             Q_old_b, I_old_b, I_new_b, q_b, Qbar_b, tmp_b = (x[:m] for x in bufs)
+            qidx = torch.add(qbase[a:b], d * N, out=qidx_buf[:m])
+            qd = torch.index_select(qf, 0, qidx, out=q_b)
             idx = torch.add(base[a:b], d * N, out=idx_buf[:m])
             Q_old = torch.index_select(hf, 0, idx, out=Q_old_b)  # row t (= step t-1, or the initial state)
             I_old = torch.index_select(ihf, 0, idx, out=I_old_b)
-            qd = torch.index_select(qf, 0, idx, out=q_b)
             Q_bar = torch.index_select(I_bar, 0, sched.down[a:b], out=Qbar_b).add_(carry_Q[a:b])
             if g_direct is not None:
                 Q_bar.add_(torch.index_select(g_direct, 0, idx, out=tmp_b))
@@ -357,7 +365,7 @@ class _Wavefront(torch.autograd.Function):
                 torch.addcmul(carry_I2[a:b], Q_bar, c1, out=I_bar[a:b])
                 torch.mul(Q_bar, c3, out=carry_Q[a:b])
                 torch.mul(Q_bar, c2, out=carry_I2[a:b])
-                q_bar.index_copy_(0, idx, torch.mul(Q_bar, c4, out=tmp_b))
+                q_bar.index_copy_(0, qidx, torch.mul(Q_bar, c4, out=tmp_b))
             else:
                 n_first = int(b - sched.lstart[d]) if (d < sched.n_levels and not ctx.s0_given) else 0
                 S_prev = shist.view(-1).index_select(0, idx)
@@ -372,7 +380,7 @@ class _Wavefront(torch.autograd.Function):
                 carry_I2[a:b] = g[1]
                 carry_Q[a:b] = g[2]
                 carry_S[a:b] = g[3]
-                q_bar.index_copy_(0, idx, g[4])
+                q_bar.index_copy_(0, qidx, g[4])
                 for j, gth in enumerate(g[5:]):
                     th_bar[j][a:b] += gth
         # what remains is the gradient w.r.t. the initial state (Q0, I0)
@@ -385,7 +393,7 @@ def run_wavefront(sched: Schedule, q: torch.Tensor, Q0: torch.Tensor, I0: torch.
                   out_pos: torch.Tensor | None = None, out_col: torch.Tensor | None = None,
                   keep_history: bool = False, dt: float = 0.0, S0: torch.Tensor | None = None,
                   conservative: bool = True):
-    """Run the recursion over all steps (see :class:`_Wavefront`); everything in sorted order.
+    """Run the recursion over all steps (see :class:`_Wavefront`): q [T, N] in network order, the rest sorted.
 
     ``out_pos`` (ascending sorted positions) and ``out_col`` (their output columns) select the reaches
     written to the output; with ``out_pos=None`` the output is every reach, [T, N] in sorted order.
