@@ -16,6 +16,7 @@ __all__ = ["main", "build_parser"]
 
 _COMMAND_MODULES = [
     "rivergraph.train",
+    "rivergraph.temperature",
 ]
 
 

@@ -251,3 +251,21 @@ def test_netcdf_and_plot(tmp_path, small):
     plot_map(tmp_path / "map.png", small, r.temperature[-1].numpy(), series={"x": r.temperature[:, 0].numpy()})
     assert (tmp_path / "map.png").stat().st_size > 1000
     assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+# ------------------------------------------------------------------------------ CLI
+def test_cli_temperature(tmp_path, monkeypatch, capsys):
+    from rivergraph.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text("spinup_hours: 2\ndtype: float32\nplot_gauges: 2\noutput_dir: out\nparameters: {shade: 0.4}\n")
+    assert main(["temperature", str(cfg)]) == 0
+    assert (tmp_path / "out" / "temperature.nc").stat().st_size > 0
+    assert (tmp_path / "out" / "temperature.png").stat().st_size > 0
+    assert "water temperature on flowing reaches" in capsys.readouterr().out
+    cfg.write_text("parameters: {shade: 1.5}\n")
+    assert main(["temperature", str(cfg)]) == 2
+    assert "shade" in capsys.readouterr().err
+    assert main(["temperature", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
