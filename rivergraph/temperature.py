@@ -157,9 +157,10 @@ def recency_average(x: torch.Tensor, tau_s: torch.Tensor, dt: float, init: torch
 
 def lateral_temperature(air_temp, t_ss, t_gw, ss_frac, gw_frac):
     """Temperature (degC) of lateral inflow: groundwater share gw_frac at t_gw, subsurface share
-    (1 - gw_frac) ss_frac at t_ss, the rest surface runoff at the air temperature (not below 0 degC)."""
+    (1 - gw_frac) ss_frac at t_ss, the rest surface runoff at the air temperature; liquid water, so each
+    source is floored at 0 degC (as PRMS-SNTemp floors water temperature)."""
     t_sur = air_temp.clamp_min(0.0)
-    return gw_frac * t_gw + (1.0 - gw_frac) * (ss_frac * t_ss + (1.0 - ss_frac) * t_sur)
+    return gw_frac * t_gw.clamp_min(0.0) + (1.0 - gw_frac) * (ss_frac * t_ss.clamp_min(0.0) + (1.0 - ss_frac) * t_sur)
 
 
 def relaxation_factor(k_e, area_m2, dt: float, volume_m3):
@@ -341,6 +342,7 @@ class StreamTemperature(torch.nn.Module):
             t_e = mohseni_equilibrium(ta)
             k_e = torch.full_like(ta, KE_MOHSENI)
         k_e = k_e * p["ke_scale"]
+        t_e = t_e.clamp_min(0.0)  # no ice process: liquid water does not equilibrate below freezing
         m0 = ta.mean(0) if memory_init is None else self._sorted(memory_init, "memory_init", 1, dtype)[0]
         t_ss = recency_average(ta, p["ss_tau_days"] * 86400.0, dt, m0)
         t_gw = recency_average(ta, p["gw_tau_days"] * 86400.0, dt, m0) + p["gw_offset"]
