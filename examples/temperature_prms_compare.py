@@ -43,7 +43,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--segment", type=int, default=2007)
     ap.add_argument("--data", default=str(DATA))
-    ap.add_argument("--iters", type=int, default=300)
+    ap.add_argument("--iters", type=int, default=200, help="fitting iterations (0: defaults only)")
+    ap.add_argument("--json-only", action="store_true", help="return the results instead of printing them")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     import xarray as xr
@@ -86,6 +87,8 @@ def main(argv=None) -> int:
     with torch.no_grad():
         sim0 = run({})
     out["default"] = report(sim0)
+    if args.iters == 0:
+        return out if args.json_only else (print(json.dumps(out, indent=1)) or 0)
     # fit the scalars (through their bounded squashing) to PRMS-SNTemp on the training period
     names = list(TEMPERATURE_OUTPUTS)
     specs = {k: OutputSpec(TEMPERATURE_OUTPUTS[k].lo, TEMPERATURE_OUTPUTS[k].hi, TEMPERATURE_OUTPUTS[k].scaling)
@@ -107,6 +110,8 @@ def main(argv=None) -> int:
         sim1 = run(fitted)
     out["fitted_params"] = {k: round(v, 3) for k, v in fitted.items()}
     out["fitted"] = report(sim1)
+    if args.json_only:
+        return out
     print(json.dumps(out, indent=1))
     return 0
 

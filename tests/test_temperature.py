@@ -269,3 +269,20 @@ def test_cli_temperature(tmp_path, monkeypatch, capsys):
     assert "shade" in capsys.readouterr().err
     assert main(["temperature", str(tmp_path / "missing.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ PRMS-SNTemp reference
+def test_prms_sntemp_segment_default_parameters(shared_data):
+    """Default parameters on Delaware segment 2007 track PRMS-SNTemp's simulated water temperature
+    (measured: RMSE 3.66 degC, r 0.92 over 2003-10..2005-09); pins the comparison of docs/temperature.md."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "prms_compare", Path(__file__).resolve().parents[1] / "examples" / "temperature_prms_compare.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = mod.main(["--data", str(shared_data / "delaware_river_dl"), "--iters", "0", "--json-only"])
+    s = out["default"]["vs_prms_train"]
+    assert s["n"] == 731
+    assert s["corr"] > 0.9 and s["rmse"] < 4.0
