@@ -56,7 +56,8 @@ from .routing import MuskingumCunge, power_law_celerity, trapezoid_celerity, MIN
 __all__ = ["StreamTemperature", "HeatForcing", "Hydraulics", "TemperatureResult", "TEMPERATURE_OUTPUTS",
            "DEFAULTS", "saturation_vapor_pressure", "clear_sky_shortwave", "energy_balance_equilibrium",
            "mohseni_equilibrium", "recency_average", "lateral_temperature", "relaxation_factor",
-           "temperature_parameter_net", "joint_loss", "synthetic_texas_forcing", "write_netcdf", "plot_map", "run_config",
+           "temperature_parameter_net", "joint_loss", "synthetic_texas_forcing", "read_forcing_netcdf",
+           "write_netcdf", "plot_map", "run_config",
            "register_cli"]
 
 RHO_W = 1000.0  # kg m-3
@@ -321,6 +322,10 @@ class StreamTemperature(torch.nn.Module):
         dtype = hyd.Q.dtype
         p = {k: self._param(k, params.get(k), dtype) for k in TEMPERATURE_OUTPUTS}
         ta = self._sorted(forcing.air_temp, "air_temp", T, dtype)
+        bad = (ta.detach() < -60.0) | (ta.detach() > 60.0)
+        if bad.any():
+            raise ValueError("forcing 'air_temp' outside [-60, 60] degC (kelvin given?) at reaches "
+                             f"{self.network.ids[sched.order[bad.any(0)][:10].cpu().numpy()].tolist()}")
         if self.equilibrium == "energy":
             sw = forcing.shortwave
             if sw is None:
@@ -458,6 +463,50 @@ def synthetic_texas_forcing(net: RiverNetwork, time: pd.DatetimeIndex, seed: int
     return HeatForcing(torch.from_numpy(air), sw, torch.from_numpy(rh), 3.0)
 
 
+def read_forcing_netcdf(path, net: RiverNetwork, time) -> HeatForcing:
+    """Read a :class:`HeatForcing` from netCDF: variables ``air_temp`` (degC, required), ``shortwave``
+    (W m-2), ``rel_humidity`` (0-1), ``wind`` (m/s), each on dims (time, reach) with a ``reach`` coordinate of
+    network reach ids and a ``time`` coordinate (UTC) covering ``time``. Missing optional variables: clear-sky
+    shortwave, humidity 0.6, wind 2 m/s."""
+    import xarray as xr
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"forcing file not found: {path}")
+    time = pd.DatetimeIndex(time)
+    tu = time.tz_convert("UTC").tz_localize(None) if time.tz is not None else time
+    with xr.open_dataset(path) as ds:
+        if "air_temp" not in ds:
+            raise KeyError(f"{path}: forcing needs the variable 'air_temp' (degC); has {sorted(ds.data_vars)}")
+        for c in ("time", "reach"):
+            if c not in ds.coords:
+                raise KeyError(f"{path}: forcing needs the coordinate '{c}'")
+        ids = pd.Index(ds["reach"].values)
+        missing = pd.Index(net.ids).difference(ids)
+        if len(missing):
+            raise ValueError(f"{path}: no forcing for reaches {missing[:10].tolist()} ({len(missing)} missing)")
+        ftime = pd.DatetimeIndex(ds["time"].values)
+        if ftime.tz is not None:
+            ftime = ftime.tz_convert("UTC").tz_localize(None)
+        absent = tu.difference(ftime)
+        if len(absent):
+            raise ValueError(f"{path}: forcing has no values at {len(absent)} times of the run, first {absent[0]} UTC")
+        sel = ds.sel(reach=net.ids, time=tu)
+
+        def var(name, default):
+            if name not in sel:
+                return default
+            v = sel[name]
+            if set(v.dims) != {"time", "reach"}:
+                raise ValueError(f"{path}: '{name}' must have dims (time, reach), has {v.dims}")
+            return torch.from_numpy(v.transpose("time", "reach").values.astype(np.float64))
+
+        air = var("air_temp", None)
+        if float(np.nanmax(air.numpy())) > 70.0:
+            raise ValueError(f"{path}: air_temp above 70 degC: give degrees Celsius, not kelvin")
+        return HeatForcing(air, var("shortwave", None), var("rel_humidity", 0.6), var("wind", 2.0))
+
+
 # ------------------------------------------------------------------------------------------- output
 def write_netcdf(path, net: RiverNetwork, time, result: TemperatureResult) -> None:
     """Write water temperature, discharge, equilibrium and lateral temperature (time x reach) to netCDF,
@@ -526,8 +575,9 @@ def _config_model():
 
     class _Forcing(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        kind: Literal["synthetic_texas"] = "synthetic_texas"
+        kind: Literal["synthetic_texas", "netcdf"] = "synthetic_texas"
         seed: int = 0
+        path: Optional[str] = None  # kind netcdf: file read by read_forcing_netcdf
 
     class _Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -585,16 +635,19 @@ def run_config(path) -> int:
     q = data["q_lateral"].to(dtype)
     q = torch.cat([q[:1].expand(spin, -1), q], 0)
     time = pd.date_range(data["time"][0] - pd.Timedelta(hours=spin), periods=q.shape[0], freq="h", tz="UTC")
-    forcing = synthetic_texas_forcing(net, time, seed=cfg.forcing.seed)
-    forcing.air_temp, forcing.shortwave, forcing.rel_humidity = (
-        x.to(dtype) for x in (forcing.air_temp, forcing.shortwave, forcing.rel_humidity))
+    if cfg.forcing.kind == "netcdf":
+        if not cfg.forcing.path:
+            raise ValueError(f"{path}: forcing.kind 'netcdf' needs forcing.path")
+        forcing = read_forcing_netcdf(cfg.forcing.path, net, time)
+    else:
+        forcing = synthetic_texas_forcing(net, time, seed=cfg.forcing.seed)
     model = StreamTemperature(net, dt=float(data["dt_s"]), mode=cfg.mode, equilibrium=cfg.equilibrium)
     bar.set_postfix_str("routing")
     with torch.no_grad():
         hyd = model.route(q)
         bar.update()
         bar.set_postfix_str("heat")
-        res = model.temperature(hyd, forcing, **cfg.parameters.model_dump())
+        res = model.temperature(hyd, forcing, time=time, **cfg.parameters.model_dump())
         bar.update()
     keep = slice(spin, None)
     res = TemperatureResult(res.temperature[keep], res.discharge[keep], res.equilibrium[keep], res.lateral_temp[keep])

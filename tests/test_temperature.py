@@ -194,7 +194,7 @@ def test_parameter_net_joint_loss_gradients(small):
     pnet = temperature_parameter_net({"shade": (0.0, 1.0), "ke_scale": (0.5, 2.0, "log"),
                                       "n": ROUTING_OUTPUTS["n"]}).double()
     pnet.scaler.fit(small)
-    p = pnet.parameters_for(small, torch.float64)
+    p = pnet(pnet.scaler.transform(small, torch.float64))
     q = torch.full((T, N), 0.3, dtype=torch.float64)
     m = StreamTemperature(small, dt=3600.0)
     r = m(q, synthetic_texas_forcing(small, time), routing_params={"n": p["n"]}, shade=p["shade"],
@@ -230,6 +230,8 @@ def test_bad_input_names_the_problem():
         m(q, HeatForcing(air, sw, rel_humidity=60.0))
     with pytest.raises(ValueError, match="shortwave is missing"):
         m(q, HeatForcing(air))
+    with pytest.raises(ValueError, match="kelvin"):
+        m(q, HeatForcing(air + 273.15, sw))
 
 
 # ------------------------------------------------------------------------------ output
@@ -269,6 +271,26 @@ def test_cli_temperature(tmp_path, monkeypatch, capsys):
     assert "shade" in capsys.readouterr().err
     assert main(["temperature", str(tmp_path / "missing.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
+    # user forcing from netCDF (here: the synthetic weather written out, a constant 2 degC warmer)
+    import xarray as xr
+
+    net, data = load_lower_colorado()
+    time = pd.date_range(data["time"][0] - pd.Timedelta(hours=2), periods=30, freq="h")
+    f = synthetic_texas_forcing(net, time)
+    xr.Dataset({"air_temp": (("time", "reach"), f.air_temp.numpy() + 2.0),
+                "shortwave": (("time", "reach"), f.shortwave.numpy()),
+                "rel_humidity": (("time", "reach"), f.rel_humidity.numpy()),
+                "wind": (("time", "reach"), np.full(f.shortwave.shape, 3.0))},
+               coords={"time": time.tz_convert(None), "reach": net.ids}).to_netcdf(tmp_path / "wx.nc")
+    cfg.write_text("spinup_hours: 2\noutput_dir: out2\nplot_gauges: 0\n"
+                   "parameters: {shade: 0.4}\nforcing: {kind: netcdf, path: wx.nc}\n")
+    assert main(["temperature", str(cfg)]) == 0
+    with xr.open_dataset(tmp_path / "out" / "temperature.nc") as a, xr.open_dataset(tmp_path / "out2" / "temperature.nc") as b:
+        d = (b["equilibrium_temperature"] - a["equilibrium_temperature"]).values
+    assert 1.5 < float(np.median(d)) < 2.5  # 2 degC warmer air -> ~2 degC warmer equilibrium
+    cfg.write_text("spinup_hours: 5\noutput_dir: out3\nforcing: {kind: netcdf, path: wx.nc}\n")
+    assert main(["temperature", str(cfg)]) == 2
+    assert "no values at 3 times" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ PRMS-SNTemp reference
