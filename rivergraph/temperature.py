@@ -316,7 +316,8 @@ class StreamTemperature(torch.nn.Module):
         """
         unknown = set(params) - set(TEMPERATURE_OUTPUTS)
         if unknown:
-            raise TypeError(f"unknown temperature parameter(s) {sorted(unknown)}; expected {sorted(TEMPERATURE_OUTPUTS)}")
+            raise TypeError(f"unknown temperature parameter(s) {sorted(unknown)}; "
+                            f"expected {sorted(TEMPERATURE_OUTPUTS)}")
         sched, dt = self.sched, self.dt
         T, N = hyd.Q.shape
         dtype = hyd.Q.dtype
@@ -415,7 +416,8 @@ def temperature_parameter_net(outputs=("shade", "ke_scale", "gw_frac"), **kw) ->
     else:
         unknown = set(outputs) - set(TEMPERATURE_OUTPUTS)
         if unknown:
-            raise ValueError(f"unknown temperature output(s) {sorted(unknown)}; choose from {sorted(TEMPERATURE_OUTPUTS)}")
+            raise ValueError(f"unknown temperature output(s) {sorted(unknown)}; "
+                             f"choose from {sorted(TEMPERATURE_OUTPUTS)}")
         specs = {k: TEMPERATURE_OUTPUTS[k] for k in outputs}
     return ParameterNet(specs, **kw)
 
@@ -523,8 +525,10 @@ def write_netcdf(path, net: RiverNetwork, time, result: TemperatureResult) -> No
             coords[c] = ("reach", net.attrs[c].to_numpy(np.float64))
     arr = lambda x: x.detach().cpu().numpy().astype(np.float32)  # noqa: E731
     ds = xr.Dataset({
-        "water_temperature": (("time", "reach"), arr(result.temperature), {"units": "degC", "long_name": "reach water temperature at end of step"}),
-        "discharge": (("time", "reach"), arr(result.discharge), {"units": "m3 s-1", "long_name": "routed outflow at end of step"}),
+        "water_temperature": (("time", "reach"), arr(result.temperature),
+                              {"units": "degC", "long_name": "reach water temperature at end of step"}),
+        "discharge": (("time", "reach"), arr(result.discharge),
+                      {"units": "m3 s-1", "long_name": "routed outflow at end of step"}),
         "equilibrium_temperature": (("time", "reach"), arr(result.equilibrium), {"units": "degC"}),
         "lateral_inflow_temperature": (("time", "reach"), arr(result.lateral_temp), {"units": "degC"}),
     }, coords=coords, attrs={"source": "rivergraph.temperature", "time_zone": "UTC"})
