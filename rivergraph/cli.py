@@ -15,6 +15,7 @@ from typing import Sequence
 __all__ = ["main", "build_parser"]
 
 _COMMAND_MODULES = [
+    "rivergraph.plots",
     "rivergraph.train",
     "rivergraph.temperature",
 ]
