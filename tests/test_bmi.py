@@ -103,7 +103,7 @@ def test_bmi_stepping_equals_router(basin):
         sim.append(m.get_value(DISCHARGE, np.empty(n)).copy())
     router = MuskingumCunge(net, dt=900.0, forcing_dt=3600.0, output="end")
     expected = router(q[:12]).numpy()
-    assert expected.max() > 1.0 and np.ptp(expected[:, 0]) > 0
+    assert expected.max() > 1.0 and np.ptp(expected, axis=0).max() > 0.01  # flows that change in time
     np.testing.assert_allclose(np.array(sim), expected, rtol=1e-12, atol=1e-12)
     # update_until over 5 steps holds the last inflow: same as 5 routed rows of it
     m.update_until(m.get_current_time() + 5 * 3600.0)
