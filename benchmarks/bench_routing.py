@@ -101,7 +101,6 @@ def run_case(case: dict) -> dict:
         mode = "static" if case["mode"] == "static" else "trapezoid"
         router = MuskingumCunge(net, dt=dt, mode=mode, device=device)
         if mode == "static":
-            c = _coefficients(net, dt, dtype, device)
             # K, X giving these coefficients; gradients flow to k and x
             params = {"k": torch.as_tensor(net.attrs["musk_s"].to_numpy(), dtype=dtype,
                                            device=device).clamp_min(dt / 2),

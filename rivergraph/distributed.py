@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import heapq
-import math
 import os
 import sys
 from dataclasses import dataclass

@@ -223,10 +223,11 @@ class ParameterNet(nn.Module):
         z = self.backbone(features)
         return {k: spec.squash(z[:, j]) for j, (k, spec) in enumerate(self.specs.items())}
 
-    def parameters_for(self, net: RiverNetwork, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
-        """Bounded parameters for every reach of ``net`` (scaler must be fitted)."""
-        dev = next(self.parameters()).device
-        return self(self.scaler.transform(net, dtype).to(dev))
+    def parameters_for(self, net: RiverNetwork) -> dict[str, torch.Tensor]:
+        """Bounded parameters for every reach of ``net`` (scaler must be fitted), in the model's dtype/device
+        (``pnet.double()`` for float64)."""
+        w = next(self.parameters())
+        return self(self.scaler.transform(net, w.dtype).to(w.device))
 
 
 def _as_spec(name: str, v) -> OutputSpec:

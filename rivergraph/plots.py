@@ -5,7 +5,6 @@ atomically. ``rivergraph plot hydrograph|n-vs-area|map|training`` wraps them for
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Sequence
 

@@ -27,7 +27,6 @@ minus UTC, e.g. -5 for US Eastern Standard Time) connects the two.
 """
 from __future__ import annotations
 
-import math
 import re
 import warnings
 from pathlib import Path

@@ -241,7 +241,6 @@ class _Wavefront(torch.autograd.Function):
         base = sched.flat_base()  # flat [T, N] index (sorted order) is base + d*N
         qbase = sched.order - sched.level * N  # q is in network order: flat index qbase + d*N
         qf = q.detach().reshape(-1)
-        down = sched.down
         if out is not None:
             o_l = torch.searchsorted(out_pos, torch.as_tensor(sched.lstart, device=q.device)).cpu().numpy()
             obase = out_col - sched.level[out_pos] * n_out

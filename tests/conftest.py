@@ -18,3 +18,22 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real reference data not found at {SHARED_DATA} (the workspace's shared/data folder)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def lc():
+    """The shipped 11,248-reach NWM Lower Colorado network and its data: ``(net, data)``."""
+    from rivergraph.datasets import load_lower_colorado
+
+    return load_lower_colorado()
+
+
+@pytest.fixture(scope="session")
+def small(lc):
+    """A real Lower Colorado subnetwork (>= 8 reaches) upstream of a USGS gauge."""
+    net = lc[0]
+    for pos in net.gauges().index:
+        mask = net.upstream_mask([pos])
+        if mask.sum() >= 8:
+            return net.subset(mask)
+    raise AssertionError("no gauge with >= 8 upstream reaches")

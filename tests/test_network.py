@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from rivergraph.io import drainage_area_from_nwm_top_width, read_network, read_rapid, read_route_link, read_table_network
+from rivergraph.io import drainage_area_from_nwm_top_width, read_network, read_rapid, read_table_network
 from rivergraph.network import DEFAULT_MIN_SLOPE, NetworkError, RiverNetwork, build_network
 
 # ------------------------------------------------------------------------------------------ fixtures

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rivergraph import build_network
-from rivergraph.datasets import load_lower_colorado, load_rapid_sandbox
+from rivergraph.datasets import load_rapid_sandbox
 from rivergraph.network import NetworkError
 from rivergraph.routing import MuskingumCunge, RoutingState
 from rivergraph.wavefront import Schedule, steady_state
@@ -18,22 +18,6 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 @pytest.fixture(scope="module")
 def sandbox():
     return load_rapid_sandbox()
-
-
-@pytest.fixture(scope="module")
-def lc():
-    return load_lower_colorado()
-
-
-@pytest.fixture(scope="module")
-def small(lc):
-    """A real 12-reach subnetwork of the Lower Colorado upstream of a USGS gauge."""
-    net = lc[0]
-    for pos in net.gauges().index:
-        mask = net.upstream_mask([pos])
-        if mask.sum() >= 8:
-            return net.subset(mask)
-    raise AssertionError("no gauge with >= 8 upstream reaches")
 
 
 def _storm(T: int, N: int, seed: int = 0, base: float = 0.05) -> torch.Tensor:

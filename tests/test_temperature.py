@@ -28,22 +28,6 @@ def _net(ids, to, **cols):
     return build_network(ids, to, attrs)
 
 
-@pytest.fixture(scope="module")
-def lc():
-    return load_lower_colorado()
-
-
-@pytest.fixture(scope="module")
-def small(lc):
-    """A real Lower Colorado subnetwork (>= 8 reaches) upstream of a USGS gauge."""
-    net = lc[0]
-    for pos in net.gauges().index:
-        mask = net.upstream_mask([pos])
-        if mask.sum() >= 8:
-            return net.subset(mask)
-    raise AssertionError("no gauge with >= 8 upstream reaches")
-
-
 # ------------------------------------------------------------------------------ engine
 def test_engine_matches_loop_and_gradcheck():
     net = build_network([1, 2, 3, 4, 5, 6, 7], [3, 3, 5, 5, 0, 7, 0])
