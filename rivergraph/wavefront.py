@@ -268,16 +268,8 @@ class _Wavefront(torch.autograd.Function):
                 s_end = S_new
             else:
                 c1, c2, c3, c4 = (t[a:b] for t in theta_d)
-                if storage_sums:
-                    # Muskingum storage S = K X I + K (1-X) Q from the coefficients:
-                    # D = 2 dt / c4, 2 K X = (c2 - c1) D / 2, 2 K (1-X) = c3 D + dt
-                    Dn = 2.0 * dt / c4
-                    kx, k1x = (c2 - c1) * Dn / 4.0, (c3 * Dn + dt) / 2.0
-                    s_start = kx * I_old + k1x * Qs
                 Qs.mul_(c3).addcmul_(c1, I_new).addcmul_(c2, I_old).addcmul_(c4, qd)
-                if storage_sums:
-                    s_end = kx * I_new + k1x * Qs
-            if storage_sums:
+            if storage_sums and mc:
                 stor[0] += s_start.sum(dtype=torch.float64)
                 stor[1] += s_end.sum(dtype=torch.float64)
                 if hi == d:  # reaches taking their first step (level d) are the top of the band
@@ -301,6 +293,16 @@ class _Wavefront(torch.autograd.Function):
         else:
             last = (T - 1 + sched.level) % 2  # diagonal parity of each reach's last step
             I = torch.where(last == 0, I_buf[0], I_buf[1])
+        if storage_sums and not mc:
+            # constant K, X: one step's end storage is the next step's start storage, so only the initial
+            # and final storages enter the balance (no drift). S = K X I + K (1-X) Q from the coefficients:
+            # D = 2 dt / c4, 2 K X = (c2 - c1) D / 2, 2 K (1-X) = c3 D + dt
+            c1, c2, c3, c4 = theta_d
+            Dn = 2.0 * dt / c4
+            kx, k1x = (c2 - c1) * Dn / 4.0, (c3 * Dn + dt) / 2.0
+            first = (kx * I0.detach() + k1x * Q0.detach()).sum(dtype=torch.float64)
+            last = (kx * I + k1x * Q).sum(dtype=torch.float64)
+            stor = torch.stack([first, last, first, last])
         if out is None:
             out = hist[1:]
         ctx.sched, ctx.step_fn, ctx.dt, ctx.s0_given = sched, step_fn, dt, s0_given
