@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Callable, Iterable, Literal
 
 import numpy as np
 import torch
@@ -145,19 +145,12 @@ def cunge_K_X(Q, c, T, S0, dx):
     return dx / c, X
 
 
-def _trapezoid_coeffs(dt: float, positivity: bool):
-    def fn(r, n, S0, B, z, dx):
+def _cunge_coeffs(celerity: Callable, dt: float, positivity: bool):
+    """Muskingum-Cunge coefficients at reference flow r for a channel whose ``celerity(Q, n, S0, a, b)``
+    returns (c, T): the trapezoid (a, b = bottom width, side slope) or the power law (a, b = p, q)."""
+    def fn(r, n, S0, a, b, dx):
         Q = r.clamp_min(MIN_REFERENCE_FLOW)
-        c, T = trapezoid_celerity(Q, n, S0, B, z)
-        K, X = cunge_K_X(Q, c, T, S0, dx)
-        return muskingum_coefficients(K, X, dt, positivity)
-    return fn
-
-
-def _power_law_coeffs(dt: float, positivity: bool):
-    def fn(r, n, S0, p, q, dx):
-        Q = r.clamp_min(MIN_REFERENCE_FLOW)
-        c, T = power_law_celerity(Q, n, S0, p, q)
+        c, T = celerity(Q, n, S0, a, b)
         K, X = cunge_K_X(Q, c, T, S0, dx)
         return muskingum_coefficients(K, X, dt, positivity)
     return fn
@@ -324,9 +317,9 @@ class MuskingumCunge(torch.nn.Module):
 
     def coefficient_fn(self):
         if self.mode == "trapezoid":
-            return _trapezoid_coeffs(self.dt, self.positivity)
+            return _cunge_coeffs(trapezoid_celerity, self.dt, self.positivity)
         if self.mode == "power_law":
-            return _power_law_coeffs(self.dt, self.positivity)
+            return _cunge_coeffs(power_law_celerity, self.dt, self.positivity)
         return None
 
     def _theta_list(self, th: dict) -> list[torch.Tensor]:

@@ -37,3 +37,12 @@ def small(lc):
         if mask.sum() >= 8:
             return net.subset(mask)
     raise AssertionError("no gauge with >= 8 upstream reaches")
+
+
+@pytest.fixture(scope="session")
+def basin_08159000(lc):
+    """USGS 08159000's 107-reach Lower Colorado subnetwork (nested gauges inside): ``(sub, q_lateral [T, 107]
+    float64 m3/s, data)``."""
+    net, data = lc
+    mask = net.upstream_mask([int(data["gauge_reach"]["08159000"])])
+    return net.subset(mask), data["q_lateral"][:, mask].double(), data

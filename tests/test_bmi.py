@@ -9,7 +9,6 @@ from bmipy import Bmi
 from pydantic import ValidationError
 
 from rivergraph.bmi import DISCHARGE, LATERAL_INFLOW, BmiRiverGraph
-from rivergraph.datasets import load_lower_colorado
 from rivergraph.io import save_network_npz
 from rivergraph.routing import MuskingumCunge
 
@@ -17,16 +16,14 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def basin(tmp_path_factory):
+def basin(tmp_path_factory, basin_08159000):
     """USGS 08159000's 107-reach subnetwork saved as npz, its NWM lateral inflow, and a BMI config."""
-    net, data = load_lower_colorado()
-    mask = net.upstream_mask([int(data["gauge_reach"]["08159000"])])
-    sub = net.subset(mask)
+    sub, q, _ = basin_08159000
     folder = tmp_path_factory.mktemp("bmi")
     save_network_npz(sub, folder / "net.npz")
     cfg = {"network": "net.npz", "dt_s": 900.0, "time_step_s": 3600.0, "output": "end", "end_time_s": 28 * 3600.0}
     (folder / "bmi.yaml").write_text(yaml.safe_dump(cfg))
-    return sub, data["q_lateral"][:, mask].double(), folder
+    return sub, q, folder
 
 
 def _model(folder, **change):

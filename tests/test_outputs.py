@@ -7,7 +7,6 @@ import pytest
 import torch
 import xarray as xr
 
-from rivergraph.datasets import load_lower_colorado
 from rivergraph.outputs import read_gauge_csv, route_to_file
 from rivergraph.routing import MuskingumCunge
 
@@ -15,12 +14,9 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def basin():
+def basin(basin_08159000):
     """The 107-reach subnetwork draining to USGS 08159000 (nested gauges inside), with its NWM forcing."""
-    net, data = load_lower_colorado()
-    mask = net.upstream_mask([int(data["gauge_reach"]["08159000"])])
-    sub = net.subset(mask)
-    q = data["q_lateral"][:, mask].double()
+    sub, q, data = basin_08159000
     return sub, q, data["time"]
 
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from rivergraph.cli import main
-from rivergraph.datasets import load_lower_colorado
 from rivergraph.io import save_network_npz
 from rivergraph.outputs import route_to_file
 from rivergraph.plots import network_lines, plot_hydrographs, plot_n_vs_area, plot_training
@@ -17,14 +16,12 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, basin_08159000):
     """USGS 08159000's subnetwork (npz), routed NWM inflow to .nc + gauge CSV."""
-    net, data = load_lower_colorado()
-    mask = net.upstream_mask([int(data["gauge_reach"]["08159000"])])
-    sub = net.subset(mask)
+    sub, q, data = basin_08159000
     d = tmp_path_factory.mktemp("plots")
     save_network_npz(sub, d / "net.npz")
-    route_to_file(MuskingumCunge(sub), data["q_lateral"][:, mask].double(), d / "q.nc", times=data["time"],
+    route_to_file(MuskingumCunge(sub), q, d / "q.nc", times=data["time"],
                   gauge_csv=d / "g.csv")
     return sub, data, d
 
