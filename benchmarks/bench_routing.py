@@ -101,11 +101,10 @@ def run_case(case: dict) -> dict:
         mode = "static" if case["mode"] == "static" else "trapezoid"
         router = MuskingumCunge(net, dt=dt, mode=mode, device=device)
         if mode == "static":
-            # K, X giving these coefficients; gradients flow to k and x
+            # RAPID-style K, X (K >= dt/2); gradients flow to k and x
             params = {"k": torch.as_tensor(net.attrs["musk_s"].to_numpy(), dtype=dtype,
                                            device=device).clamp_min(dt / 2),
                       "x": torch.as_tensor(net.attrs["musx"].to_numpy(), dtype=dtype, device=device)}
-            del c
         else:
             params = {"n": torch.as_tensor(net.attrs["n"].to_numpy(), dtype=dtype, device=device)}
         if backward:
