@@ -52,7 +52,7 @@ def test_gauge_loss_masks_nan_and_discards_warmup():
     sim2 = obs.clone()
     sim2[20:30, 0] = 100.0  # wrong only where observations are missing
     loss = gauge_loss(sim2.requires_grad_(), obs_nan, LossSpec("nse"))
-    assert float(loss) == pytest.approx(0.0, abs=1e-12)
+    assert loss.item() == pytest.approx(0.0, abs=1e-12)
     loss.backward()
     # daily means: an hourly wiggle with zero daily mean does not count
     wig = obs + 0.5 * torch.tensor([1.0, -1.0]).repeat(48).unsqueeze(1)
