@@ -407,26 +407,26 @@ class MuskingumCunge(torch.nn.Module):
         out, Qf, If, Sf, stor = run_wavefront(sched, q_steps, Q0, I0, theta, coeff_fn, out_pos, out_col,
                                               dt=self.dt if (balance or coeff_fn is not None) else 0.0, S0=S0,
                                               conservative=self.scheme == "conservative")
-        # out: [T_steps, N] sorted (all) or [T_steps, n_out] in out_pos order
+        # out: [T_steps, N] network order (all) or [T_steps, n_out] in out_pos order
         if self.nsub > 1:
             steps = out.reshape(-1, self.nsub, out.shape[1])
             if self.output == "end":
                 out_intervals = steps[:, -1]
             else:
-                first = Q0.unsqueeze(0) if all_out else Q0.index_select(0, out_pos).unsqueeze(0)
+                first = Q0.index_select(0, sched.sorted_pos if all_out else out_pos).unsqueeze(0)
                 prev = torch.cat([first, out[:-1]], 0).reshape(steps.shape)
                 out_intervals = prev.mean(1) if self.output == "rapid" else (0.5 * (prev + steps)).mean(1)
         else:
             out_intervals = out
         if balance:
-            outlet_cols = outlets if all_out else torch.searchsorted(out_pos, outlets)
+            outlet_cols = sched.order.index_select(0, outlets) if all_out else torch.searchsorted(out_pos, outlets)
             self.balance = self._mass_balance(q_steps, out.reshape(T, -1).index_select(1, outlet_cols), Q0,
                                               outlets, stor)
         inv = sched.sorted_pos
         self.state = RoutingState(Qf.index_select(0, inv), If.index_select(0, inv),
                                   None if coeff_fn is None else Sf.index_select(0, inv))
         if all_out:
-            return out_intervals.index_select(1, inv)
+            return out_intervals
         return out_intervals.index_select(1, torch.searchsorted(out_pos, pos_user))
 
     @torch.no_grad()

@@ -206,7 +206,7 @@ class _Wavefront(torch.autograd.Function):
     :func:`mc_step`, with the storage S [N] as a third state (``S0``: NaN = derive it from the
     first step's coefficients).
     Returns (Q_out, Q_final [N], I_final [N], S_final [N], storage sums [4]); Q_out is [T, n_out] in ``out_col`` order, or, with
-    ``out_pos=None``, [T, N] for every reach in sorted order.
+    ``out_pos=None``, [T, N] for every reach in network order (the order of q).
 
     History rows: ``hist[t + 1]`` holds Q at step t and ``hist[0]`` the initial state (same for I), so
     every read of "the previous step" is a plain gather.
@@ -218,7 +218,7 @@ class _Wavefront(torch.autograd.Function):
         n_out = len(out_col)
         need_grad = keep_history or any(ctx.needs_input_grad[i] for i in (0, 1, 2, 3)) or \
             any(ctx.needs_input_grad[10:])
-        need_hist = need_grad or out_pos is None  # the Q history is also the full output
+        need_hist = need_grad  # only the adjoint reads the histories
         mc = step_fn is not None
         s0_given = mc and not bool(torch.isnan(S0).any())
         S = S0.detach().clone() if mc else None
@@ -237,16 +237,19 @@ class _Wavefront(torch.autograd.Function):
                 shist = q.new_empty(T + 1, N)
                 shist[0] = S
                 shf = shist.view(-1)
-        out = q.new_zeros(T, n_out) if out_pos is not None else None
+        # full output: written in network order with the index that reads q (no permutation afterwards)
+        out = q.new_zeros(T, n_out) if out_pos is not None else q.new_empty(T, N)
+        outf_net = out.view(-1) if out_pos is None else None
         base = sched.flat_base()  # flat [T, N] index (sorted order) is base + d*N
         qbase = sched.order - sched.level * N  # q is in network order: flat index qbase + d*N
         qf = q.detach().reshape(-1)
-        if out is not None:
+        if out_pos is not None:
             o_l = torch.searchsorted(out_pos, torch.as_tensor(sched.lstart, device=q.device)).cpu().numpy()
             obase = out_col - sched.level[out_pos] * n_out
             of = out.view(-1)
         # scratch buffers: the sweep allocates nothing per diagonal (allocator churn dominates otherwise)
         idx_buf = torch.empty(N, dtype=torch.long, device=q.device)
+        qidx_buf = torch.empty(N, dtype=torch.long, device=q.device)
         q_buf = q.new_empty(N)
         # storage sums (m3): all step starts, all step ends, first-step starts, last-step ends
         stor = torch.zeros(4, dtype=torch.float64, device=q.device)
@@ -255,7 +258,7 @@ class _Wavefront(torch.autograd.Function):
             I_new_full, I_old_full = I_buf[d % 2], I_buf[(d + 1) % 2]
             sched.send_down(I_new_full, Q[sa:sb], a, b, sa, sb)  # upstream sum at the same step
             I_new, I_old = I_new_full[a:b], I_old_full[a:b]
-            qidx = torch.add(qbase[a:b], d * N, out=idx_buf[: b - a])
+            qidx = torch.add(qbase[a:b], d * N, out=qidx_buf[: b - a])
             qd = torch.index_select(qf, 0, qidx, out=q_buf[: b - a])
             Qs = Q[a:b]
             n_first = int(b - sched.lstart[d]) if (hi == d and not s0_given) else 0
@@ -283,7 +286,9 @@ class _Wavefront(torch.autograd.Function):
                     ihf.index_copy_(0, idx, I_new)
                     if mc:
                         shf.index_copy_(0, idx, S_new)
-            if out is not None:
+            if outf_net is not None:
+                outf_net.index_copy_(0, qidx, Qs)
+            else:
                 oa, ob = int(o_l[lo]), int(o_l[hi + 1])
                 if ob > oa:
                     of.index_copy_(0, obase[oa:ob] + d * n_out, Qs.index_select(0, out_pos[oa:ob] - a))
@@ -303,8 +308,6 @@ class _Wavefront(torch.autograd.Function):
             first = (kx * I0.detach() + k1x * Q0.detach()).sum(dtype=torch.float64)
             last = (kx * I + k1x * Q).sum(dtype=torch.float64)
             stor = torch.stack([first, last, first, last])
-        if out is None:
-            out = hist[1:]
         ctx.sched, ctx.step_fn, ctx.dt, ctx.s0_given = sched, step_fn, dt, s0_given
         ctx.out_pos, ctx.out_col = out_pos, out_col
         if need_grad:
@@ -333,7 +336,7 @@ class _Wavefront(torch.autograd.Function):
         I_bar = torch.zeros(N + 1, device=dev, dtype=dt_)  # total gradient of I at the last reverse step
         g_direct = None
         if g_out is not None:
-            if ctx.out_pos is None:
+            if ctx.out_pos is None:  # network order: read with the q index
                 g_direct = g_out.reshape(-1)
             else:
                 g_direct = torch.zeros(T, N, device=dev, dtype=dt_)
@@ -354,7 +357,7 @@ class _Wavefront(torch.autograd.Function):
             I_old = torch.index_select(ihf, 0, idx, out=I_old_b)
             Q_bar = torch.index_select(I_bar, 0, sched.down[a:b], out=Qbar_b).add_(carry_Q[a:b])
             if g_direct is not None:
-                Q_bar.add_(torch.index_select(g_direct, 0, idx, out=tmp_b))
+                Q_bar.add_(torch.index_select(g_direct, 0, qidx if ctx.out_pos is None else idx, out=tmp_b))
             idx.add_(N)
             I_new = torch.index_select(ihf, 0, idx, out=I_new_b)
             idx.sub_(N)
@@ -397,7 +400,7 @@ def run_wavefront(sched: Schedule, q: torch.Tensor, Q0: torch.Tensor, I0: torch.
     """Run the recursion over all steps (see :class:`_Wavefront`): q [T, N] in network order, the rest sorted.
 
     ``out_pos`` (ascending sorted positions) and ``out_col`` (their output columns) select the reaches
-    written to the output; with ``out_pos=None`` the output is every reach, [T, N] in sorted order.
+    written to the output; with ``out_pos=None`` the output is every reach, [T, N] in network order.
     """
     if out_col is None:
         out_col = torch.empty(0, dtype=torch.long, device=q.device)
