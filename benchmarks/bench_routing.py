@@ -75,8 +75,8 @@ def _coefficients(net, dt, dtype, device):
 
     from rivergraph.routing import muskingum_coefficients
 
-    K = torch.as_tensor(net.attrs["musk_s"].to_numpy(), dtype=dtype, device=device).clamp_min(dt / 2)
-    X = torch.as_tensor(net.attrs["musx"].to_numpy(), dtype=dtype, device=device)
+    K = torch.as_tensor(net.attrs["musk_s"].to_numpy(copy=True), dtype=dtype, device=device).clamp_min(dt / 2)
+    X = torch.as_tensor(net.attrs["musx"].to_numpy(copy=True), dtype=dtype, device=device)
     return muskingum_coefficients(K, X, dt, positivity=True)
 
 
@@ -102,11 +102,11 @@ def run_case(case: dict) -> dict:
         router = MuskingumCunge(net, dt=dt, mode=mode, device=device)
         if mode == "static":
             # RAPID-style K, X (K >= dt/2); gradients flow to k and x
-            params = {"k": torch.as_tensor(net.attrs["musk_s"].to_numpy(), dtype=dtype,
+            params = {"k": torch.as_tensor(net.attrs["musk_s"].to_numpy(copy=True), dtype=dtype,
                                            device=device).clamp_min(dt / 2),
-                      "x": torch.as_tensor(net.attrs["musx"].to_numpy(), dtype=dtype, device=device)}
+                      "x": torch.as_tensor(net.attrs["musx"].to_numpy(copy=True), dtype=dtype, device=device)}
         else:
-            params = {"n": torch.as_tensor(net.attrs["n"].to_numpy(), dtype=dtype, device=device)}
+            params = {"n": torch.as_tensor(net.attrs["n"].to_numpy(copy=True), dtype=dtype, device=device)}
         if backward:
             q.requires_grad_(True)
             for v in params.values():

@@ -32,10 +32,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-import yaml
 from bmipy import Bmi
 from pydantic import BaseModel, ConfigDict, PositiveFloat
 
+from .config import read_yaml_mapping
 from .routing import MuskingumCunge, RoutingState
 
 __all__ = ["BmiRiverGraph", "BmiConfig", "LATERAL_INFLOW", "DISCHARGE"]
@@ -88,12 +88,7 @@ class BmiRiverGraph(Bmi):
     def initialize(self, config_file: str) -> None:
         """Build the network and router from a YAML config file (see :class:`BmiConfig`)."""
         path = Path(config_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"BMI config file {path} does not exist")
-        raw = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise ValueError(f"BMI config {path}: expected a mapping of keys, got {type(raw).__name__}")
-        cfg = BmiConfig(**raw)
+        cfg = BmiConfig(**read_yaml_mapping(path))
         net = _load_network(cfg.network, path.resolve().parent)
         self._cfg = cfg
         self._router = MuskingumCunge(net, dt=cfg.dt_s, forcing_dt=cfg.time_step_s, mode=cfg.mode,

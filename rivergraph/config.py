@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .params import DEFAULT_ATTRIBUTES, ROUTING_OUTPUTS
 
-__all__ = ["Config", "load_config", "BUILTIN_NETWORKS"]
+__all__ = ["Config", "load_config", "read_yaml_mapping", "BUILTIN_NETWORKS"]
 
 BUILTIN_NETWORKS = ("lower_colorado",)
 """Network / forcing names that load shipped data (``rivergraph.datasets``) instead of a file."""
@@ -167,8 +167,9 @@ class Config(_Strict):
         return Path(self.output.dir) / self.output.checkpoint
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config; a missing file, bad YAML, unknown keys or bad paths raise clear errors."""
+def read_yaml_mapping(path: str | Path) -> dict:
+    """The top-level mapping of a YAML config file (empty file = {}); a missing file, bad YAML or a
+    non-mapping raise one-line errors naming the file. Shared by every command's and the BMI's config."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
@@ -180,4 +181,9 @@ def load_config(path: str | Path) -> Config:
         raw = {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: the config must be a mapping of keys, got {type(raw).__name__}")
-    return Config.model_validate(raw)
+    return raw
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config; a missing file, bad YAML, unknown keys or bad paths raise clear errors."""
+    return Config.model_validate(read_yaml_mapping(path))

@@ -615,18 +615,13 @@ def run_config(path) -> int:
     """Run ``rivergraph temperature CONFIG.yaml``: route the shipped Lower Colorado NWM lateral inflow
     (28 h from 2021-08-23 13 UTC, after ``spinup_hours`` with the first hour held), compute water
     temperature with the configured forcing and parameters, write temperature.nc and temperature.png."""
-    import yaml
     from tqdm import tqdm
 
+    from .config import read_yaml_mapping
     from .datasets import load_lower_colorado
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a YAML mapping at top level")
-    cfg = _config_model().model_validate(raw)
+    cfg = _config_model().model_validate(read_yaml_mapping(path))
     for name, v in cfg.parameters.model_dump().items():
         spec = TEMPERATURE_OUTPUTS[name]
         if not spec.lo <= v <= spec.hi:

@@ -132,15 +132,23 @@ def make_batches(net: RiverNetwork, gauges: Sequence[int], batch_size: int, scal
     out = []
     for s in range(0, len(order), batch_size):
         g = np.sort(order[s:s + batch_size])
-        reaches = np.flatnonzero(net.upstream_mask(g))
-        sub = net.subset(np.isin(np.arange(len(net)), reaches))
-        fx = {}
-        for k, v in (fixed or {}).items():
-            t = torch.as_tensor(np.asarray(v, dtype=np.float64))
-            fx[k] = t if t.ndim == 0 else t[torch.from_numpy(reaches)]
-        out.append(GaugeBatch(g, reaches, np.searchsorted(reaches, g), MuskingumCunge(sub, dt=dt, mode=mode,
-                              device=device), feats[torch.from_numpy(reaches)].to(device), fx))
+        reaches, router, fx = _upstream_router(net, g, fixed, dt, mode, device)
+        out.append(GaugeBatch(g, reaches, np.searchsorted(reaches, g), router,
+                              feats[torch.from_numpy(reaches)].to(device), fx))
     return out
+
+
+def _upstream_router(net: RiverNetwork, gauges: np.ndarray, fixed: Mapping | None, dt: float, mode: str,
+                     device: str = "cpu") -> tuple[np.ndarray, MuskingumCunge, dict]:
+    """Positions of the reaches upstream of ``gauges`` (ascending), a router on that sub-network, and the
+    ``fixed`` parameters restricted to it (float64 tensors; scalars stay scalars)."""
+    reaches = np.flatnonzero(net.upstream_mask(gauges))
+    sub = net.subset(np.isin(np.arange(len(net)), reaches))
+    fx = {}
+    for k, v in (fixed or {}).items():
+        t = torch.as_tensor(np.asarray(v, dtype=np.float64))
+        fx[k] = t if t.ndim == 0 else t[torch.from_numpy(reaches)]
+    return reaches, MuskingumCunge(sub, dt=dt, mode=mode, device=device), fx
 
 
 def _route(model: Callable, batch: GaugeBatch, q_lat: torch.Tensor) -> torch.Tensor:
@@ -431,17 +439,10 @@ def n_sensitivity(net: RiverNetwork, q_lat: torch.Tensor, gauges: Sequence[int],
     reaches whose Muskingum K is far below the time step).
     """
     gauges = np.asarray(gauges, dtype=np.int64)
-    up = net.upstream_mask(gauges)
-    keep = np.flatnonzero(up)
-    sub = net.subset(up)
-    g_sub = np.searchsorted(keep, gauges)
-    params = {}
-    for k, v in (fixed or {}).items():
-        v = np.asarray(v, dtype=np.float64)
-        params[k] = torch.from_numpy(v[keep] if v.ndim and len(v) == len(net) else v)
+    keep, router, params = _upstream_router(net, gauges, fixed, dt_s, mode)
     logn = torch.log(torch.as_tensor(np.asarray(n, dtype=np.float64)[keep])).requires_grad_()
-    router = MuskingumCunge(sub, dt=dt_s, mode=mode)
-    Q = router(q_lat.double()[:, torch.from_numpy(keep)], outputs=g_sub, n=logn.exp(), **params)
+    Q = router(q_lat.double()[:, torch.from_numpy(keep)], outputs=np.searchsorted(keep, gauges), n=logn.exp(),
+               **params)
     Q = Q / Q.detach().std(0, keepdim=True).clamp_min(1e-12)
     gen = torch.Generator().manual_seed(seed)
     J = torch.zeros(len(keep), dtype=torch.float64)

@@ -218,18 +218,16 @@ class _Wavefront(torch.autograd.Function):
         n_out = len(out_col)
         need_grad = keep_history or any(ctx.needs_input_grad[i] for i in (0, 1, 2, 3)) or \
             any(ctx.needs_input_grad[10:])
-        need_hist = need_grad  # only the adjoint reads the histories
         mc = step_fn is not None
         s0_given = mc and not bool(torch.isnan(S0).any())
         S = S0.detach().clone() if mc else None
         theta_d = [t.detach() for t in theta]
         Q = Q0.detach().clone()
         I_buf = (I0.detach().clone(), I0.detach().clone())  # double buffer: I at this and the last diagonal
-        if need_hist:
+        if need_grad:  # discharge, upstream inflow and storage histories: only the adjoint reads them
             hist = q.new_empty(T + 1, N)
             hist[0] = Q
             hf = hist.view(-1)
-        if need_grad:  # upstream inflow and storage histories: only the adjoint reads them
             ihist = q.new_empty(T + 1, N)
             ihist[0] = I_buf[0]
             ihf = ihist.view(-1)
@@ -279,13 +277,12 @@ class _Wavefront(torch.autograd.Function):
                     stor[2] += s_start[int(sched.lstart[d]) - a:].sum(dtype=torch.float64)
                 if lo == d - T + 1:  # reaches taking their last step are the bottom of the band
                     stor[3] += s_end[: int(sched.lstart[lo + 1]) - a].sum(dtype=torch.float64)
-            if need_hist:
+            if need_grad:
                 idx = torch.add(base[a:b], (d + 1) * N, out=idx_buf[: b - a])
                 hf.index_copy_(0, idx, Qs)
-                if need_grad:
-                    ihf.index_copy_(0, idx, I_new)
-                    if mc:
-                        shf.index_copy_(0, idx, S_new)
+                ihf.index_copy_(0, idx, I_new)
+                if mc:
+                    shf.index_copy_(0, idx, S_new)
             if outf_net is not None:
                 outf_net.index_copy_(0, qidx, Qs)
             else:
