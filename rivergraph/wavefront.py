@@ -141,6 +141,36 @@ class Schedule:
         return acc[:-1]
 
 
+class _Rows:
+    """A [T, N] array in network order, seen on the diagonals through a ring of rows in sorted order.
+
+    Reading q (or writing Q) for the active reaches of a diagonal straight in network order is a random
+    access into T x N memory, one cache and TLB miss per element, and it dominated the sweep. Row t
+    (step t) is read only on diagonals t .. t + depth, so a ring of ``R = min(T, n_levels)`` rows in
+    sorted reach order holds everything live: a row is permuted in (or out) once, within a row of N
+    values, and every diagonal reads runs of contiguous values, one run per level of its band.
+    Forward, row t is loaded before diagonal t and final after diagonal t + depth; in the reverse sweep
+    the roles swap. ``buf`` ([T, N]) gives the rows a home of their own instead of a ring (no wrap): the
+    routed output, or q's gradient, whose value at (t, k) is written on the diagonal that reads q(t, k).
+    """
+
+    def __init__(self, sched: Schedule, n_steps: int, like: torch.Tensor, buf: torch.Tensor | None = None):
+        self.sched = sched
+        self.R = n_steps if buf is not None else min(n_steps, sched.n_levels)
+        self.buf = buf if buf is not None else like.new_empty(self.R, sched.n)
+        self.flat = self.buf.view(-1)
+        self.wrap = self.R < n_steps
+
+    def index(self, base: torch.Tensor, d: int, out: torch.Tensor) -> torch.Tensor:
+        """Flat ring index of (step d - level, sorted reach) for ``base`` = a slice of ``flat_base()``."""
+        idx = torch.add(base, d * self.sched.n, out=out)
+        return idx.remainder_(self.R * self.sched.n) if self.wrap else idx
+
+    def load(self, row: torch.Tensor, t: int) -> None:
+        """Permute row t ([N], network order) into the ring."""
+        torch.index_select(row, 0, self.sched.order, out=self.buf[t % self.R])
+
+
 class _SteadyState(torch.autograd.Function):
     """Q0 = (I - A)^-1 q0 with the transposed sweep as its adjoint."""
 
@@ -235,29 +265,35 @@ class _Wavefront(torch.autograd.Function):
                 shist = q.new_empty(T + 1, N)
                 shist[0] = S
                 shf = shist.view(-1)
-        # full output: written in network order with the index that reads q (no permutation afterwards)
-        out = q.new_zeros(T, n_out) if out_pos is not None else q.new_empty(T, N)
-        outf_net = out.view(-1) if out_pos is None else None
+        full_out = out_pos is None
+        out = q.new_empty(T, N) if full_out else q.new_zeros(T, n_out)
         base = sched.flat_base()  # flat [T, N] index (sorted order) is base + d*N
-        qbase = sched.order - sched.level * N  # q is in network order: flat index qbase + d*N
-        qf = q.detach().reshape(-1)
+        qd_all = q.detach()
+        # q in sorted order, row by row. With the full output, ``out`` holds it: Q(t, k) overwrites q(t, k)
+        # on the diagonal that reads it, and each row is permuted in place into network order once final
+        # (from the history when there is one). Otherwise a ring of rows.
+        q_ring = _Rows(sched, T, q, buf=out if full_out else None)
+        row_buf = q.new_empty(N)
+        outf = out.view(-1)
+        last_level = sched.n_levels - 1
         if out_pos is not None:
             o_l = torch.searchsorted(out_pos, torch.as_tensor(sched.lstart, device=q.device)).cpu().numpy()
             obase = out_col - sched.level[out_pos] * n_out
-            of = out.view(-1)
         # scratch buffers: the sweep allocates nothing per diagonal (allocator churn dominates otherwise)
         idx_buf = torch.empty(N, dtype=torch.long, device=q.device)
-        qidx_buf = torch.empty(N, dtype=torch.long, device=q.device)
+        ridx_buf = torch.empty(N, dtype=torch.long, device=q.device)
         q_buf = q.new_empty(N)
         # storage sums (m3): all step starts, all step ends, first-step starts, last-step ends
         stor = torch.zeros(4, dtype=torch.float64, device=q.device)
         storage_sums = dt > 0  # static: only when asked (dt given); flow-dependent: always
         for d, lo, hi, a, b, sa, sb in sched.diagonals(T):
+            if d < T:
+                q_ring.load(qd_all[d], d)
             I_new_full, I_old_full = I_buf[d % 2], I_buf[(d + 1) % 2]
             sched.send_down(I_new_full, Q[sa:sb], a, b, sa, sb)  # upstream sum at the same step
             I_new, I_old = I_new_full[a:b], I_old_full[a:b]
-            qidx = torch.add(qbase[a:b], d * N, out=qidx_buf[: b - a])
-            qd = torch.index_select(qf, 0, qidx, out=q_buf[: b - a])
+            ridx = q_ring.index(base[a:b], d, ridx_buf[: b - a])
+            qd = torch.index_select(q_ring.flat, 0, ridx, out=q_buf[: b - a])
             Qs = Q[a:b]
             n_first = int(b - sched.lstart[d]) if (hi == d and not s0_given) else 0
             if mc:
@@ -283,12 +319,19 @@ class _Wavefront(torch.autograd.Function):
                 ihf.index_copy_(0, idx, I_new)
                 if mc:
                     shf.index_copy_(0, idx, S_new)
-            if outf_net is not None:
-                outf_net.index_copy_(0, qidx, Qs)
+            if full_out:
+                t_done = d - last_level  # step t is final once its top level has run
+                if need_grad:
+                    if t_done >= 0:
+                        torch.index_select(hist[t_done + 1], 0, sched.sorted_pos, out=out[t_done])
+                else:
+                    outf.index_copy_(0, ridx, Qs)
+                    if t_done >= 0:
+                        out[t_done].copy_(torch.index_select(out[t_done], 0, sched.sorted_pos, out=row_buf))
             else:
                 oa, ob = int(o_l[lo]), int(o_l[hi + 1])
                 if ob > oa:
-                    of.index_copy_(0, obase[oa:ob] + d * n_out, Qs.index_select(0, out_pos[oa:ob] - a))
+                    outf.index_copy_(0, obase[oa:ob] + d * n_out, Qs.index_select(0, out_pos[oa:ob] - a))
         # reaches finish on different diagonals: take each reach's last I from the history or buffers
         if need_grad:
             I = ihist[T].clone()
@@ -321,40 +364,50 @@ class _Wavefront(torch.autograd.Function):
         T, N = q.shape
         dev, dt_ = q.device, q.dtype
         base = sched.flat_base()
-        qf, hf, ihf = q.reshape(-1), hist.reshape(-1), ihist.reshape(-1)
-        qbase = sched.order - sched.level * N
+        hf, ihf = hist.reshape(-1), ihist.reshape(-1)
         theta_d = [t.detach() for t in theta]
         th_bar = [torch.zeros_like(t) for t in theta]
-        q_bar = torch.empty(T * N, device=dev, dtype=dt_)  # every (step, reach) is written once
+        # q and the output's gradient in sorted order (see _Rows; in reverse, row t is loaded before
+        # diagonal t + depth): q's gradient overwrites q where it is read, each row permuted in place into
+        # network order once final (after diagonal t)
+        q_bar = torch.empty(T, N, device=dev, dtype=dt_)
+        qbf = q_bar.view(-1)
+        q_ring = _Rows(sched, T, q, buf=q_bar)
         zeros = lambda: torch.zeros(N, device=dev, dtype=dt_)  # noqa: E731
         carry_Q = g_Qf.clone() if g_Qf is not None else zeros()  # gradient reaching Q(t) from step t+1
         carry_I2 = g_If.clone() if g_If is not None else zeros()  # gradient reaching I(t) from step t+1
         carry_S = g_Sf.clone() if (mc and g_Sf is not None) else zeros()  # gradient reaching S(t)
         I_bar = torch.zeros(N + 1, device=dev, dtype=dt_)  # total gradient of I at the last reverse step
-        g_direct = None
+        g_direct = g_ring = None
         if g_out is not None:
-            if ctx.out_pos is None:  # network order: read with the q index
-                g_direct = g_out.reshape(-1)
+            if ctx.out_pos is None:
+                g_ring = _Rows(sched, T, q)
             else:
                 g_direct = torch.zeros(T, N, device=dev, dtype=dt_)
                 g_direct[:, ctx.out_pos] = g_out
                 g_direct = g_direct.view(-1)
         idx_buf = torch.empty(N, dtype=torch.long, device=dev)
-        qidx_buf = torch.empty(N, dtype=torch.long, device=dev)
+        ridx_buf = torch.empty(N, dtype=torch.long, device=dev)
         bufs = [torch.empty(N, device=dev, dtype=dt_) for _ in range(6)]
+        last_level = sched.n_levels - 1
         for d, _, _, a, b, _, _ in sched.diagonals(T, reverse=True):
-            if a == b:
-                continue
+            t_new = d - last_level
+            if t_new >= 0:
+                q_ring.load(q[t_new], t_new)
+                if g_ring is not None:
+                    g_ring.load(g_out[t_new], t_new)
             m = b - a
             Q_old_b, I_old_b, I_new_b, q_b, Qbar_b, tmp_b = (x[:m] for x in bufs)
-            qidx = torch.add(qbase[a:b], d * N, out=qidx_buf[:m])
-            qd = torch.index_select(qf, 0, qidx, out=q_b)
-            idx = torch.add(base[a:b], d * N, out=idx_buf[:m])
+            idx = torch.add(base[a:b], d * N, out=idx_buf[:m])  # sorted [T, N] index of step d - level
+            qd = torch.index_select(qbf, 0, idx, out=q_b)
             Q_old = torch.index_select(hf, 0, idx, out=Q_old_b)  # row t (= step t-1, or the initial state)
             I_old = torch.index_select(ihf, 0, idx, out=I_old_b)
             Q_bar = torch.index_select(I_bar, 0, sched.down[a:b], out=Qbar_b).add_(carry_Q[a:b])
-            if g_direct is not None:
-                Q_bar.add_(torch.index_select(g_direct, 0, qidx if ctx.out_pos is None else idx, out=tmp_b))
+            if g_ring is not None:
+                ridx = g_ring.index(base[a:b], d, ridx_buf[:m])
+                Q_bar.add_(torch.index_select(g_ring.flat, 0, ridx, out=tmp_b))
+            elif g_direct is not None:
+                Q_bar.add_(torch.index_select(g_direct, 0, idx, out=tmp_b))
             idx.add_(N)
             I_new = torch.index_select(ihf, 0, idx, out=I_new_b)
             idx.sub_(N)
@@ -366,7 +419,7 @@ class _Wavefront(torch.autograd.Function):
                 torch.addcmul(carry_I2[a:b], Q_bar, c1, out=I_bar[a:b])
                 torch.mul(Q_bar, c3, out=carry_Q[a:b])
                 torch.mul(Q_bar, c2, out=carry_I2[a:b])
-                q_bar.index_copy_(0, qidx, torch.mul(Q_bar, c4, out=tmp_b))
+                qbf.index_copy_(0, idx, torch.mul(Q_bar, c4, out=tmp_b))
             else:
                 n_first = int(b - sched.lstart[d]) if (d < sched.n_levels and not ctx.s0_given) else 0
                 S_prev = shist.view(-1).index_select(0, idx)
@@ -381,12 +434,14 @@ class _Wavefront(torch.autograd.Function):
                 carry_I2[a:b] = g[1]
                 carry_Q[a:b] = g[2]
                 carry_S[a:b] = g[3]
-                q_bar.index_copy_(0, qidx, g[4])
+                qbf.index_copy_(0, idx, g[4])
                 for j, gth in enumerate(g[5:]):
                     th_bar[j][a:b] += gth
+            if d < T:
+                q_bar[d].copy_(torch.index_select(q_bar[d], 0, sched.sorted_pos, out=bufs[0]))
         # what remains is the gradient w.r.t. the initial state (Q0, I0)
         g_S0 = carry_S if (mc and ctx.s0_given) else None
-        return (q_bar.view(T, N), carry_Q, carry_I2, g_S0, None, None, None, None, None, None, *th_bar)
+        return (q_bar, carry_Q, carry_I2, g_S0, None, None, None, None, None, None, *th_bar)
 
 
 def run_wavefront(sched: Schedule, q: torch.Tensor, Q0: torch.Tensor, I0: torch.Tensor,
