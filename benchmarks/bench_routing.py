@@ -17,6 +17,8 @@ Methods, side by side on the same network, steps and coefficients:
   levels     a loop over topological levels inside every step (T x depth sweeps, torch scatter ops),
              backward by plain autograd.
 Baselines are timed on the first few steps only (``--baseline-steps``) and reported per reach-step.
+Every method starts cold (zero flow) and does the same work; each case reports the best of ``--repeat``
+timed runs (this shared machine's run-to-run noise is ~30%).
 
 Each case runs in a fresh subprocess, so "peak MiB" is that case's own peak resident memory
 (ru_maxrss, includes ~300 MiB of imports) or, on CUDA, torch.cuda.max_memory_allocated.
@@ -80,68 +82,67 @@ def _coefficients(net, dt, dtype, device):
     return muskingum_coefficients(K, X, dt, positivity=True)
 
 
-def run_case(case: dict) -> dict:
-    import numpy as np
+def _wavefront_case(case, net, q, dt, dtype, device, sync):
+    import warnings
+
     import torch
 
-    torch.set_num_threads(case["threads"])
-    dtype = getattr(torch, case["dtype"])
-    device = torch.device(case["device"])
-    net = _network(case["network"], case["reaches"])
-    N, T, dt = len(net), case["steps"], 3600.0
-    q = _inflow(T, N, dtype, device)
-    method, backward = case["method"], case["backward"]
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    from rivergraph.routing import MuskingumCunge
 
-    if method == "wavefront":
-        from rivergraph.routing import MuskingumCunge
+    N = len(net)
+    mode = "static" if case["mode"] == "static" else "trapezoid"
+    router = MuskingumCunge(net, dt=dt, mode=mode, device=device)
+    if mode == "static":
+        # RAPID-style K, X (K >= dt/2); gradients flow to k and x
+        params = {"k": torch.as_tensor(net.attrs["musk_s"].to_numpy(copy=True), dtype=dtype,
+                                       device=device).clamp_min(dt / 2),
+                  "x": torch.as_tensor(net.attrs["musx"].to_numpy(copy=True), dtype=dtype, device=device)}
+    else:
+        params = {"n": torch.as_tensor(net.attrs["n"].to_numpy(copy=True), dtype=dtype, device=device)}
+    outputs = net.outlets.tolist() + list(range(0, N, 97))
+    warnings.simplefilter("ignore")
+    router(q[:2], balance=False, **params)  # warm-up (allocator, schedule on device)
 
-        mode = "static" if case["mode"] == "static" else "trapezoid"
-        router = MuskingumCunge(net, dt=dt, mode=mode, device=device)
-        if mode == "static":
-            # RAPID-style K, X (K >= dt/2); gradients flow to k and x
-            params = {"k": torch.as_tensor(net.attrs["musk_s"].to_numpy(copy=True), dtype=dtype,
-                                           device=device).clamp_min(dt / 2),
-                      "x": torch.as_tensor(net.attrs["musx"].to_numpy(copy=True), dtype=dtype, device=device)}
-        else:
-            params = {"n": torch.as_tensor(net.attrs["n"].to_numpy(copy=True), dtype=dtype, device=device)}
+    def run(backward):
+        # cold start, as the baselines: the same work in every method
+        qq, pp = q, params
         if backward:
-            q.requires_grad_(True)
-            for v in params.values():
-                v.requires_grad_(True)
-        outputs = None if not backward else net.outlets.tolist() + list(range(0, N, 97))
-        import warnings
-
-        warnings.simplefilter("ignore")
-        router(q[:2], balance=False, **params)  # warm-up (allocator, schedule on device)
+            qq = q.clone().requires_grad_(True)
+            pp = {k: v.clone().requires_grad_(True) for k, v in params.items()}
         sync()
         t0 = time.perf_counter()
-        Q = router(q, outputs=outputs, balance=False, **params)
+        Q = router(qq, outputs=outputs if backward else None, balance=False, hot_start=False, **pp)
         sync()
         t_fwd = time.perf_counter() - t0
-        t_bwd = None
-        if backward:
-            t0 = time.perf_counter()
-            Q.square().sum().backward()
-            sync()
-            t_bwd = time.perf_counter() - t0
-    elif method == "spsolve":
-        import scipy.sparse as sp
-        from scipy.sparse.linalg import spsolve_triangular
+        if not backward:
+            return t_fwd, 0.0
+        t0 = time.perf_counter()
+        Q.square().sum().backward()
+        sync()
+        return t_fwd, time.perf_counter() - t0
+    return run
 
-        order = net.topological_order  # upstream first: the system is lower triangular in this order
-        pos = np.empty(N, dtype=np.int64)
-        pos[order] = np.arange(N)
-        down = net.downstream[order]
-        src = np.flatnonzero(down >= 0)
-        dst = pos[down[src]]
-        A = sp.csr_matrix((np.ones(len(src)), (dst, src)), shape=(N, N))
-        c1, c2, c3, c4 = (x.double().cpu().numpy()[order] for x in _coefficients(net, dt, torch.float64, "cpu"))
-        M = (sp.identity(N, format="csr") - sp.diags(c1) @ A).tocsr()
-        MT = M.T.tocsr()
-        qn = q.double().cpu().numpy()[:, order]
+
+def _spsolve_case(net, q, dt):
+    import numpy as np
+    import scipy.sparse as sp
+    import torch
+    from scipy.sparse.linalg import spsolve_triangular
+
+    N, T = len(net), q.shape[0]
+    order = net.topological_order  # upstream first: the system is lower triangular in this order
+    pos = np.empty(N, dtype=np.int64)
+    pos[order] = np.arange(N)
+    down = net.downstream[order]
+    src = np.flatnonzero(down >= 0)
+    dst = pos[down[src]]
+    A = sp.csr_matrix((np.ones(len(src)), (dst, src)), shape=(N, N))
+    c1, c2, c3, c4 = (x.double().cpu().numpy()[order] for x in _coefficients(net, dt, torch.float64, "cpu"))
+    M = (sp.identity(N, format="csr") - sp.diags(c1) @ A).tocsr()
+    MT = M.T.tocsr()
+    qn = q.double().cpu().numpy()[:, order]
+
+    def run(backward):
         Qp, Ip = np.zeros(N), np.zeros(N)
         hist = []
         t0 = time.perf_counter()
@@ -151,28 +152,34 @@ def run_case(case: dict) -> dict:
             Ip = A @ Qp
             hist.append(Qp)
         t_fwd = time.perf_counter() - t0
-        t_bwd = None
-        if backward:  # adjoint: one transposed (upper-triangular) solve per step, in reverse
-            t0 = time.perf_counter()
-            lam = np.zeros(N)
-            for t in range(T - 1, -1, -1):
-                lam = spsolve_triangular(MT, 2.0 * hist[t] + c3 * lam + A.T @ (c2 * lam), lower=False)
-            t_bwd = time.perf_counter() - t0
-    elif method == "levels":
-        from rivergraph.wavefront import Schedule
+        if not backward:
+            return t_fwd, 0.0
+        t0 = time.perf_counter()  # adjoint: one transposed (upper-triangular) solve per step, in reverse
+        lam = np.zeros(N)
+        for t in range(T - 1, -1, -1):
+            lam = spsolve_triangular(MT, 2.0 * hist[t] + c3 * lam + A.T @ (c2 * lam), lower=False)
+        return t_fwd, time.perf_counter() - t0
+    return run
 
-        sched = Schedule.from_network(net, device)
-        c1, c2, c3, c4 = (x.index_select(0, sched.order) for x in _coefficients(net, dt, dtype, device))
-        qs = q.index_select(1, sched.order)
-        if backward:
-            qs.requires_grad_(True)
+
+def _levels_case(net, q, dt, dtype, device, sync):
+    import torch
+
+    from rivergraph.wavefront import Schedule
+
+    N, T = len(net), q.shape[0]
+    sched = Schedule.from_network(net, device)
+    c1, c2, c3, c4 = (x.index_select(0, sched.order) for x in _coefficients(net, dt, dtype, device))
+    qs0 = q.index_select(1, sched.order)
+
+    def run(backward):
+        qs = qs0.clone().requires_grad_(True) if backward else qs0
         Q = torch.zeros(N, dtype=dtype, device=device)
         I = torch.zeros(N, dtype=dtype, device=device)
         outs = []
         sync()
         t0 = time.perf_counter()
-        ctx = torch.enable_grad() if backward else torch.no_grad()
-        with ctx:
+        with torch.enable_grad() if backward else torch.no_grad():
             for t in range(T):
                 I_new = torch.zeros(N, dtype=dtype, device=device)
                 Q_new = torch.zeros(N, dtype=dtype, device=device)
@@ -188,14 +195,40 @@ def run_case(case: dict) -> dict:
                 outs.append(Q)
         sync()
         t_fwd = time.perf_counter() - t0
-        t_bwd = None
-        if backward:
-            t0 = time.perf_counter()
-            torch.stack(outs).square().sum().backward()
-            sync()
-            t_bwd = time.perf_counter() - t0
+        if not backward:
+            return t_fwd, 0.0
+        t0 = time.perf_counter()
+        torch.stack(outs).square().sum().backward()
+        sync()
+        return t_fwd, time.perf_counter() - t0
+    return run
+
+
+def run_case(case: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(case["threads"])
+    dtype = getattr(torch, case["dtype"])
+    device = torch.device(case["device"])
+    net = _network(case["network"], case["reaches"])
+    N, T, dt = len(net), case["steps"], 3600.0
+    q = _inflow(T, N, dtype, device)
+    method, backward = case["method"], case["backward"]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    if method == "wavefront":
+        run = _wavefront_case(case, net, q, dt, dtype, device, sync)
+    elif method == "spsolve":
+        run = _spsolve_case(net, q, dt)
+    elif method == "levels":
+        run = _levels_case(net, q, dt, dtype, device, sync)
     else:
         raise ValueError(method)
+    times = [run(backward) for _ in range(case.get("repeat", 1))]  # best of the repeats, as timeit does
+    t_fwd = min(t[0] for t in times)
+    t_bwd = min(t[1] for t in times) if backward else None
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
     return {**case, "N": N, "levels": int(net.depth) + 1, "t_fwd": t_fwd, "t_bwd": t_bwd, "peak_mib": peak}
@@ -218,6 +251,7 @@ def main() -> None:
     ap.add_argument("--steps-national", type=int, default=240, help="routing steps on the national-scale tree")
     ap.add_argument("--reaches", type=int, default=300001, help="reaches in the national-scale tree")
     ap.add_argument("--baseline-steps", type=int, default=4, help="steps timed for the slow baselines")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per case; the best is reported")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--device", default="cpu")
@@ -236,7 +270,8 @@ def main() -> None:
             base = method != "wavefront"
             dev = a.device if method != "spsolve" else "cpu"
             case = dict(network=net_name, reaches=a.reaches, steps=a.baseline_steps if base else steps,
-                        method=method, mode=mode, threads=a.threads, dtype=a.dtype, device=dev)
+                        method=method, mode=mode, threads=a.threads, repeat=a.repeat, dtype=a.dtype,
+                        device=dev)
             fwd = _spawn({**case, "backward": False})
             both = _spawn({**case, "backward": True})
             rs = fwd["N"] * fwd["steps"]

@@ -46,7 +46,7 @@ class _LinearWavefront(torch.autograd.Function):
             else:
                 xn = bf.index_select(0, idx) * x[a_:b_] + gf.index_select(0, idx)
             x[a_:b_] = xn
-            hf.index_copy_(0, idx + N, xn)
+            hf.scatter_(0, idx + N, xn)
         ctx.sched = sched
         ctx.save_for_backward(a, beta, hist)
         return hist[1:]
@@ -68,9 +68,9 @@ class _LinearWavefront(torch.autograd.Function):
             idx = base[a_:b_] + d * N
             lam_dn = lam.index_select(0, sched.down[a_:b_])
             lk = gf.index_select(0, idx) + carry[a_:b_] + af.index_select(0, idx) * lam_dn
-            ga.index_copy_(0, idx, lam_dn * hf.index_select(0, idx + N))
-            gb.index_copy_(0, idx, lk * hf.index_select(0, idx))
-            gg.index_copy_(0, idx, lk)
+            ga.scatter_(0, idx, lam_dn * hf.index_select(0, idx + N))
+            gb.scatter_(0, idx, lk * hf.index_select(0, idx))
+            gg.scatter_(0, idx, lk)
             carry[a_:b_] = bf.index_select(0, idx) * lk
             lam[a_:b_] = lk
         return ga.view(T, N), gb.view(T, N), gg.view(T, N), carry, None

@@ -18,7 +18,7 @@ functions that depend on flow (Muskingum-Cunge) are differentiated locally on ea
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable, Sequence
 
@@ -50,6 +50,7 @@ class Schedule:
     edst: torch.Tensor
     down: torch.Tensor  # sorted position of downstream reach, n for outlets
     device: torch.device
+    _sweep: "_Sweep | None" = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_network(cls, net: RiverNetwork, device: torch.device | str = "cpu") -> "Schedule":
@@ -107,29 +108,27 @@ class Schedule:
         if sb > sa:
             out_full.index_add_(0, self.down[sa:sb], values)
 
+    def sweep(self, n_steps: int, dtype: torch.dtype) -> "_Sweep":
+        """The forward-sweep workspace for ``n_steps`` steps (one kept, rebuilt when the step count or dtype
+        changes)."""
+        w = self._sweep
+        if w is None or w.key != (n_steps, dtype):
+            w = self._sweep = None  # free the old one first
+            w = self._sweep = _Sweep(self, n_steps, dtype)
+        return w
+
     def flat_base(self) -> torch.Tensor:
         """``arange(N) - level * N``: the flat index of (step t, sorted reach k) in a [T, N] array is
         ``base[k] + d * N`` on diagonal d = t + level_k."""
         return torch.arange(self.n, device=self.device) - self.level * self.n
 
-    def upstream_sum(self, values: torch.Tensor, a: int, b: int) -> torch.Tensor:
-        """Sum of ``values`` (sorted, [N]) over the upstream reaches of sorted reaches a..b-1."""
-        ea, eb = int(self.eptr[a]), int(self.eptr[b])
-        out = values.new_zeros(b - a)
-        if eb > ea:
-            out.index_add_(0, self.edst[ea:eb] - a, values.index_select(0, self.esrc[ea:eb]))
-        return out
-
-    def upstream_sum_all(self, values: torch.Tensor) -> torch.Tensor:
-        out = values.new_zeros(self.n)
-        return out.index_add_(0, self.edst, values.index_select(0, self.esrc))
-
     def accumulate(self, local: torch.Tensor) -> torch.Tensor:
         """(I - A)^-1 local: each reach plus everything upstream (sorted order), level by level."""
         acc = local.clone()
-        for L in range(1, self.n_levels):
-            a, b = int(self.lstart[L]), int(self.lstart[L + 1])
-            acc[a:b] += self.upstream_sum(acc, a, b)
+        ls = self.lstart
+        for L in range(1, self.n_levels):  # every reach of level L-1 drains into level L
+            a, b = int(ls[L - 1]), int(ls[L])
+            acc.index_add_(0, self.down[a:b], acc[a:b].clone())
         return acc
 
     def accumulate_transposed(self, g: torch.Tensor) -> torch.Tensor:
@@ -139,6 +138,31 @@ class Schedule:
             a, b = int(self.lstart[L]), int(self.lstart[L + 1])
             acc[a:b] += acc[self.down[a:b]]
         return acc[:-1]
+
+
+class _Sweep:
+    """Forward-sweep workspace for one schedule, step count and dtype: the state vectors, scratch buffers,
+    and per diagonal every slice the sweep touches. On a small network the sweep is bound by Python-side
+    calls (a slice costs as much as an op on a few thousand reaches), so the views are built once and
+    reused by every call with the same step count (training epochs, chunked runs). Not thread-safe: one
+    sweep at a time per schedule.
+
+    ``plan`` rows: ``(d, lo, hi, a, b, sa, sb, Q[a:b], Q[sa:sb], I_new (full), I_new[a:b], I_old[a:b],
+    down[sa:sb], base[a:b], ridx, q_d, idx, (c1..c4)[a:b])``, with I double-buffered by diagonal parity.
+    """
+
+    def __init__(self, sched: Schedule, n_steps: int, dtype: torch.dtype):
+        N, dev = sched.n, sched.device
+        self.key = (n_steps, dtype)
+        vec = partial(torch.empty, N, dtype=dtype, device=dev)
+        self.Q, self.I, self.row = vec(), (vec(), vec()), vec()
+        self.coef = torch.empty(4, N, dtype=dtype, device=dev)
+        ridx, idx, qd = (torch.empty(N, dtype=torch.long, device=dev), torch.empty(N, dtype=torch.long, device=dev),
+                         vec())
+        base, down, Q, I, c = sched.flat_base(), sched.down, self.Q, self.I, self.coef
+        self.plan = [(d, lo, hi, a, b, sa, sb, Q[a:b], Q[sa:sb], I[d & 1], I[d & 1][a:b], I[(d + 1) & 1][a:b],
+                      down[sa:sb], base[a:b], ridx[:b - a], qd[:b - a], idx[:b - a], tuple(c[:, a:b].unbind(0)))
+                     for d, lo, hi, a, b, sa, sb in sched.diagonals(n_steps)]
 
 
 class _Rows:
@@ -252,8 +276,13 @@ class _Wavefront(torch.autograd.Function):
         s0_given = mc and not bool(torch.isnan(S0).any())
         S = S0.detach().clone() if mc else None
         theta_d = [t.detach() for t in theta]
-        Q = Q0.detach().clone()
-        I_buf = (I0.detach().clone(), I0.detach().clone())  # double buffer: I at this and the last diagonal
+        ws = sched.sweep(T, q.dtype)
+        Q, I_buf = ws.Q, ws.I  # I double-buffered: this and the last diagonal
+        Q.copy_(Q0.detach())
+        I_buf[0].copy_(I0.detach())
+        I_buf[1].copy_(I0.detach())
+        if not mc:
+            ws.coef.copy_(torch.stack(theta_d))
         if need_grad:  # discharge, upstream inflow and storage histories: only the adjoint reads them
             hist = q.new_empty(T + 1, N)
             hist[0] = Q
@@ -267,34 +296,37 @@ class _Wavefront(torch.autograd.Function):
                 shf = shist.view(-1)
         full_out = out_pos is None
         out = q.new_empty(T, N) if full_out else q.new_zeros(T, n_out)
-        base = sched.flat_base()  # flat [T, N] index (sorted order) is base + d*N
         qd_all = q.detach()
         # q in sorted order, row by row. With the full output, ``out`` holds it: Q(t, k) overwrites q(t, k)
         # on the diagonal that reads it, and each row is permuted in place into network order once final
         # (from the history when there is one). Otherwise a ring of rows.
         q_ring = _Rows(sched, T, q, buf=out if full_out else None)
-        row_buf = q.new_empty(N)
+        row_buf = ws.row
         outf = out.view(-1)
         last_level = sched.n_levels - 1
         if out_pos is not None:
             o_l = torch.searchsorted(out_pos, torch.as_tensor(sched.lstart, device=q.device)).cpu().numpy()
             obase = out_col - sched.level[out_pos] * n_out
-        # scratch buffers: the sweep allocates nothing per diagonal (allocator churn dominates otherwise)
-        idx_buf = torch.empty(N, dtype=torch.long, device=q.device)
-        ridx_buf = torch.empty(N, dtype=torch.long, device=q.device)
-        q_buf = q.new_empty(N)
         # storage sums (m3): all step starts, all step ends, first-step starts, last-step ends
         stor = torch.zeros(4, dtype=torch.float64, device=q.device)
         storage_sums = dt > 0  # static: only when asked (dt given); flow-dependent: always
-        for d, lo, hi, a, b, sa, sb in sched.diagonals(T):
+        # the sweep is Python-bound on small networks: ops inlined, views prebuilt (see _Sweep), no allocations;
+        # the flat [T, N] index of (step t, sorted reach k) is base[k] + d * N on diagonal d = t + level_k
+        isel, order, sorted_pos = torch.index_select, sched.order, sched.sorted_pos
+        ring_flat, R, wrap, RN = q_ring.flat, q_ring.R, q_ring.wrap, q_ring.R * N
+        q_rows, ring_rows, out_rows = qd_all.unbind(0), q_ring.buf.unbind(0), out.unbind(0)
+        hist_rows = hist.unbind(0) if need_grad else None
+        for d, lo, hi, a, b, sa, sb, Qs, Q_up, I_new_full, I_new, I_old, down_up, base_b, ridx, qd, idx, cb \
+                in ws.plan:
             if d < T:
-                q_ring.load(qd_all[d], d)
-            I_new_full, I_old_full = I_buf[d % 2], I_buf[(d + 1) % 2]
-            sched.send_down(I_new_full, Q[sa:sb], a, b, sa, sb)  # upstream sum at the same step
-            I_new, I_old = I_new_full[a:b], I_old_full[a:b]
-            ridx = q_ring.index(base[a:b], d, ridx_buf[: b - a])
-            qd = torch.index_select(q_ring.flat, 0, ridx, out=q_buf[: b - a])
-            Qs = Q[a:b]
+                isel(q_rows[d], 0, order, out=ring_rows[d % R])
+            I_new.zero_()  # message passing: upstream outflow at the same step, summed at the reach
+            if sb > sa:
+                I_new_full.index_add_(0, down_up, Q_up)
+            torch.add(base_b, d * N, out=ridx)
+            if wrap:
+                ridx.remainder_(RN)
+            isel(ring_flat, 0, ridx, out=qd)
             n_first = int(b - sched.lstart[d]) if (hi == d and not s0_given) else 0
             if mc:
                 Q_new, S_new, s_start = step_fn(dt, I_new, I_old, Qs, S[a:b], qd, n_first,
@@ -304,8 +336,7 @@ class _Wavefront(torch.autograd.Function):
                 S[a:b] = S_new
                 s_end = S_new
             else:
-                c1, c2, c3, c4 = (t[a:b] for t in theta_d)
-                Qs.mul_(c3).addcmul_(c1, I_new).addcmul_(c2, I_old).addcmul_(c4, qd)
+                Qs.mul_(cb[2]).addcmul_(cb[0], I_new).addcmul_(cb[1], I_old).addcmul_(cb[3], qd)
             if storage_sums and mc:
                 stor[0] += s_start.sum(dtype=torch.float64)
                 stor[1] += s_end.sum(dtype=torch.float64)
@@ -314,24 +345,25 @@ class _Wavefront(torch.autograd.Function):
                 if lo == d - T + 1:  # reaches taking their last step are the bottom of the band
                     stor[3] += s_end[: int(sched.lstart[lo + 1]) - a].sum(dtype=torch.float64)
             if need_grad:
-                idx = torch.add(base[a:b], (d + 1) * N, out=idx_buf[: b - a])
-                hf.index_copy_(0, idx, Qs)
-                ihf.index_copy_(0, idx, I_new)
+                torch.add(base_b, (d + 1) * N, out=idx)
+                hf.scatter_(0, idx, Qs)
+                ihf.scatter_(0, idx, I_new)
                 if mc:
-                    shf.index_copy_(0, idx, S_new)
+                    shf.scatter_(0, idx, S_new)
             if full_out:
+                if not need_grad:
+                    outf.scatter_(0, ridx, Qs)
                 t_done = d - last_level  # step t is final once its top level has run
-                if need_grad:
-                    if t_done >= 0:
-                        torch.index_select(hist[t_done + 1], 0, sched.sorted_pos, out=out[t_done])
-                else:
-                    outf.index_copy_(0, ridx, Qs)
-                    if t_done >= 0:
-                        out[t_done].copy_(torch.index_select(out[t_done], 0, sched.sorted_pos, out=row_buf))
+                if t_done >= 0:
+                    if need_grad:
+                        isel(hist_rows[t_done + 1], 0, sorted_pos, out=out_rows[t_done])
+                    else:
+                        row = out_rows[t_done]
+                        row.copy_(isel(row, 0, sorted_pos, out=row_buf))
             else:
                 oa, ob = int(o_l[lo]), int(o_l[hi + 1])
                 if ob > oa:
-                    outf.index_copy_(0, obase[oa:ob] + d * n_out, Qs.index_select(0, out_pos[oa:ob] - a))
+                    outf.scatter_(0, obase[oa:ob] + d * n_out, Qs.index_select(0, out_pos[oa:ob] - a))
         # reaches finish on different diagonals: take each reach's last I from the history or buffers
         if need_grad:
             I = ihist[T].clone()
@@ -354,7 +386,7 @@ class _Wavefront(torch.autograd.Function):
             ctx.save_for_backward(q, hist, ihist, shist if mc else None, *theta)
         ctx.mark_non_differentiable(stor)
         S_fin = S if mc else torch.full_like(Q, float("nan"))
-        return out, Q, I, S_fin, stor
+        return out, Q.clone(), I, S_fin, stor
 
     @staticmethod
     def backward(ctx, g_out, g_Qf, g_If, g_Sf, _g_stor):
@@ -419,7 +451,7 @@ class _Wavefront(torch.autograd.Function):
                 torch.addcmul(carry_I2[a:b], Q_bar, c1, out=I_bar[a:b])
                 torch.mul(Q_bar, c3, out=carry_Q[a:b])
                 torch.mul(Q_bar, c2, out=carry_I2[a:b])
-                qbf.index_copy_(0, idx, torch.mul(Q_bar, c4, out=tmp_b))
+                qbf.scatter_(0, idx, torch.mul(Q_bar, c4, out=tmp_b))
             else:
                 n_first = int(b - sched.lstart[d]) if (d < sched.n_levels and not ctx.s0_given) else 0
                 S_prev = shist.view(-1).index_select(0, idx)
@@ -434,7 +466,7 @@ class _Wavefront(torch.autograd.Function):
                 carry_I2[a:b] = g[1]
                 carry_Q[a:b] = g[2]
                 carry_S[a:b] = g[3]
-                qbf.index_copy_(0, idx, g[4])
+                qbf.scatter_(0, idx, g[4])
                 for j, gth in enumerate(g[5:]):
                     th_bar[j][a:b] += gth
             if d < T:
