@@ -16,12 +16,15 @@ Methods, side by side on the same network, steps and coefficients:
              triangular solve per step (the discrete adjoint).
   levels     a loop over topological levels inside every step (T x depth sweeps, torch scatter ops),
              backward by plain autograd.
-Baselines are timed on the first few steps only (``--baseline-steps``) and reported per reach-step.
+Baselines are timed on the first steps only (``--spsolve-steps``, ``--baseline-steps`` for the level loop)
+and reported per reach-step.
 Every method starts cold (zero flow) and does the same work; each case reports the best of ``--repeat``
 timed runs (this shared machine's run-to-run noise is ~30%).
 
-Each case runs in a fresh subprocess, so "peak MiB" is that case's own peak resident memory
-(ru_maxrss, includes ~300 MiB of imports) or, on CUDA, torch.cuda.max_memory_allocated.
+Each case runs in a fresh subprocess, so "peak MiB" is that case's own peak resident memory (ru_maxrss,
+includes ~300 MiB of imports) or, on CUDA, torch.cuda.max_memory_allocated. PyTorch's transparent huge
+pages are on (THP_MEM_ALLOC_ENABLE=1, as the rivergraph CLI sets it; export THP_MEM_ALLOC_ENABLE=0 to
+measure without).
 Prints reach-steps per second for forward and forward+backward, and the ratios the targets are about
 (wavefront vs spsolve, backward vs forward).
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -250,7 +254,8 @@ def main() -> None:
     ap.add_argument("--steps-lc", type=int, default=720, help="routing steps (dt = 1 h) on the Lower Colorado")
     ap.add_argument("--steps-national", type=int, default=240, help="routing steps on the national-scale tree")
     ap.add_argument("--reaches", type=int, default=300001, help="reaches in the national-scale tree")
-    ap.add_argument("--baseline-steps", type=int, default=4, help="steps timed for the slow baselines")
+    ap.add_argument("--spsolve-steps", type=int, default=24, help="steps timed for the spsolve baseline")
+    ap.add_argument("--baseline-steps", type=int, default=4, help="steps timed for the (slowest) level loop")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per case; the best is reported")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -258,18 +263,20 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     a = ap.parse_args()
     if a.quick:
-        a.steps_lc, a.steps_national, a.reaches, a.baseline_steps = 48, 24, 20001, 2
+        a.steps_lc, a.steps_national, a.reaches, a.spsolve_steps, a.baseline_steps = 48, 24, 20001, 4, 2
     nets = [("lower_colorado", a.steps_lc), ("national", a.steps_national)]
-    print(f"# rivergraph routing benchmark: {a.threads} thread(s), {a.dtype}, device {a.device}")
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the rivergraph CLI does (docs/routing.md)
+    print(f"# rivergraph routing benchmark: {a.threads} thread(s), {a.dtype}, device {a.device}, "
+          f"THP_MEM_ALLOC_ENABLE={os.environ['THP_MEM_ALLOC_ENABLE']}")
     print(f"{'network':<15} {'reaches':>8} {'levels':>6} {'method':<14} {'steps':>5} {'fwd reach-steps/s':>18} "
           f"{'fwd+bwd reach-steps/s':>22} {'bwd/fwd':>7} {'peak MiB':>9}")
     results = {}
     for net_name, steps in nets:
         for method, mode in [("wavefront", "static"), ("wavefront", "mc"), ("spsolve", "static"),
                              ("levels", "static")]:
-            base = method != "wavefront"
             dev = a.device if method != "spsolve" else "cpu"
-            case = dict(network=net_name, reaches=a.reaches, steps=a.baseline_steps if base else steps,
+            n_steps = {"wavefront": steps, "spsolve": a.spsolve_steps, "levels": a.baseline_steps}[method]
+            case = dict(network=net_name, reaches=a.reaches, steps=n_steps,
                         method=method, mode=mode, threads=a.threads, repeat=a.repeat, dtype=a.dtype,
                         device=dev)
             fwd = _spawn({**case, "backward": False})

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
+
+# PyTorch's CPU allocator backs tensors >= 2 MB with transparent huge pages when this is set (it is read at
+# the first allocation, so it has to be set before any): routing fills fresh [T, N] arrays, and page faults
+# on them cost ~20% of a large run (docs/routing.md). Export THP_MEM_ALLOC_ENABLE=0 to opt out.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 __all__ = ["main", "build_parser"]
 
