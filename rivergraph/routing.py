@@ -361,7 +361,7 @@ class MuskingumCunge(torch.nn.Module):
         if q_lat.ndim != 2 or q_lat.shape[1] != N:
             raise ValueError(f"q_lat must be [T, {N}] (time x reach, network order), got {tuple(q_lat.shape)}")
         qd = q_lat.detach()
-        lo, hi = float(qd.amin()), float(qd.amax())  # two passes; NaN propagates through amin
+        lo, hi = (float(v) for v in torch.aminmax(qd))  # one pass; NaN propagates to both
         if not (math.isfinite(lo) and math.isfinite(hi)):
             bad = (~torch.isfinite(qd)).any(0).nonzero().flatten()[:10].cpu().numpy()
             raise ValueError(f"q_lat has NaN/inf values at reaches {self.network.ids[bad].tolist()}")

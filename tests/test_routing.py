@@ -177,9 +177,10 @@ def test_steady_state_gradient(small):
 def test_bad_lateral_inflow_names_reaches(small):
     r = MuskingumCunge(small, dt=3600.0)
     q = torch.ones(4, len(small), dtype=torch.float64)
-    q[2, 5] = float("nan")
-    with pytest.raises(ValueError, match=str(small.ids[5])):
-        r(q)
+    for bad in (float("nan"), float("inf")):
+        q[2, 5] = bad
+        with pytest.raises(ValueError, match="NaN/inf.*" + str(small.ids[5])):
+            r(q)
     q[2, 5] = -1.0
     with pytest.raises(ValueError, match="negative lateral inflow.*" + str(small.ids[5])):
         r(q)
