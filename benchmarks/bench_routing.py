@@ -21,8 +21,8 @@ Baselines are timed on the first steps only (``--spsolve-steps``, ``--baseline-s
 and reported per reach-step.
 Every method starts cold (zero flow) and does the same work. Each case reports its best time over
 ``--rounds`` rounds, each round running every case in turn (``--repeat`` timed runs per case and round):
-this shared machine's speed drifts by ~30% over minutes, and interleaving lets every method meet the
-same spells, so the ratios compare like with like.
+this shared machine's speed changes by up to 2x over minutes, and not equally for every method;
+interleaving lets every method meet the same spells, so the ratios compare like with like.
 
 Each case runs in a fresh subprocess, so "peak MiB" is that case's own peak resident memory (ru_maxrss,
 includes ~300 MiB of imports) or, on CUDA, torch.cuda.max_memory_allocated. PyTorch's transparent huge
