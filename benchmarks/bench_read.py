@@ -54,7 +54,7 @@ def main() -> None:
     a = ap.parse_args()
 
     t0 = time.perf_counter()
-    from rivergraph.io import read_network
+    from rivergraph.io.readers import read_network
     import_s = time.perf_counter() - t0
 
     print(f"import rivergraph: {import_s:.2f} s")

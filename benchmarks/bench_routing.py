@@ -82,7 +82,7 @@ def _inflow(T: int, N: int, dtype, device):
 def _coefficients(net, dt, dtype, device):
     import torch
 
-    from rivergraph.routing import muskingum_coefficients
+    from rivergraph.physics.muskingum import muskingum_coefficients
 
     K = torch.as_tensor(net.attrs["musk_s"].to_numpy(copy=True), dtype=dtype, device=device).clamp_min(dt / 2)
     X = torch.as_tensor(net.attrs["musx"].to_numpy(copy=True), dtype=dtype, device=device)
@@ -94,7 +94,7 @@ def _wavefront_case(case, net, q, dt, dtype, device, sync):
 
     import torch
 
-    from rivergraph.routing import MuskingumCunge
+    from rivergraph.models.router import MuskingumCunge
 
     N = len(net)
     mode = "static" if case["mode"] == "static" else "trapezoid"
@@ -172,7 +172,7 @@ def _spsolve_case(net, q, dt):
 def _levels_case(net, q, dt, dtype, device, sync):
     import torch
 
-    from rivergraph.wavefront import Schedule
+    from rivergraph.engine.schedule import Schedule
 
     N, T = len(net), q.shape[0]
     sched = Schedule.from_network(net, device)

@@ -47,10 +47,10 @@ import pandas as pd
 import torch
 
 from rivergraph import runoff as R
-from rivergraph._atomic import atomic_path
+from rivergraph.io.atomic import atomic_path
 from rivergraph.datasets import load_lower_colorado
-from rivergraph.network import RiverNetwork
-from rivergraph.routing import MassBalance, MuskingumCunge
+from rivergraph.graph.network import RiverNetwork
+from rivergraph.models.router import MassBalance, MuskingumCunge
 
 DATA = Path(os.environ.get("RIVERGRAPH_DATA", "/work/shared/data"))
 CAMELS_DIR = DATA / "camels_us_4basins"

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rivergraph._atomic import atomic_path
+from rivergraph.io.atomic import atomic_path
 from rivergraph.datasets import load_lower_colorado
 from rivergraph.metrics import nse
-from rivergraph.routing import MuskingumCunge, RoutingState
+from rivergraph.models.router import MuskingumCunge, RoutingState
 
 
 def hourly_observations(obs: pd.DataFrame, times: pd.DatetimeIndex) -> pd.DataFrame:

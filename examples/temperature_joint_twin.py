@@ -1,11 +1,11 @@
 """Joint discharge + temperature training, synthetic twin on a real Lower Colorado subnetwork.
 
 A ParameterNet maps reach attributes to Manning's n (routing) and shade, ke_scale (heat). Truth: n from the
-DDR-style law n = 0.0915 A^-0.131 (rivergraph.train.twin_law), shade and ke_scale as in temperature_twin.py.
-Lateral inflow: stochastic storms on top of the NWM q_lateral mean (rivergraph.train.storm_inflow), so that
+DDR-style law n = 0.0915 A^-0.131 (rivergraph.training.twin_law), shade and ke_scale as in temperature_twin.py.
+Lateral inflow: stochastic storms on top of the NWM q_lateral mean (rivergraph.training.storm_inflow), so that
 discharge carries information on n. Observations at the USGS-gauged reaches of the subnetwork: discharge with
 5 % lognormal noise and temperature with 0.1 degC noise; ~70 % of the gauges train, the rest are held out.
-Three runs with loss weights (w_discharge, w_temperature) = (1, 0), (0, 1), (1, 1) (rivergraph.temperature.
+Three runs with loss weights (w_discharge, w_temperature) = (1, 0), (0, 1), (1, 1) (rivergraph.models.temperature.
 joint_loss) show what each observation type identifies.
 
 Run: ``OMP_NUM_THREADS=1 python examples/temperature_joint_twin.py --epochs 60`` (a few minutes).
@@ -21,10 +21,9 @@ import torch
 
 from rivergraph.datasets import load_lower_colorado
 from rivergraph.metrics import nse
-from rivergraph.params import ROUTING_OUTPUTS, OutputSpec
-from rivergraph.temperature import (TEMPERATURE_OUTPUTS, StreamTemperature, joint_loss, synthetic_texas_forcing,
-                                    temperature_parameter_net)
-from rivergraph.train import storm_inflow, twin_law
+from rivergraph.models.params import ROUTING_OUTPUTS, OutputSpec
+from rivergraph.models.temperature import (TEMPERATURE_OUTPUTS, StreamTemperature, joint_loss, synthetic_texas_forcing, temperature_parameter_net)
+from rivergraph.training.trainer import storm_inflow, twin_law
 
 try:
     from temperature_twin import true_fields

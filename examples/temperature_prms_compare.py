@@ -25,9 +25,9 @@ import pandas as pd
 import torch
 
 from rivergraph import build_network
-from rivergraph.params import OutputSpec
-from rivergraph.temperature import (DEFAULTS, TEMPERATURE_OUTPUTS, HeatForcing, StreamTemperature,
-                                    clear_sky_shortwave)
+from rivergraph.models.params import OutputSpec
+from rivergraph.models.temperature import DEFAULTS, TEMPERATURE_OUTPUTS, HeatForcing, StreamTemperature
+from rivergraph.physics.heat import clear_sky_shortwave
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "delaware_river_dl"
 

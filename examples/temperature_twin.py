@@ -6,7 +6,7 @@ Setup (all documented in docs/temperature.md):
   NWM channel parameters, fixed (not learned here);
 - lateral inflow: the shipped NWM q_lateral averaged per reach over its 28 hours (late-August 2021 low
   flow), held constant; 7 days hourly from 2021-08-20 00 UTC, the first 2 days are spin-up;
-- forcing: synthetic central-Texas summer weather (:func:`rivergraph.temperature.synthetic_texas_forcing`;
+- forcing: synthetic central-Texas summer weather (:func:`rivergraph.models.temperature.synthetic_texas_forcing`;
   there is no air temperature in the shipped data);
 - truth: smooth, known functions of reach attributes for shade, ke_scale and gw_frac (below);
   "observations" = true hourly temperature + N(0, 0.1 degC) noise at the training gauges;
@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rivergraph._atomic import atomic_path
+from rivergraph.io.atomic import atomic_path
 from rivergraph.datasets import load_lower_colorado
-from rivergraph.temperature import (DEFAULTS, StreamTemperature, TemperatureResult, plot_map,
-                                    synthetic_texas_forcing, temperature_parameter_net, write_netcdf)
+from rivergraph.models.temperature import (DEFAULTS, StreamTemperature, TemperatureResult, synthetic_texas_forcing, temperature_parameter_net)
+from rivergraph.runs import plot_map, write_netcdf
 
 LEARNED = ("shade", "ke_scale", "gw_frac")
 
@@ -154,8 +154,8 @@ def main(argv=None) -> int:
 
 
 def model_spec(name):
-    from rivergraph.params import OutputSpec
-    from rivergraph.temperature import TEMPERATURE_OUTPUTS
+    from rivergraph.models.params import OutputSpec
+    from rivergraph.models.temperature import TEMPERATURE_OUTPUTS
 
     s = TEMPERATURE_OUTPUTS[name]
     return OutputSpec(s.lo, s.hi, s.scaling, init=float(DEFAULTS[name]))

@@ -1,7 +1,7 @@
 """Synthetic twin: recover Manning's n = 0.0915 A^-0.131 on the real NWM Lower Colorado network.
 
 Truth: the power law of dMC (Bindas et al. 2024, WRR) gives n per reach from drainage area A (km2);
-a stochastic storm sequence (``rivergraph.train.storm_inflow``: Poisson storms with Gaussian footprints
+a stochastic storm sequence (``rivergraph.training.storm_inflow``: Poisson storms with Gaussian footprints
 over the basin, linear-reservoir catchment response, local catchment areas, added to the NWM q_lateral
 time mean) is routed with it (power-law channel T = 21 d^0.5) to every USGS-gauged reach; those flows are the
 observations. A ParameterNet starting from n = 0.03 everywhere is trained through the router on the first
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from rivergraph.config import load_config
-from rivergraph.train import run_training
+from rivergraph.config.schema import load_config
+from rivergraph.runs import run_training
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import xarray as xr
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from rivergraph.io import read_route_link, save_network_npz  # noqa: E402
+from rivergraph.io.readers import read_route_link, save_network_npz  # noqa: E402
 
 ROUTER_COLUMNS = ["length_m", "slope", "n", "bottom_width_m", "top_width_m", "side_slope", "musk_s", "musx",
                   "order", "elevation_m", "lat", "lon", "gage", "waterbody", "drainage_area_km2"]

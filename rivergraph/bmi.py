@@ -2,7 +2,7 @@
 
 Lets BMI frameworks (NextGen, pymt, ...) step the router: ``initialize(config.yaml)``, set the lateral
 inflow, ``update()`` one time step (or ``update_until(t)``), read the discharge, ``finalize()``.
-Stepping through BMI is the same computation as one :class:`~rivergraph.routing.MuskingumCunge` call over
+Stepping through BMI is the same computation as one :class:`~rivergraph.models.router.MuskingumCunge` call over
 all steps (the routing state is carried between updates).
 
 Variables (one value per reach, float64, reach order of the network, grid 0, location ``node``):
@@ -35,8 +35,8 @@ import torch
 from bmipy import Bmi
 from pydantic import BaseModel, ConfigDict, PositiveFloat
 
-from .config import read_yaml_mapping
-from .routing import MuskingumCunge, RoutingState
+from .config.schema import read_yaml_mapping
+from .models.router import MuskingumCunge, RoutingState
 
 __all__ = ["BmiRiverGraph", "BmiConfig", "LATERAL_INFLOW", "DISCHARGE"]
 
@@ -69,7 +69,7 @@ def _load_network(spec: str, base: Path):
         from .datasets import load_lower_colorado
 
         return load_lower_colorado()[0]
-    from .io import read_network
+    from .io.readers import read_network
 
     path = Path(spec).expanduser()
     path = path if path.is_absolute() else base / path
@@ -79,7 +79,7 @@ def _load_network(spec: str, base: Path):
 
 
 class BmiRiverGraph(Bmi):
-    """BMI 2.0 for :class:`rivergraph.routing.MuskingumCunge`; see the module docstring."""
+    """BMI 2.0 for :class:`rivergraph.models.router.MuskingumCunge`; see the module docstring."""
 
     def __init__(self) -> None:
         self._router: MuskingumCunge | None = None

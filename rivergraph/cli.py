@@ -22,8 +22,7 @@ __all__ = ["main", "build_parser"]
 
 _COMMAND_MODULES = [
     "rivergraph.plots",
-    "rivergraph.train",
-    "rivergraph.temperature",
+    "rivergraph.runs",
 ]
 
 
@@ -65,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from pydantic import ValidationError
 
-    from .network import NetworkError
+    from .graph.network import NetworkError
 
     try:
         return int(args.func(args) or 0)

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .io import load_network_npz, read_rapid
-from .network import RiverNetwork
+from .io.readers import load_network_npz, read_rapid
+from .graph.network import RiverNetwork
 
 __all__ = ["data_dir", "load_lower_colorado", "load_rapid_sandbox"]
 

@@ -11,8 +11,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ._atomic import atomic_path
-from .network import RiverNetwork
+from .io.atomic import atomic_path
+from .graph.network import RiverNetwork
 
 __all__ = ["plot_hydrographs", "plot_n_vs_area", "plot_network_map", "plot_training", "network_lines", "save",
            "register_cli"]
@@ -44,7 +44,7 @@ def plot_hydrographs(sim: pd.DataFrame, obs: pd.DataFrame | None = None, gages: 
     """Simulated (and observed) discharge (m3/s) at gauges, one panel each, with NSE where both overlap.
 
     Args:
-        sim, obs: long tables (time, gage, discharge_m3s), e.g. :func:`rivergraph.outputs.read_gauge_csv` and
+        sim, obs: long tables (time, gage, discharge_m3s), e.g. :func:`rivergraph.io.read_gauge_csv` and
             ``load_lower_colorado()[1]["usgs_obs"]`` (rows with ``quality == 0`` are treated as missing).
         gages: which gauges (default: every gauge in ``sim``, at most 12).
     """
@@ -90,8 +90,8 @@ def plot_hydrographs(sim: pd.DataFrame, obs: pd.DataFrame | None = None, gages: 
 
 def plot_n_vs_area(net: RiverNetwork, n: np.ndarray | None = None, label: str = "Manning's n"):
     """Manning's n (s m^-1/3) against drainage area (km2, log axes), with the least-squares power law
-    n = a A^b (:func:`rivergraph.train.fit_power_law`). ``n`` defaults to the network's ``n`` column."""
-    from .train import fit_power_law
+    n = a A^b (:func:`rivergraph.training.fit_power_law`). ``n`` defaults to the network's ``n`` column."""
+    from .training.trainer import fit_power_law
 
     A = net.attr("drainage_area_km2")
     n = net.attr("n") if n is None else np.asarray(n, dtype=np.float64)
@@ -192,7 +192,7 @@ def _network(spec: str) -> RiverNetwork:
         from .datasets import load_lower_colorado
 
         return load_lower_colorado()[0]
-    from .io import read_network
+    from .io.readers import read_network
 
     return read_network(spec)
 
@@ -202,7 +202,7 @@ def _history(path: str) -> pd.DataFrame:
     if not p.is_file():
         raise FileNotFoundError(f"training history {p} does not exist")
     if p.suffix in (".pt", ".pth", ".ckpt"):
-        from .train import load_checkpoint
+        from .training.trainer import load_checkpoint
 
         return pd.DataFrame(load_checkpoint(p)["history"])
     if p.suffix == ".json":
@@ -211,7 +211,7 @@ def _history(path: str) -> pd.DataFrame:
 
 
 def _cmd_hydrograph(args) -> int:
-    from .outputs import read_gauge_csv
+    from .io.writer import read_gauge_csv
 
     sim = read_gauge_csv(args.sim)
     obs = None
@@ -296,7 +296,7 @@ def register_cli(subparsers) -> None:
     net_help = "'lower_colorado' (shipped) or a network file for rivergraph.read_network"
 
     h = sub.add_parser("hydrograph", help="simulated vs observed discharge at gauges",
-                       description="Hydrographs at gauges from a gauge CSV (rivergraph.outputs.route_to_file).")
+                       description="Hydrographs at gauges from a gauge CSV (rivergraph.io.route_to_file).")
     h.add_argument("--sim", required=True, help="simulated gauge CSV (time, gage, reach_id, discharge_m3s)")
     h.add_argument("--obs", default=None, help="observed: 'lower_colorado' (shipped USGS) or a CSV (time, gage, "
                                                "discharge_m3s)")

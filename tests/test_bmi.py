@@ -9,8 +9,8 @@ from bmipy import Bmi
 from pydantic import ValidationError
 
 from rivergraph.bmi import DISCHARGE, LATERAL_INFLOW, BmiRiverGraph
-from rivergraph.io import save_network_npz
-from rivergraph.routing import MuskingumCunge
+from rivergraph.io.readers import save_network_npz
+from rivergraph.models.router import MuskingumCunge
 
 torch.set_num_threads(1)
 
@@ -118,7 +118,7 @@ def test_set_discharge_replaces_the_state(basin):
     router = MuskingumCunge(net, dt=900.0, forcing_dt=3600.0, output="end")
     I0 = np.zeros(len(net))
     np.add.at(I0, net.downstream[net.downstream >= 0], Q0[net.downstream >= 0])
-    from rivergraph.routing import RoutingState
+    from rivergraph.models.router import RoutingState
 
     expected = router(q[:1], state=RoutingState(torch.from_numpy(Q0), torch.from_numpy(I0)))
     np.testing.assert_allclose(m.get_value_ptr(DISCHARGE), expected[0].numpy(), rtol=1e-12)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from rivergraph.distributed import balance, main, outlet_of, partition_outlet_trees
-from rivergraph.network import build_network
-from rivergraph.train import load_checkpoint
+from rivergraph.training.distributed import balance, main, outlet_of, partition_outlet_trees
+from rivergraph.graph.network import build_network
+from rivergraph.training.trainer import load_checkpoint
 
 torch.set_num_threads(1)
 
@@ -52,7 +52,7 @@ def _weights(path):
 def test_two_process_ddp_equals_single_process(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "rivergraph.distributed", *_ARGS, "--checkpoint", str(tmp_path / "ddp.pt")]
+           "-m", "rivergraph.training.distributed", *_ARGS, "--checkpoint", str(tmp_path / "ddp.pt")]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "with 2 process(es)" in run.stdout
@@ -73,4 +73,4 @@ def test_two_process_ddp_equals_single_process(tmp_path):
 
 def test_bad_input_exit_code(capsys):
     assert main([*_ARGS, "--steps", "0"]) == 2
-    assert "rivergraph.distributed: error:" in capsys.readouterr().err
+    assert "rivergraph.training.distributed: error:" in capsys.readouterr().err

@@ -7,9 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rivergraph.io import (SCHEMAS, detect_format, load_network_npz, read_network, read_table_network,
-                           save_network_npz)
-from rivergraph.network import NetworkError
+from rivergraph.io.readers import (SCHEMAS, detect_format, load_network_npz, read_network, read_table_network, save_network_npz)
+from rivergraph.graph.network import NetworkError
 
 gpd = pytest.importorskip("geopandas")
 from shapely.geometry import LineString  # noqa: E402

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from rivergraph.io import drainage_area_from_nwm_top_width, read_network, read_rapid, read_table_network
-from rivergraph.network import DEFAULT_MIN_SLOPE, NetworkError, RiverNetwork, build_network
+from rivergraph.io.readers import drainage_area_from_nwm_top_width, read_network, read_rapid, read_table_network
+from rivergraph.graph.network import DEFAULT_MIN_SLOPE, NetworkError, RiverNetwork, build_network
 
 # ------------------------------------------------------------------------------------------ fixtures
 # A 7-reach hand-checked tree (ids chosen so no id is a substring of another):

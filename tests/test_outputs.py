@@ -7,8 +7,8 @@ import pytest
 import torch
 import xarray as xr
 
-from rivergraph.outputs import read_gauge_csv, route_to_file
-from rivergraph.routing import MuskingumCunge
+from rivergraph.io.writer import read_gauge_csv, route_to_file
+from rivergraph.models.router import MuskingumCunge
 
 torch.set_num_threads(1)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rivergraph import NetworkError, build_network
-from rivergraph.params import AttributeScaler, OutputSpec, ParameterNet
+from rivergraph.models.params import AttributeScaler, OutputSpec, ParameterNet
 
 torch.set_num_threads(1)
 

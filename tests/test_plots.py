@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from rivergraph.cli import main
-from rivergraph.io import save_network_npz
-from rivergraph.outputs import route_to_file
+from rivergraph.io.readers import save_network_npz
+from rivergraph.io.writer import route_to_file
 from rivergraph.plots import network_lines, plot_hydrographs, plot_n_vs_area, plot_training
-from rivergraph.routing import MuskingumCunge
+from rivergraph.models.router import MuskingumCunge
 
 torch.set_num_threads(1)
 

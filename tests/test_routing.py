@@ -8,9 +8,10 @@ import torch
 
 from rivergraph import build_network
 from rivergraph.datasets import load_rapid_sandbox
-from rivergraph.network import NetworkError
-from rivergraph.routing import MuskingumCunge, RoutingState
-from rivergraph.wavefront import Schedule, steady_state
+from rivergraph.graph.network import NetworkError
+from rivergraph.models.router import MuskingumCunge, RoutingState
+from rivergraph.engine.schedule import Schedule
+from rivergraph.engine.sweep import steady_state
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

@@ -459,7 +459,7 @@ def test_lstm_head_finetunes_end_to_end_through_routing():
     """LSTMRunoff(trainable='head') -> lateral inflow [T, N] -> Muskingum-Cunge (trapezoid, Route_Link
     channels) on a real 12-reach subnetwork -> loss at the outlet. The target is the routed outlet flow of
     a perturbed head, so it is reachable; a few Adam steps on the head must reduce the loss."""
-    from rivergraph.routing import MuskingumCunge
+    from rivergraph.models.router import MuskingumCunge
 
     model = R.NeuralHydrologyLSTM.from_run_dir(RUN_DIR)  # own copy: requires_grad flags change here
     net, area = _lower_colorado_small()

@@ -9,11 +9,10 @@ import torch
 
 from rivergraph import build_network
 from rivergraph.datasets import load_lower_colorado
-from rivergraph.heat_engine import linear_wavefront
-from rivergraph.temperature import (CP_W, RHO_W, V_MIN, HeatForcing, Hydraulics, StreamTemperature,
-                                    energy_balance_equilibrium, joint_loss, mohseni_equilibrium,
-                                    synthetic_texas_forcing, temperature_parameter_net)
-from rivergraph.wavefront import Schedule
+from rivergraph.engine.linear import linear_wavefront
+from rivergraph.physics.heat import CP_W, RHO_W, V_MIN, energy_balance_equilibrium, mohseni_equilibrium
+from rivergraph.models.temperature import (HeatForcing, Hydraulics, StreamTemperature, joint_loss, synthetic_texas_forcing, temperature_parameter_net)
+from rivergraph.engine.schedule import Schedule
 
 torch.set_num_threads(1)
 
@@ -171,7 +170,7 @@ def test_gradcheck_full_path():
 
 def test_parameter_net_joint_loss_gradients(small):
     """Temperature parameters from attributes (ParameterNet) plus Manning's n, joint loss: all get gradient."""
-    from rivergraph.params import ROUTING_OUTPUTS
+    from rivergraph.models.params import ROUTING_OUTPUTS
 
     N, T = len(small), 12
     time = pd.date_range("2021-08-23", periods=T, freq="h", tz="UTC")
@@ -222,7 +221,7 @@ def test_bad_input_names_the_problem():
 def test_netcdf_and_plot(tmp_path, small):
     import xarray as xr
 
-    from rivergraph.temperature import plot_map, write_netcdf
+    from rivergraph.runs import plot_map, write_netcdf
 
     N, T = len(small), 4
     time = pd.date_range("2021-08-23", periods=T, freq="h", tz="UTC")

@@ -6,14 +6,14 @@ ranks by greedy largest-first bin packing on reach count (Graham 1969, "Bounds o
 anomalies", SIAM J. Appl. Math. 17(2): the LPT rule is within 4/3 of the optimal makespan).
 
 Training (:func:`train_distributed`): every optimiser step takes a *group* of ``batches_per_step`` gauge
-mini-batches (from :func:`rivergraph.train.make_batches`; each is an independent upstream sub-network);
+mini-batches (from :func:`rivergraph.training.make_batches`; each is an independent upstream sub-network);
 the group is split across ranks by the same LPT rule on reach count; each rank routes its share, its loss
 is ``world_size / group_size x`` the sum of its batch losses, and DDP averages the ParameterNet gradients
 over ranks (all-reduce), so every rank takes the step of the group-mean loss: the result equals
 single-process training with the same ``batches_per_step`` (``world_size = 1``, no process group needed)
 up to floating-point summation order. Backend: ``nccl`` on GPU, ``gloo`` on CPU.
 
-Run: ``python -m torch.distributed.run --nproc_per_node=2 -m rivergraph.distributed --help`` (a Lower
+Run: ``python -m torch.distributed.run --nproc_per_node=2 -m rivergraph.training.distributed --help`` (a Lower
 Colorado twin experiment; see docs/interfaces.md for slurm).
 """
 from __future__ import annotations
@@ -30,10 +30,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ._atomic import atomic_path
-from .network import RiverNetwork
-from .params import ParameterNet
-from .train import GaugeBatch, LossSpec, batch_loss, make_batches
+from ..io.atomic import atomic_path
+from ..graph.network import RiverNetwork
+from ..models.params import ParameterNet
+from .trainer import GaugeBatch, LossSpec, batch_loss, make_batches
 
 __all__ = ["balance", "partition_outlet_trees", "outlet_of", "init_distributed", "train_distributed",
            "DistributedResult"]
@@ -125,7 +125,7 @@ def train_distributed(pnet: ParameterNet, net: RiverNetwork, q_lat: torch.Tensor
 
     Call it on every rank after :func:`init_distributed` (or without a process group for one process) with
     identical arguments. q_lat [T, N] (m3/s), obs [T, G] (m3/s, NaN = missing) at sorted gauge positions.
-    ``checkpoint``: written atomically by rank 0 after each epoch (the :func:`rivergraph.train.load_checkpoint`
+    ``checkpoint``: written atomically by rank 0 after each epoch (the :func:`rivergraph.training.load_checkpoint`
     format). Returns the same :class:`DistributedResult` on every rank.
     """
     from tqdm.auto import tqdm
@@ -194,9 +194,9 @@ class _nullcontext:
 # ------------------------------------------------------------------------------------------ command
 def _lower_colorado_twin(n_gauges: int, steps: int, dtype: torch.dtype, min_reaches: int):
     """Lower Colorado gauges with real NWM lateral inflow and synthetic twin observations (n from
-    :func:`rivergraph.train.twin_law`); the twin keeps this example well posed on 28 hours of forcing."""
-    from .datasets import load_lower_colorado
-    from .train import twin_law, twin_observations
+    :func:`rivergraph.training.twin_law`); the twin keeps this example well posed on 28 hours of forcing."""
+    from ..datasets import load_lower_colorado
+    from .trainer import twin_law, twin_observations
 
     net, data = load_lower_colorado()
     q = data["q_lateral"][:steps].to(dtype)
@@ -214,8 +214,8 @@ def _lower_colorado_twin(n_gauges: int, steps: int, dtype: torch.dtype, min_reac
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m torch.distributed.run --nproc_per_node=K -m rivergraph.distributed [...]``."""
-    p = argparse.ArgumentParser(prog="rivergraph.distributed",
+    """``python -m torch.distributed.run --nproc_per_node=K -m rivergraph.training.distributed [...]``."""
+    p = argparse.ArgumentParser(prog="rivergraph.training.distributed",
                                 description="Data-parallel (DDP) training of Manning's n on Lower Colorado gauge "
                                             "sub-networks (real NWM inflow, twin observations). Launch with torchrun; "
                                             "without it, runs as one process.")
@@ -248,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"trained on {len(gauges)} gauges ({len(net)} reaches) with {world} process(es): {res.steps} steps, "
                   f"loss {res.history[0]['train_loss']:.4f} -> {res.history[-1]['train_loss']:.4f}")
     except (ValueError, FileNotFoundError) as exc:
-        print(f"rivergraph.distributed: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"rivergraph.training.distributed: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     finally:
         if dist.is_available() and dist.is_initialized():

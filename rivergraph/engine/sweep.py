@@ -18,121 +18,15 @@ functions that depend on flow (Muskingum-Cunge) are differentiated locally on ea
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 
-from .network import RiverNetwork
+from ..physics.muskingum import mc_step
+from .schedule import Schedule
 
 CoeffFn = Callable[..., tuple]
-
-
-@dataclass
-class Schedule:
-    """Reach ordering and slices for the wavefront sweeps (built once per network and device).
-
-    ``order[k]`` is the original position of sorted reach k; ``sorted_pos[i]`` the inverse.
-    ``lstart[L]:lstart[L+1]`` are the sorted reaches at level L; edges are sorted by destination and
-    ``eptr[k]`` is the first edge entering sorted reach k.
-    """
-
-    n: int
-    n_levels: int
-    order: torch.Tensor
-    sorted_pos: torch.Tensor
-    level: torch.Tensor  # sorted, int64
-    lstart: np.ndarray  # python-side slice bounds
-    eptr: np.ndarray
-    esrc: torch.Tensor  # sorted positions
-    edst: torch.Tensor
-    down: torch.Tensor  # sorted position of downstream reach, n for outlets
-    device: torch.device
-    _sweep: "_Sweep | None" = field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def from_network(cls, net: RiverNetwork, device: torch.device | str = "cpu") -> "Schedule":
-        dist = net.distance_to_outlet
-        lmax = int(dist.max()) if len(dist) else 0
-        level = lmax - dist
-        # sort by level, and within a level by the user's reach order: the upstream reaches of any band of
-        # levels are still one contiguous slice (every edge goes from level L to L + 1), and the row
-        # permutations between the two orders become one increasing sweep per level (2x cheaper than
-        # ordering a level by downstream reach, measured on the Lower Colorado and the 300k tree)
-        order = np.argsort(level, kind="stable")
-        sorted_pos = np.empty_like(order)
-        sorted_pos[order] = np.arange(len(order))
-        lev_s = level[order]
-        lstart = np.searchsorted(lev_s, np.arange(lmax + 2))
-        down_orig = net.downstream[order]
-        down = np.where(down_orig >= 0, sorted_pos[np.maximum(down_orig, 0)], len(order))
-        src = np.flatnonzero(down < len(order))
-        dst = down[src]
-        e_order = np.argsort(dst, kind="stable")
-        src, dst = src[e_order], dst[e_order]
-        eptr = np.searchsorted(dst, np.arange(len(order) + 1))
-        dev = torch.device(device)
-        t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.long, device=dev)  # noqa: E731
-        return cls(len(order), lmax + 1, t(order), t(sorted_pos), t(lev_s), lstart, eptr, t(src), t(dst), t(down),
-                   dev)
-
-    def band(self, d: int, n_steps: int) -> tuple[int, int, int, int]:
-        """Levels [lo, hi] and sorted slice [a, b) of reaches active on diagonal d (levels d-n_steps+1..d)."""
-        lo = max(0, d - n_steps + 1)
-        hi = min(d, self.n_levels - 1)
-        return lo, hi, int(self.lstart[lo]), int(self.lstart[hi + 1])
-
-    def diagonals(self, n_steps: int, reverse: bool = False):
-        """Yield ``(d, lo, hi, a, b, sa, sb)`` for every diagonal d of an ``n_steps`` run (ascending, or
-        descending with ``reverse``): levels [lo, hi] and sorted slice [a, b) of the active reaches, and
-        the sorted slice [sa, sb) of their upstream reaches (levels lo-1..hi-1, contiguous), which hold the
-        values of the same step t on diagonal d-1."""
-        n_diag = n_steps + self.n_levels - 1
-        ls = self.lstart
-        for d in (range(n_diag - 1, -1, -1) if reverse else range(n_diag)):
-            lo = max(0, d - n_steps + 1)
-            hi = min(d, self.n_levels - 1)
-            yield d, lo, hi, int(ls[lo]), int(ls[hi + 1]), int(ls[max(lo - 1, 0)]), int(ls[hi])
-
-    def send_down(self, out_full: torch.Tensor, values: torch.Tensor, a: int, b: int, sa: int, sb: int) -> None:
-        """Message passing on one diagonal: ``out_full[a:b]`` (sorted, [N]) becomes the sum over upstream
-        reaches of ``values`` ([sb - sa], the upstream slice of :meth:`diagonals`), in place."""
-        out_full[a:b].zero_()
-        if sb > sa:
-            out_full.scatter_add_(0, self.down[sa:sb], values)
-
-    def sweep(self, n_steps: int, dtype: torch.dtype) -> "_Sweep":
-        """The forward-sweep workspace for ``n_steps`` steps (one kept, rebuilt when the step count or dtype
-        changes)."""
-        w = self._sweep
-        if w is None or w.key != (n_steps, dtype):
-            w = self._sweep = None  # free the old one first
-            w = self._sweep = _Sweep(self, n_steps, dtype)
-        return w
-
-    def flat_base(self) -> torch.Tensor:
-        """``arange(N) - level * N``: the flat index of (step t, sorted reach k) in a [T, N] array is
-        ``base[k] + d * N`` on diagonal d = t + level_k."""
-        return torch.arange(self.n, device=self.device) - self.level * self.n
-
-    def accumulate(self, local: torch.Tensor) -> torch.Tensor:
-        """(I - A)^-1 local: each reach plus everything upstream (sorted order), level by level."""
-        acc = local.clone()
-        ls = self.lstart
-        for L in range(1, self.n_levels):  # every reach of level L-1 drains into level L
-            a, b = int(ls[L - 1]), int(ls[L])
-            acc.scatter_add_(0, self.down[a:b], acc[a:b].clone())
-        return acc
-
-    def accumulate_transposed(self, g: torch.Tensor) -> torch.Tensor:
-        """(I - A)^-T g: each reach plus everything downstream of it (sorted order)."""
-        acc = torch.cat([g, g.new_zeros(1)])
-        for L in range(self.n_levels - 2, -1, -1):
-            a, b = int(self.lstart[L]), int(self.lstart[L + 1])
-            acc[a:b] += acc[self.down[a:b]]
-        return acc[:-1]
 
 
 class _Sweep:
@@ -206,44 +100,6 @@ class _SteadyState(torch.autograd.Function):
 def steady_state(sched: Schedule, q0_sorted: torch.Tensor) -> torch.Tensor:
     """Steady-state discharge (m3/s, sorted order) for constant lateral inflow q0 (m3/s)."""
     return _SteadyState.apply(q0_sorted, sched)
-
-
-def mc_step(coeff_fn: CoeffFn, conservative: bool, dt: float, I_new, I_old, Q_old, S_prev, q, n_first: int,
-            *theta):
-    """One variable-parameter Muskingum-Cunge step for a slice of reaches; returns (Q(t), S(t), S(t-1) used).
-
-    Coefficients come from ``coeff_fn(r, *theta)`` at the 3-point reference flow
-    r = (I(t-1) + q + I(t) + q + Q(t-1)) / 3 (Ponce & Chaganti 1994). With D = 2 dt / c4,
-    2KX = (c2 - c1) D / 2 and 2K(1-X) = c3 D + dt, the Muskingum storage is S = K X I + K (1-X) Q.
-
-    ``conservative=True`` carries S as a state: continuity
-    K X I(t) + K (1-X) Q(t) = S(t-1) + dt [(I(t-1)+I(t))/2 + q - (Q(t-1)+Q(t))/2] gives
-    Q(t) = c1 I(t) + c4 q + (c4/dt) [S(t-1) + dt/2 (I(t-1) - Q(t-1))]. With constant K, X and
-    S(t-1) = K X I(t-1) + K (1-X) Q(t-1) this is exactly the standard step; with variable K, X it carries
-    the storage across the change of parameters instead of re-deriving it from the flows, which creates
-    or destroys water (Todini 2007, HESS 11, 1645-1659). Each term is non-negative when every step's
-    coefficients are (c1, c2, c3 >= 0), so Q(t) >= 0 by construction. The last ``n_first`` reaches of the
-    slice take their first step: their S(t-1) is the storage implied by the flows.
-
-    ``conservative=False`` is the standard form used by the NWM / t-route and DDR,
-    Q(t) = c1 I(t) + c2 I(t-1) + c3 Q(t-1) + c4 q, where S(t-1) is re-derived from the flows with the new
-    K, X each step (S_prev is ignored; the mass-balance report shows the resulting drift).
-    """
-    r = (I_old + I_new + Q_old + 2.0 * q) / 3.0
-    c1, c2, c3, c4 = coeff_fn(r, *theta)
-    D = 2.0 * dt / c4
-    two_kx, two_k1x = (c2 - c1) * D / 2.0, c3 * D + dt
-    if conservative:
-        if n_first:
-            m = S_prev.shape[0] - n_first
-            s_std = 0.5 * (two_kx[m:] * I_old[m:] + two_k1x[m:] * Q_old[m:])
-            S_prev = torch.cat([S_prev[:m], s_std])
-        Q_new = c1 * I_new + c4 * q + (c4 / dt) * (S_prev + 0.5 * dt * (I_old - Q_old))
-    else:
-        S_prev = 0.5 * (two_kx * I_old + two_k1x * Q_old)
-        Q_new = c1 * I_new + c2 * I_old + c3 * Q_old + c4 * q
-    S_new = 0.5 * (two_kx * I_new + two_k1x * Q_new)
-    return Q_new, S_new, S_prev
 
 
 class _Wavefront(torch.autograd.Function):

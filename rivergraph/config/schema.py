@@ -11,7 +11,7 @@ from typing import Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .params import DEFAULT_ATTRIBUTES, ROUTING_OUTPUTS
+from ..models.params import DEFAULT_ATTRIBUTES, ROUTING_OUTPUTS
 
 __all__ = ["Config", "load_config", "read_yaml_mapping", "BUILTIN_NETWORKS"]
 
@@ -32,7 +32,7 @@ def _existing(v: str | None, key: str, builtins: tuple = ()) -> str | None:
 
 
 class StormSpec(_Strict):
-    """Stochastic storm sequence (``rivergraph.train.storm_inflow``); the base flow is the NWM q_lateral time mean
+    """Stochastic storm sequence (``rivergraph.training.storm_inflow``); the base flow is the NWM q_lateral time mean
     when the network is ``lower_colorado``."""
 
     hours: int = Field(1008, ge=24, description="length of the synthetic forcing (h)")

@@ -12,7 +12,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .network import NetworkError, RiverNetwork, _fmt_ids, build_network
+from ..graph.network import NetworkError, RiverNetwork, _fmt_ids, build_network
 
 __all__ = ["read_network", "read_route_link", "read_rapid", "read_table_network", "SCHEMAS", "detect_format",
            "drainage_area_from_nwm_top_width", "save_network_npz", "load_network_npz"]
@@ -337,7 +337,7 @@ def save_network_npz(net: RiverNetwork, path: str | Path) -> None:
     ids)."""
     import json
 
-    from ._atomic import atomic_path
+    from .atomic import atomic_path
 
     outlet = 0 if net.ids.dtype.kind in "iuf" else ""
     ids = net.ids if outlet == 0 else net.ids.astype(str)

@@ -6,7 +6,7 @@
 outlets). This is the structure of implicit upwind transport of a tracer (here heat) on the routed water:
 with non-negative weights summing to <= 1 per reach, x(t) is a convex combination of its sources.
 
-The forward pass runs on the anti-diagonals of :class:`rivergraph.wavefront.Schedule` (reach i at step t
+The forward pass runs on the anti-diagonals of :class:`rivergraph.engine.Schedule` (reach i at step t
 is computed on diagonal t + level_i; all its dependencies lie on earlier diagonals), one scatter-sum
 message per diagonal, as the discharge router. The reverse pass is the adjoint recursion on the
 transposed graph (each reach has one downstream, so the transposed message is a gather):
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .wavefront import Schedule
+from .schedule import Schedule
 
 __all__ = ["linear_wavefront"]
 

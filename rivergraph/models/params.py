@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .network import NetworkError, RiverNetwork
+from ..graph.network import NetworkError, RiverNetwork
 
 __all__ = ["OutputSpec", "AttributeScaler", "ParameterNet", "MLP", "DEFAULT_ATTRIBUTES", "LOG_COLUMNS",
            "ROUTING_OUTPUTS"]
@@ -77,11 +77,11 @@ class OutputSpec:
 
 
 ROUTING_OUTPUTS = {
-    "n": OutputSpec(0.01, 0.3, "log"),  # Manning's n (s m^-1/3); bounds = rivergraph.routing.BOUNDS
+    "n": OutputSpec(0.01, 0.3, "log"),  # Manning's n (s m^-1/3); bounds = rivergraph.models.router.BOUNDS
     "p": OutputSpec(1.0, 200.0, "log"),  # power-law width coefficient T = p d^q (m^(1-q)), DDR
     "q": OutputSpec(0.0, 3.0, "sigmoid"),  # power-law width exponent (-)
 }
-"""Default specs for the Muskingum-Cunge parameters (same bounds as ``rivergraph.routing.BOUNDS``)."""
+"""Default specs for the Muskingum-Cunge parameters (same bounds as ``rivergraph.models.router.BOUNDS``)."""
 
 
 class AttributeScaler(nn.Module):

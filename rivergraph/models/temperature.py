@@ -19,7 +19,7 @@ so T(t) is a convex combination of upstream, previous, lateral and equilibrium t
 sources, no oscillation, stable for any dt. Heat (rho c_p (W + V_MIN) T) is conserved exactly: with the
 exchange off the network heat content changes only by lateral inflow minus outlet outflow. The recursion
 has the router's dependency structure and runs on its wavefront schedule with a hand-written adjoint
-(:mod:`rivergraph.heat_engine`). W comes from the router's Muskingum storage S (Todini 2007 conservative
+(:mod:`rivergraph.engine.linear`). W comes from the router's Muskingum storage S (Todini 2007 conservative
 form): W(t) = S(t) + dt/2 (I(t) - Q(t)) satisfies the implicit continuity above exactly; it is evaluated
 from the final storage backwards in float64 (clamped at 0 against rounding).
 
@@ -48,26 +48,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .heat_engine import linear_wavefront
-from .network import NetworkError, RiverNetwork
+from ..engine.linear import linear_wavefront
+from ..graph.network import NetworkError, RiverNetwork
+from ..physics.channels import MIN_REFERENCE_FLOW, power_law_celerity, trapezoid_celerity
+from ..physics.heat import (CP_W, KE_MOHSENI, RHO_W, V_MIN,
+                            clear_sky_shortwave, energy_balance_equilibrium, lateral_temperature,
+                            mohseni_equilibrium, recency_average, relaxation_factor)
 from .params import OutputSpec, ParameterNet
-from .routing import MuskingumCunge, power_law_celerity, trapezoid_celerity, MIN_REFERENCE_FLOW
+from .router import MuskingumCunge
 
 __all__ = ["StreamTemperature", "HeatForcing", "Hydraulics", "TemperatureResult", "TEMPERATURE_OUTPUTS",
-           "DEFAULTS", "saturation_vapor_pressure", "clear_sky_shortwave", "energy_balance_equilibrium",
-           "mohseni_equilibrium", "recency_average", "lateral_temperature", "relaxation_factor",
-           "temperature_parameter_net", "joint_loss", "synthetic_texas_forcing", "read_forcing_netcdf",
-           "write_netcdf", "plot_map", "run_config",
-           "register_cli"]
-
-RHO_W = 1000.0  # kg m-3
-CP_W = 4184.0  # J kg-1 degC-1
-SIGMA = 5.670374419e-8  # W m-2 K-4, Stefan-Boltzmann
-KELVIN = 273.15
-HPA_TO_MMHG = 0.750062
-V_MIN = 1.0  # m3: a film of water kept in every reach so a dry reach has a defined temperature
-EPS_WATER = 0.97  # emissivity of water
-KE_MOHSENI = 30.0  # W m-2 degC-1: base exchange coefficient for the Mohseni mode (Caissie 2006: ~10-60)
+           "DEFAULTS", "temperature_parameter_net", "joint_loss", "synthetic_texas_forcing",
+           "read_forcing_netcdf"]
 
 TEMPERATURE_OUTPUTS: dict[str, OutputSpec] = {
     # fraction of shortwave blocked by riparian shade (0 open, 1 closed canopy); PRMS-SNTemp seg shade 0-1
@@ -81,96 +73,13 @@ TEMPERATURE_OUTPUTS: dict[str, OutputSpec] = {
     "gw_tau_days": OutputSpec(1.0, 365.0, "log"),  # PRMS-SNTemp gw_tau: 1-365 d, default 365
     "gw_offset": OutputSpec(-5.0, 5.0, "sigmoid"),  # degC added to groundwater temperature
 }
-"""Learnable temperature parameters with their hard bounds (use with :class:`rivergraph.params.ParameterNet`)."""
+"""Learnable temperature parameters with their hard bounds (use with :class:`rivergraph.models.ParameterNet`)."""
 
 DEFAULTS = {"shade": 0.2, "ke_scale": 1.0, "gw_frac": 0.2, "ss_frac": 0.3, "ss_tau_days": 30.0,
             "gw_tau_days": 365.0, "gw_offset": 0.0}
 """Default parameter values (PRMS-SNTemp defaults for the residence times)."""
 
 
-# ----------------------------------------------------------------------------------------- physics
-def saturation_vapor_pressure(t_c: torch.Tensor) -> torch.Tensor:
-    """Saturation vapour pressure over water (hPa) at t_c (degC) (Tetens 1930, Murray 1967 coefficients)."""
-    return 6.1078 * torch.exp(17.27 * t_c / (t_c + 237.3))
-
-
-def clear_sky_shortwave(time: pd.DatetimeIndex, lat_deg, lon_deg, transmissivity: float = 0.75) -> torch.Tensor:
-    """Clear-sky shortwave at the surface (W m-2), [T, N], for UTC times and reach lat/lon (deg).
-
-    Extraterrestrial radiation 1361 dr cos(zenith) (FAO-56, Allen et al. 1998, eqs. 21-25; solar time = UTC +
-    lon/15 h, equation of time neglected) times a clear-sky transmissivity 0.75 (FAO-56 eq. 37, sea level).
-    """
-    time = pd.DatetimeIndex(time)
-    if time.tz is not None:
-        time = time.tz_convert("UTC").tz_localize(None)
-    lat = np.radians(np.asarray(lat_deg, dtype=np.float64))[None, :]
-    lon = np.asarray(lon_deg, dtype=np.float64)[None, :]
-    doy = time.day_of_year.to_numpy()[:, None]
-    hours = (time.hour + time.minute / 60.0).to_numpy()[:, None]
-    decl = 0.409 * np.sin(2 * np.pi * doy / 365.0 - 1.39)
-    dr = 1.0 + 0.033 * np.cos(2 * np.pi * doy / 365.0)
-    omega = np.pi / 12.0 * (hours + lon / 15.0 - 12.0)
-    cosz = np.sin(lat) * np.sin(decl) + np.cos(lat) * np.cos(decl) * np.cos(omega)
-    return torch.from_numpy(transmissivity * 1361.0 * dr * np.clip(cosz, 0.0, None))
-
-
-def energy_balance_equilibrium(air_temp, shortwave, rel_humidity, wind, shade, albedo: float = 0.1):
-    """Linearised surface energy balance: returns (T_e degC, K_e W m-2 degC-1).
-
-    Args: air temperature (degC), incoming shortwave (W m-2), relative humidity (0-1), wind (m/s), shade
-    (0-1), water albedo (PRMS-SNTemp default 0.1). See the module docstring for the terms and sources.
-    """
-    ta_k = air_temp + KELVIN
-    es = saturation_vapor_pressure(air_temp)
-    ea = rel_humidity * es
-    f_u = 9.2 + 0.46 * wind * wind  # W m-2 mmHg-1
-    eps_a = 1.24 * (ea / ta_k).pow(1.0 / 7.0)
-    h_at_ta = ((1.0 - albedo) * (1.0 - shade) * shortwave + (eps_a - EPS_WATER) * SIGMA * ta_k.pow(4)
-               - f_u * HPA_TO_MMHG * (es - ea))
-    des_dt = es * 17.27 * 237.3 / (air_temp + 237.3).pow(2)
-    k_e = 4.0 * EPS_WATER * SIGMA * ta_k.pow(3) + f_u * HPA_TO_MMHG * des_dt + 0.47 * f_u
-    return air_temp + h_at_ta / k_e, k_e
-
-
-def mohseni_equilibrium(air_temp, alpha: float = 30.0, beta: float = 13.3, gamma: float = 0.18, mu: float = 0.0):
-    """Mohseni et al. (1998) logistic stream temperature (degC) of air temperature (degC).
-
-    alpha: upper bound, beta: inflection air temperature, gamma: steepness (1/degC), mu: lower bound;
-    defaults near the median of the fitted US stations (beta ~ 13, gamma ~ 0.18, mu ~ 0); alpha 30 degC
-    suits the warm southern US (fitted values range ~20-32 degC).
-    """
-    return mu + (alpha - mu) / (1.0 + torch.exp(gamma * (beta - air_temp)))
-
-
-def recency_average(x: torch.Tensor, tau_s: torch.Tensor, dt: float, init: torch.Tensor) -> torch.Tensor:
-    """Exponentially weighted running mean of x [T, N] with time constant tau_s (s, [N]); m(-1) = init.
-
-    m(t) = m(t-1) + (1 - exp(-dt/tau)) (x(t) - m(t-1)): the PRMS-SNTemp moving-average memory of
-    subsurface and groundwater temperature as an exact exponential filter.
-    """
-    w = -torch.expm1(-dt / tau_s)
-    m, out = init, []
-    for t in range(x.shape[0]):
-        m = m + w * (x[t] - m)
-        out.append(m)
-    return torch.stack(out)
-
-
-def lateral_temperature(air_temp, t_ss, t_gw, ss_frac, gw_frac):
-    """Temperature (degC) of lateral inflow: groundwater share gw_frac at t_gw, subsurface share
-    (1 - gw_frac) ss_frac at t_ss, the rest surface runoff at the air temperature; liquid water, so each
-    source is floored at 0 degC (as PRMS-SNTemp floors water temperature)."""
-    t_sur = air_temp.clamp_min(0.0)
-    return gw_frac * t_gw.clamp_min(0.0) + (1.0 - gw_frac) * (ss_frac * t_ss.clamp_min(0.0) + (1.0 - ss_frac) * t_sur)
-
-
-def relaxation_factor(k_e, area_m2, dt: float, volume_m3):
-    """e = exp(-K_e A dt / (rho c_p V)): exact decay of T - T_e over dt for volume V (m3) exchanging
-    through area A (m2) with coefficient K_e (W m-2 degC-1) (Newton relaxation, Edinger et al. 1968)."""
-    return torch.exp(-k_e * area_m2 * dt / (RHO_W * CP_W * volume_m3))
-
-
-# --------------------------------------------------------------------------------------- state etc.
 @dataclass
 class HeatForcing:
     """Meteorological forcing per step and reach, each [T, N] in network order (or broadcastable):
@@ -213,7 +122,7 @@ class StreamTemperature(torch.nn.Module):
     Args:
         network: the river network (needs ``length_m``; ``lat``/``lon`` only for clear-sky shortwave).
         dt: step (s), for both routing and heat; q_lat and forcing have one row per step.
-        mode: routing mode of :class:`rivergraph.routing.MuskingumCunge`.
+        mode: routing mode of :class:`rivergraph.models.router.MuskingumCunge`.
         equilibrium: ``"energy"`` (linearised energy balance) or ``"mohseni"``.
         albedo: water albedo (-).
         exchange: surface heat exchange on (default); ``False`` leaves pure advection and mixing (a
@@ -410,7 +319,7 @@ def _heat_budget(hyd: Hydraulics, temp, x0, t_lat, e, D, t_e, dt, sched) -> dict
 def temperature_parameter_net(outputs=("shade", "ke_scale", "gw_frac"), **kw) -> ParameterNet:
     """A :class:`ParameterNet` whose outputs are temperature parameters with their published bounds
     (:data:`TEMPERATURE_OUTPUTS`); other keyword arguments go to ParameterNet. Add routing outputs such as
-    ``rivergraph.params.ROUTING_OUTPUTS['n']`` by passing a mapping instead of names."""
+    ``rivergraph.models.ROUTING_OUTPUTS['n']`` by passing a mapping instead of names."""
     if isinstance(outputs, Mapping):
         specs = dict(outputs)
     else:
@@ -425,7 +334,7 @@ def temperature_parameter_net(outputs=("shade", "ke_scale", "gw_frac"), **kw) ->
 def joint_loss(q_sim, q_obs, t_sim, t_obs, w_discharge: float = 1.0, w_temperature: float = 1.0):
     """Weighted joint loss: w_q (1 - mean NSE of discharge) + w_T RMSE of temperature (degC); NaN
     observations are masked (see :mod:`rivergraph.metrics`). Either pair may be None."""
-    from .metrics import nse
+    from ..metrics import nse
 
     loss = 0.0
     if q_sim is not None and w_discharge:
@@ -510,172 +419,3 @@ def read_forcing_netcdf(path, net: RiverNetwork, time) -> HeatForcing:
 
 
 # ------------------------------------------------------------------------------------------- output
-def write_netcdf(path, net: RiverNetwork, time, result: TemperatureResult) -> None:
-    """Write water temperature, discharge, equilibrium and lateral temperature (time x reach) to netCDF,
-    atomically (CF-style units; reach ids and lat/lon as coordinates)."""
-    import xarray as xr
-
-    from ._atomic import atomic_path
-
-    time = pd.DatetimeIndex(time)
-    tu = time.tz_convert("UTC").tz_localize(None) if time.tz is not None else time
-    coords = {"time": tu, "reach": net.ids}
-    for c in ("lat", "lon"):
-        if c in net.attrs:
-            coords[c] = ("reach", net.attrs[c].to_numpy(np.float64))
-    arr = lambda x: x.detach().cpu().numpy().astype(np.float32)  # noqa: E731
-    ds = xr.Dataset({
-        "water_temperature": (("time", "reach"), arr(result.temperature),
-                              {"units": "degC", "long_name": "reach water temperature at end of step"}),
-        "discharge": (("time", "reach"), arr(result.discharge),
-                      {"units": "m3 s-1", "long_name": "routed outflow at end of step"}),
-        "equilibrium_temperature": (("time", "reach"), arr(result.equilibrium), {"units": "degC"}),
-        "lateral_inflow_temperature": (("time", "reach"), arr(result.lateral_temp), {"units": "degC"}),
-    }, coords=coords, attrs={"source": "rivergraph.temperature", "time_zone": "UTC"})
-    with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp)
-
-
-def plot_map(path, net: RiverNetwork, values: np.ndarray, title: str = "water temperature (degC)",
-             series: Mapping[str, np.ndarray] | None = None, time=None) -> None:
-    """Map of one value per reach (coloured by ``values`` at reach lat/lon, marker size by stream order),
-    optionally beside time series (name -> [T] array), saved atomically (format from the suffix)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ._atomic import atomic_path
-
-    if not {"lat", "lon"} <= set(net.attrs):
-        raise NetworkError("plot_map needs the network columns 'lat' and 'lon'")
-    ncol = 2 if series else 1
-    fig, axes = plt.subplots(1, ncol, figsize=(6.5 * ncol, 5.5))
-    ax = axes[0] if series else axes
-    size = 0.5 + 2.0 * net.attrs["order"].to_numpy(np.float64) if "order" in net.attrs else 2.0
-    sc = ax.scatter(net.attrs["lon"], net.attrs["lat"], c=values, s=size, cmap="coolwarm", linewidths=0)
-    fig.colorbar(sc, ax=ax, label=title)
-    ax.set_xlabel("longitude")
-    ax.set_ylabel("latitude")
-    ax.set_title(title)
-    if series:
-        for name, v in series.items():
-            axes[1].plot(time if time is not None else np.arange(len(v)), v, label=name)
-        axes[1].set_ylabel("degC")
-        axes[1].legend(fontsize=7)
-        axes[1].tick_params(axis="x", rotation=30)
-    fig.tight_layout()
-    suffix = "." + str(path).rsplit(".", 1)[-1] if "." in str(path) else ".png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format=suffix[1:])
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------------------------------------- CLI
-def _config_model():
-    from typing import Optional
-
-    from pydantic import BaseModel, ConfigDict, Field
-
-    class _Forcing(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        kind: Literal["synthetic_texas", "netcdf"] = "synthetic_texas"
-        seed: int = 0
-        path: Optional[str] = None  # kind netcdf: file read by read_forcing_netcdf
-
-    class _Params(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        shade: float = DEFAULTS["shade"]
-        ke_scale: float = DEFAULTS["ke_scale"]
-        gw_frac: float = DEFAULTS["gw_frac"]
-        ss_frac: float = DEFAULTS["ss_frac"]
-        ss_tau_days: float = DEFAULTS["ss_tau_days"]
-        gw_tau_days: float = DEFAULTS["gw_tau_days"]
-        gw_offset: float = DEFAULTS["gw_offset"]
-
-    class TemperatureConfig(BaseModel):
-        """``rivergraph temperature`` configuration (see docs/temperature.md)."""
-
-        model_config = ConfigDict(extra="forbid")
-        network: Literal["lower_colorado"] = "lower_colorado"
-        mode: Literal["trapezoid", "power_law", "static"] = "trapezoid"
-        equilibrium: Literal["energy", "mohseni"] = "energy"
-        spinup_hours: int = Field(48, ge=0, le=24 * 60)
-        forcing: _Forcing = _Forcing()
-        parameters: _Params = _Params()
-        output_dir: str = "temperature_out"
-        plot_gauges: int = Field(4, ge=0, le=20)
-        dtype: Literal["float32", "float64"] = "float64"
-        note: Optional[str] = None
-
-    return TemperatureConfig
-
-
-def run_config(path) -> int:
-    """Run ``rivergraph temperature CONFIG.yaml``: route the shipped Lower Colorado NWM lateral inflow
-    (28 h from 2021-08-23 13 UTC, after ``spinup_hours`` with the first hour held), compute water
-    temperature with the configured forcing and parameters, write temperature.nc and temperature.png."""
-    from tqdm import tqdm
-
-    from .config import read_yaml_mapping
-    from .datasets import load_lower_colorado
-
-    path = Path(path)
-    cfg = _config_model().model_validate(read_yaml_mapping(path))
-    for name, v in cfg.parameters.model_dump().items():
-        spec = TEMPERATURE_OUTPUTS[name]
-        if not spec.lo <= v <= spec.hi:
-            raise ValueError(f"{path}: parameters.{name} = {v} is outside its bounds [{spec.lo}, {spec.hi}]")
-    out_dir = Path(cfg.output_dir)
-    dtype = getattr(torch, cfg.dtype)
-    bar = tqdm(total=4, desc="temperature", unit="stage")
-    net, data = load_lower_colorado()
-    spin = cfg.spinup_hours
-    q = data["q_lateral"].to(dtype)
-    q = torch.cat([q[:1].expand(spin, -1), q], 0)
-    time = pd.date_range(data["time"][0] - pd.Timedelta(hours=spin), periods=q.shape[0], freq="h", tz="UTC")
-    if cfg.forcing.kind == "netcdf":
-        if not cfg.forcing.path:
-            raise ValueError(f"{path}: forcing.kind 'netcdf' needs forcing.path")
-        forcing = read_forcing_netcdf(cfg.forcing.path, net, time)
-    else:
-        forcing = synthetic_texas_forcing(net, time, seed=cfg.forcing.seed)
-    model = StreamTemperature(net, dt=float(data["dt_s"]), mode=cfg.mode, equilibrium=cfg.equilibrium)
-    bar.set_postfix_str("routing")
-    with torch.no_grad():
-        hyd = model.route(q)
-        bar.update()
-        bar.set_postfix_str("heat")
-        res = model.temperature(hyd, forcing, time=time, **cfg.parameters.model_dump())
-        bar.update()
-    keep = slice(spin, None)
-    res = TemperatureResult(res.temperature[keep], res.discharge[keep], res.equilibrium[keep], res.lateral_temp[keep])
-    write_netcdf(out_dir / "temperature.nc", net, time[keep], res)
-    bar.update()
-    wet = (res.discharge.min(0).values > 0.01).numpy()
-    gauges = [p for p in net.gauges().index if wet[p]][: cfg.plot_gauges]
-    series = {f"reach {net.ids[p]} (gauge {net.attrs['gage'].iloc[p].strip()})": res.temperature[:, p].numpy()
-              for p in gauges}
-    vals = res.temperature.mean(0).numpy().copy()
-    vals[~wet] = np.nan
-    plot_map(out_dir / "temperature.png", net, vals, "mean water temperature, flowing reaches (degC)", series,
-             time[keep])
-    bar.update()
-    bar.close()
-    tw = res.temperature[:, wet]
-    print(f"{len(net)} reaches, {int(wet.sum())} flowing (> 0.01 m3/s), {len(time) - spin} hourly steps "
-          f"after {spin} h spin-up; water temperature on flowing reaches: mean {float(tw.mean()):.2f}, "
-          f"min {float(tw.min()):.2f}, max {float(tw.max()):.2f} degC")
-    print(f"wrote {out_dir / 'temperature.nc'} and {out_dir / 'temperature.png'}")
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    """Add the ``temperature`` subcommand."""
-    p = subparsers.add_parser(
-        "temperature", help="route discharge and stream temperature on the shipped Lower Colorado network",
-        description="Route the shipped Lower Colorado NWM lateral inflow and compute water temperature per reach "
-                    "(heat transport with surface exchange; synthetic central-Texas weather, see "
-                    "docs/temperature.md); writes temperature.nc and temperature.png to output_dir.")
-    p.add_argument("config", help="YAML configuration file (e.g. examples/temperature_lower_colorado.yaml)")
-    p.set_defaults(func=lambda args: run_config(args.config))

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._atomic import atomic_path
-from .routing import MassBalance, MuskingumCunge, RoutingState
+from .atomic import atomic_path
+from ..models.router import MassBalance, MuskingumCunge, RoutingState
 
 __all__ = ["route_to_file", "OutputSummary", "read_gauge_csv", "TIME_UNITS"]
 
@@ -84,7 +84,7 @@ def _variable_attrs(router: MuskingumCunge) -> dict:
 def _global_attrs(router: MuskingumCunge) -> dict:
     return {"Conventions": "CF-1.8", "featureType": "timeSeries", "title": "rivergraph routed discharge",
             "source": f"rivergraph MuskingumCunge (mode {router.mode}, scheme {router.scheme}, dt {router.dt} s)",
-            "history": f"{pd.Timestamp.now(tz='UTC'):%Y-%m-%dT%H:%M:%SZ} rivergraph.outputs.route_to_file"}
+            "history": f"{pd.Timestamp.now(tz='UTC'):%Y-%m-%dT%H:%M:%SZ} rivergraph.io.route_to_file"}
 
 
 def _reach_coords(net, cols: np.ndarray) -> dict:

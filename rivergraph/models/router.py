@@ -1,159 +1,23 @@
-"""Muskingum and Muskingum-Cunge routing on a river network.
-
-Scheme (implicit in space, as RAPID and DDR): for every reach i and step t (dt seconds),
-
-    Q_i(t) = c1 I_i(t) + c2 I_i(t-1) + c3 Q_i(t-1) + c4 q_i(t),   I_i(t) = sum_{j upstream} Q_j(t)
-
-with lateral inflow q held constant over the step (c4 = c1 + c2), and
-
-    D = 2K(1-X) + dt,  c1 = (dt - 2KX)/D,  c2 = (dt + 2KX)/D,  c3 = (2K(1-X) - dt)/D,  c4 = 2 dt / D
-
-(Cunge 1969, "On the subject of a flood propagation computation method (Muskingum method)",
-J. Hydraul. Res. 7(2); RAPID: David et al. 2011, J. Hydrometeorol. 12(5), eq. 4).
-
-Modes:
-    ``static``      K (s) and X (-) per reach, as RAPID (``musk_s``, ``musx`` columns).
-    ``trapezoid``   Muskingum-Cunge: Manning's equation on a trapezoid (bottom width B, side slope z,
-                    roughness n, bed slope S0) gives depth h for the reference flow Q; the exact
-                    kinematic celerity c = dQ/dA = v [5/3 - 4/3 sqrt(1+z^2) A / (T P)]; K = dx/c;
-                    Cunge's X = 0.5 (1 - Q / (T S0 c dx)) (Cunge 1969; Ponce & Yevjevich 1978,
-                    J. Hydraul. Div. 104(12)).
-    ``power_law``   as ``trapezoid`` with top width T = p d^q (DDR, Bindas et al. 2024, WRR): A = p d^(q+1)/(q+1),
-                    hydraulic radius ~ A/T = d/(q+1), closed-form depth, c = (q + 5/3)/(q + 1) Q/A.
-
-The reference flow is the 3-point average of the inflow at t-1 and t and the outflow at t-1
-(Ponce & Chaganti 1994, J. Hydrol. 162, "Variable-parameter Muskingum-Cunge method revisited").
-
-Positivity (``positivity=True``, default): all four coefficients are made non-negative by lowering X
-to ``X_eff = min(X, dt/(2K), 1 - dt/(2K))``. For K >= dt/2 this only adds numerical diffusion where
-c1 would be negative; for K < dt/2 (short or fast reaches) X_eff < 0 makes c3 = 0 and the reach a
-linear-interpolation delay of K seconds (travel time preserved). Negative weighting factors are a
-valid Muskingum-Cunge choice (Szel & Gaspar 2000, J. Hydraul. Res. 38(4), "On the negative weighting
-factors in the Muskingum-Cunge scheme"). With non-negative coefficients and non-negative inputs, the
-implicit network solve is a sum of non-negative terms, so flows are non-negative by construction
-and no clamp is ever applied to discharge.
+"""The Muskingum / Muskingum-Cunge router (an nn.Module) over a river network; physics in
+:mod:`rivergraph.physics.muskingum` and :mod:`rivergraph.physics.channels`, sweep in :mod:`rivergraph.engine`.
 """
 from __future__ import annotations
 
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Literal
+from typing import Iterable, Literal
 
 import numpy as np
 import torch
 
-from .network import NetworkError, RiverNetwork
-from .wavefront import Schedule, run_wavefront, steady_state
+from ..engine.schedule import Schedule
+from ..engine.sweep import run_wavefront, steady_state
+from ..graph.network import NetworkError, RiverNetwork
+from ..physics.channels import BOUNDS, power_law_celerity, trapezoid_celerity
+from ..physics.muskingum import cunge_coefficient_fn, muskingum_coefficients
 
-__all__ = ["MuskingumCunge", "muskingum_coefficients", "trapezoid_celerity", "power_law_celerity",
-           "MassBalance", "BOUNDS"]
-
-BOUNDS = {
-    "n": (0.01, 0.3),  # Manning's n, s m^-1/3 (Chow 1959 tables: smooth channels to dense floodplains)
-    "p": (1.0, 200.0),  # power-law width coefficient, m^(1-q)
-    "q": (0.0, 3.0),  # power-law width exponent: 0 rectangle, 1 triangle-like
-    "celerity": (0.01, 20.0),  # m/s; a bound on wave celerity, not on discharge
-}
-MIN_REFERENCE_FLOW = 1e-4  # m3/s: floor for the *reference flow* used to evaluate celerity only
-
-
-def muskingum_coefficients(K: torch.Tensor, X: torch.Tensor, dt: float, positivity: bool = True):
-    """Muskingum coefficients (c1, c2, c3, c4) for routing step dt (s); see module docstring."""
-    if positivity:
-        h = dt / (2.0 * K)
-        X = torch.minimum(torch.minimum(X, h), 1.0 - h)
-    two_k = 2.0 * K
-    D = two_k * (1.0 - X) + dt
-    c1 = (dt - two_k * X) / D
-    c2 = (dt + two_k * X) / D
-    c3 = (two_k * (1.0 - X) - dt) / D
-    c4 = 2.0 * dt / D
-    return c1, c2, c3, c4
-
-
-def _manning_trapezoid(h, n, S0, B, z):
-    A = (B + z * h) * h
-    P = B + 2.0 * h * torch.sqrt(1.0 + z * z)
-    Q = A * (A / P).pow(2.0 / 3.0) * torch.sqrt(S0) / n
-    return Q, A, P
-
-
-def trapezoid_depth(Q: torch.Tensor, n, S0, B, z, iters: int = 30) -> torch.Tensor:
-    """Normal depth h (m) carrying Q (m3/s) in a trapezoid, by Newton's method on log(h).
-
-    Solved without autograd; one differentiable Newton step at the root then gives exact
-    implicit-function gradients dh/dQ = 1/(dQ/dh), dh/dtheta = -(dQ/dtheta)/(dQ/dh).
-    """
-    with torch.no_grad():
-        Qd, nd, Sd, Bd, zd = (x.detach() if torch.is_tensor(x) else x for x in (Q, n, S0, B, z))
-        # wide-rectangle and triangle initial guesses; take the smaller (always on the convex side)
-        h_rect = (Qd * nd / (Bd * torch.sqrt(torch.as_tensor(Sd)))).pow(0.6)
-        h = h_rect
-        # quadratic convergence: once every step is below sqrt(eps), one more reaches rounding level
-        tol = torch.finfo(h.dtype).eps ** 0.5
-        converged = False
-        for _ in range(iters):
-            Qh, A, P = _manning_trapezoid(h, nd, Sd, Bd, zd)
-            T = Bd + 2.0 * zd * h
-            dQdh = Qh * (5.0 / 3.0 * T / A - 4.0 / 3.0 * torch.sqrt(1.0 + zd * zd) / P)
-            # Newton on log Q(log h): robust for all magnitudes
-            step = (torch.log(Qh) - torch.log(Qd)) * Qh / (dQdh * h)
-            h = h * torch.exp(-step.clamp(-2.0, 2.0))
-            if converged:
-                break
-            converged = bool(step.abs().max() < tol)
-        Qh, A, P = _manning_trapezoid(h, nd, Sd, Bd, zd)
-        T = Bd + 2.0 * zd * h
-        dQdh = Qh * (5.0 / 3.0 * T / A - 4.0 / 3.0 * torch.sqrt(1.0 + zd * zd) / P)
-    # one differentiable Newton step (value unchanged at the root; IFT gradients)
-    Qh_g, _, _ = _manning_trapezoid(h, n, S0, B, z)
-    return h - (Qh_g - Q) / dQdh
-
-
-def trapezoid_celerity(Q, n, S0, B, z):
-    """Kinematic celerity c = dQ/dA (m/s) and top width T (m) at normal depth for flow Q (m3/s).
-
-    Manning: Q = A^(5/3) P^(-2/3) S0^(1/2) / n, A = (B + z h) h, P = B + 2 h sqrt(1 + z^2),
-    T = B + 2 z h; c = (dQ/dh)/T = (Q/A) [5/3 - 4/3 sqrt(1+z^2) A/(T P)] (Chow, Maidment & Mays 1988, 9.4).
-    """
-    h = trapezoid_depth(Q, n, S0, B, z)
-    _, A, P = _manning_trapezoid(h, n, S0, B, z)
-    T = B + 2.0 * z * h
-    c = (Q / A) * (5.0 / 3.0 - 4.0 / 3.0 * torch.sqrt(1.0 + z * z) * A / (T * P))
-    return c, T
-
-
-def power_law_celerity(Q, n, S0, p, q):
-    """Celerity (m/s) and top width (m) for a power-law channel T = p d^q (DDR geometry).
-
-    A = p d^(q+1)/(q+1), R ~ A/T = d/(q+1), Q = (1/n) A R^(2/3) S0^(1/2)
-      => d = [Q n (q+1)^(5/3) / (p S0^(1/2))]^(1/(q + 5/3)),  c = dQ/dA = (q + 5/3)/(q + 1) Q/A.
-    """
-    e = q + 5.0 / 3.0
-    d = (Q * n * (q + 1.0).pow(5.0 / 3.0) / (p * torch.sqrt(S0))).pow(1.0 / e)
-    A = p * d.pow(q + 1.0) / (q + 1.0)
-    c = e / (q + 1.0) * Q / A
-    return c, p * d.pow(q)
-
-
-def cunge_K_X(Q, c, T, S0, dx):
-    """Muskingum-Cunge K = dx/c (s) and X = 0.5 (1 - Q/(T S0 c dx)) clipped to [0, 0.5] (Cunge 1969)."""
-    lo, hi = BOUNDS["celerity"]
-    c = c.clamp(lo, hi)
-    X = (0.5 * (1.0 - Q / (T * S0 * c * dx))).clamp(0.0, 0.5)
-    return dx / c, X
-
-
-def _cunge_coeffs(celerity: Callable, dt: float, positivity: bool):
-    """Muskingum-Cunge coefficients at reference flow r for a channel whose ``celerity(Q, n, S0, a, b)``
-    returns (c, T): the trapezoid (a, b = bottom width, side slope) or the power law (a, b = p, q)."""
-    def fn(r, n, S0, a, b, dx):
-        Q = r.clamp_min(MIN_REFERENCE_FLOW)
-        c, T = celerity(Q, n, S0, a, b)
-        K, X = cunge_K_X(Q, c, T, S0, dx)
-        return muskingum_coefficients(K, X, dt, positivity)
-    return fn
+__all__ = ["MuskingumCunge", "MassBalance", "RoutingState"]
 
 
 @dataclass
@@ -231,7 +95,7 @@ class MuskingumCunge(torch.nn.Module):
             storage as a state so water is conserved to rounding while K, X vary; ``"standard"`` is the
             textbook form of the NWM / t-route and DDR, Q(t) = c1 I(t) + c2 I(t-1) + c3 Q(t-1) + c4 q,
             which gains or loses water when K, X change (reported in ``router.balance``); see
-            :func:`rivergraph.wavefront.mc_step`. Static mode is the same under both.
+            :func:`rivergraph.engine.mc_step`. Static mode is the same under both.
         device: ``"cpu"`` or ``"cuda"``; the network schedule lives there.
 
     Call: ``Q = router(q_lat, **params)`` with q_lat [T, N] m3/s in the network's reach order; params
@@ -317,9 +181,9 @@ class MuskingumCunge(torch.nn.Module):
 
     def coefficient_fn(self):
         if self.mode == "trapezoid":
-            return _cunge_coeffs(trapezoid_celerity, self.dt, self.positivity)
+            return cunge_coefficient_fn(trapezoid_celerity, self.dt, self.positivity)
         if self.mode == "power_law":
-            return _cunge_coeffs(power_law_celerity, self.dt, self.positivity)
+            return cunge_coefficient_fn(power_law_celerity, self.dt, self.positivity)
         return None
 
     def _theta_list(self, th: dict) -> list[torch.Tensor]:

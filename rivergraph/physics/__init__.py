@@ -1,0 +1,1 @@
+"""Pure physics: Muskingum coefficients and storage, channel geometries, heat exchange."""

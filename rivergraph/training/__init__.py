@@ -1,0 +1,1 @@
+"""Learning parameters through the router: losses, gauge batches, the trainer, twin experiments."""
