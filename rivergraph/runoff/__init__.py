@@ -33,10 +33,11 @@ from __future__ import annotations
 from ._common import NEURALHYDROLOGY_CITATION, RunoffError
 from .camels import read_camels_attributes, read_camels_daymet, read_camels_streamflow
 from .lstm import NeuralHydrologyLSTM, load_neuralhydrology_run
-from .lstm_provider import LSTMRunoff
+from .inputs import INPUT_PRESETS, derive_inputs
+from .lstm_provider import LSTMRunoff, lstm_runoff
 from .mapping import CatchmentReachMap
 from .providers import PrecomputedRunoff, RunoffProvider
-from .time import daily_forcing_to_hourly, daily_to_hourly, hourly_to_daily
+from .time import PRECIP_DISAGGREGATIONS, daily_forcing_to_hourly, daily_to_hourly, hourly_to_daily, precip_window
 from .units import CFS_TO_M3S, depth_rate_to_discharge, discharge_to_depth_rate
 
 __all__ = [
@@ -48,10 +49,15 @@ __all__ = [
     "daily_to_hourly",
     "daily_forcing_to_hourly",
     "hourly_to_daily",
+    "precip_window",
+    "PRECIP_DISAGGREGATIONS",
     "CatchmentReachMap",
     "RunoffProvider",
     "PrecomputedRunoff",
     "LSTMRunoff",
+    "lstm_runoff",
+    "derive_inputs",
+    "INPUT_PRESETS",
     "read_camels_daymet",
     "read_camels_streamflow",
     "read_camels_attributes",

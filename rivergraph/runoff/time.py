@@ -9,7 +9,32 @@ import pandas as pd
 
 from ._common import RunoffError, _as_utc, _fmt
 
-__all__ = ["daily_to_hourly", "daily_forcing_to_hourly", "hourly_to_daily"]
+__all__ = ["daily_to_hourly", "daily_forcing_to_hourly", "hourly_to_daily", "PRECIP_DISAGGREGATIONS",
+           "precip_window"]
+
+PRECIP_DISAGGREGATIONS: dict[str, tuple[int, int]] = {
+    "uniform": (0, 24),        # the daily total spread evenly over the 24 local hours
+    "afternoon_3h": (14, 3),   # the whole daily total in 14:00-17:00 local standard time
+}
+"""Named precipitation disaggregations: name -> (first local hour, number of hours)."""
+
+
+def precip_window(spec: str | tuple[int, int]) -> tuple[int, int]:
+    """A precipitation disaggregation -> ``(precip_start_hour, precip_hours)``.
+
+    ``spec``: a name in :data:`PRECIP_DISAGGREGATIONS` (``'uniform'``, ``'afternoon_3h'``), a local-hour
+    window ``'HH-HH'`` (``'14-17'``: 14:00 to 17:00, 3 hours) or a ``(start_hour, hours)`` pair."""
+    if isinstance(spec, str):
+        if spec in PRECIP_DISAGGREGATIONS:
+            return PRECIP_DISAGGREGATIONS[spec]
+        parts = spec.split("-")
+        if len(parts) == 2 and all(x.strip().isdigit() for x in parts):
+            a, b = (int(x) for x in parts)
+            return a, b - a
+        raise RunoffError(f"precipitation disaggregation {spec!r}: use one of {sorted(PRECIP_DISAGGREGATIONS)} "
+                          "or a local-hour window 'HH-HH' such as '14-17'")
+    a, n = spec
+    return int(a), int(n)
 
 
 def _daily_index(index: pd.Index, what: str) -> pd.DatetimeIndex:
@@ -56,7 +81,7 @@ def daily_forcing_to_hourly(daily: pd.DataFrame, utc_offset_hours: float = 0.0, 
                             temperature: Literal["sinusoid", "mean"] = "sinusoid",
                             peak_hour: float = 15.0, precip_hours: int = 24, precip_start_hour: int = 0,
                             names: tuple[str, str] = ("APCP_surface", "TMP_2maboveground"),
-                            ) -> pd.DataFrame:
+                            precip: str | tuple[int, int] | None = None) -> pd.DataFrame:
     """Daily Daymet-style forcing -> hourly precipitation rate (mm/h) and air temperature (K), the
     inputs of an hourly model trained on AORC (``APCP_surface``, ``TMP_2maboveground``).
 
@@ -66,7 +91,11 @@ def daily_forcing_to_hourly(daily: pd.DataFrame, utc_offset_hours: float = 0.0, 
       Real rain falls in bursts, so hourly intensities are underestimated and an hourly model sees a
       smoother input than in training; the daily total is preserved exactly. ``precip_hours < 24``
       instead puts the whole daily total, uniformly, into the ``precip_hours`` local hours starting at
-      ``precip_start_hour`` (a crude storm; for sensitivity studies -- see ``docs/runoff.md``).
+      ``precip_start_hour`` (a crude storm); ``precip`` names the same choice (``'uniform'``,
+      ``'afternoon_3h'`` = ``'14-17'``, any ``'HH-HH'``; see :func:`precip_window`). Measured on four CAMELS
+      basins with the NOAA-OWP hourly AORC LSTM (``docs/runoff.md``), the 3-hour afternoon window removes
+      most of the volume excess that uniform spreading causes (daily NSE 0.17/-0.74/-4.55/0.32 ->
+      0.66/0.24/-0.19/0.70, stateful scoring).
     * Temperature (``'sinusoid'``, default): ``T(h) = (tmax + tmin)/2 + (tmax - tmin)/2 *
       cos(2 pi (h + 0.5 - peak_hour) / 24)`` for local-standard-time hour ``h`` (evaluated at the
       interval midpoint), peaking at ``peak_hour`` (15:00) and lowest 12 h earlier; its daily mean is
@@ -83,11 +112,14 @@ def daily_forcing_to_hourly(daily: pd.DataFrame, utc_offset_hours: float = 0.0, 
         peak_hour: local hour of the daily temperature maximum.
         precip_hours, precip_start_hour: the local hours holding each day's precipitation
             (default: all 24).
+        precip: a named or ``'HH-HH'`` disaggregation (overrides ``precip_hours``/``precip_start_hour``).
         names: output column names for precipitation (mm/h) and temperature (K).
 
     Returns:
         Hourly DataFrame on a tz-aware UTC index (labels are interval starts).
     """
+    if precip is not None:
+        precip_start_hour, precip_hours = precip_window(precip)
     precip_hours, precip_start_hour = int(precip_hours), int(precip_start_hour)
     if not (1 <= precip_hours <= 24 and 0 <= precip_start_hour and precip_start_hour + precip_hours <= 24):
         raise RunoffError(f"precipitation hours [{precip_start_hour}, {precip_start_hour + precip_hours}) must "
