@@ -123,6 +123,26 @@ def test_forward_matches_independent_reference(model):
     assert (ref >= 0).all()
 
 
+NH113_REFERENCE = Path(__file__).resolve().parent / "data" / "nh113_cudalstm_windowed.npz"
+
+
+@needs_model
+def test_windowed_matches_neuralhydrology_113_cudalstm(model):
+    """Parity pin against neuralhydrology 1.13.0's own ``CudaLSTM`` (not imported here): the stored array is
+    its windowed prediction (999-h zero-state windows, last step, de-scaled with the run's scaler, clipped
+    at 0) on fixed inputs, made once with ``neuralhydrology==1.13.0`` and torch 2.13 on CPU
+    (``tests/data/README.md``). Measured max |diff| 7.5e-9 mm/h; pinned at the 2.3e-7 mm/h quoted in
+    docs/runoff.md (allows other BLAS builds)."""
+    ref = np.load(NH113_REFERENCE)
+    assert str(ref["neuralhydrology_version"]) == "1.13.0"
+    with torch.no_grad():
+        y = model.predict_windowed(torch.tensor(ref["x_dyn"]), torch.tensor(ref["x_stat"]),
+                                   end_index=ref["end_index"])[..., 0].double().numpy()
+    assert y.shape == ref["qobs_mm_h"].shape == (3, 3)
+    assert np.abs(y - ref["qobs_mm_h"]).max() < 2.3e-7
+    assert (ref["qobs_mm_h"] > 0.04).all()  # a non-trivial output (not the clip at 0)
+
+
 @needs_model
 def test_epoch_selection_and_errors(tmp_path):
     run = _copy_run(tmp_path)
@@ -318,6 +338,18 @@ def test_daily_forcing_to_hourly():
     assert mean.iloc[:24].tolist() == pytest.approx([288.15] * 24)
     storm = R.daily_forcing_to_hourly(daily, -5, precip_hours=3, precip_start_hour=12)["APCP_surface"]
     assert storm.iloc[12:15].tolist() == [8.0] * 3 and storm.iloc[:24].sum() == pytest.approx(24.0)
+    # the named options: 'uniform' (24 h) and the 3-hour afternoon window, also as 'HH-HH'
+    assert R.precip_window("uniform") == (0, 24) and R.precip_window("afternoon_3h") == (14, 3)
+    assert R.precip_window("14-17") == (14, 3) and R.precip_window((6, 2)) == (6, 2)
+    named = R.daily_forcing_to_hourly(daily, -5, precip="14-17")["APCP_surface"].to_numpy().reshape(2, 24)
+    assert named[0, 14:17].tolist() == [8.0] * 3 and named[0].sum() == pytest.approx(24.0)
+    assert named[0, :14].sum() == 0 and named[0, 17:].sum() == 0
+    assert named.sum() == pytest.approx(daily["prcp(mm/day)"].sum())  # the daily totals are kept
+    pd.testing.assert_frame_equal(R.daily_forcing_to_hourly(daily, -5, precip="uniform"), h)
+    with pytest.raises(R.RunoffError, match="use one of.*'HH-HH'"):
+        R.daily_forcing_to_hourly(daily, precip="evening")
+    with pytest.raises(R.RunoffError, match="within the local day"):
+        R.daily_forcing_to_hourly(daily, precip="22-25")
     with pytest.raises(R.RunoffError, match="no column 'prcp\\(mm/day\\)'"):
         R.daily_forcing_to_hourly(daily.drop(columns="prcp(mm/day)"))
     with pytest.raises(R.RunoffError, match="within the local day"):
@@ -523,6 +555,52 @@ def test_lstm_head_finetunes_end_to_end_through_routing():
     assert np.isfinite(losses).all()
     assert final < 0.3 * losses[0], losses + [final]
     assert all(p.grad is None for p in model.lstm.parameters())
+
+
+@needs_model
+def test_lstm_runoff_chunks_carry_state_and_spinup(model):
+    """Consecutive chunks continue the LSTM from the carried state: equal to one call over the period;
+    a cyclic spin-up starts from the state after running the spin-up period, and changes the result."""
+    T = 96
+    rng = np.random.default_rng(3)
+    forcing = {"a": _frame(T, APCP_surface=rng.gamma(0.3, 2.0, T)), "b": _frame(T)}
+    area = {"a": 10.0, "b": 20.0}
+    prov = R.LSTMRunoff(model, forcing, ATTRS, area, trainable="none")
+    times = prov.times
+    whole = prov.lateral_inflow(times, ["b", "a"])
+    rows = prov.chunks(times, ["b", "a"])
+    parts = [rows(t0, min(T, t0 + 25)) for t0 in range(0, T, 25)]
+    assert prov._carry[0] == T  # the last chunk ended at the end: nothing was recomputed from the start
+    torch.testing.assert_close(torch.cat(parts).float(), whole, rtol=1e-5, atol=1e-6)
+    # a request before the carried position recomputes from the start (same values)
+    torch.testing.assert_close(prov.lateral_inflow(times[10:20], ["b", "a"]), whole[10:20], rtol=1e-5, atol=1e-6)
+    spun = R.LSTMRunoff(model, forcing, ATTRS, area, trainable="none", spinup_cycles=2, spinup_steps=48)
+    h0, c0 = spun.initial_state()
+    with torch.no_grad():
+        _, st1 = model.hidden_sequence(spun.x_dyn[:, :48], spun.x_stat)
+        _, (h2, c2) = model.hidden_sequence(spun.x_dyn[:, :48], spun.x_stat, st1)
+        ys, _ = model(spun.x_dyn, spun.x_stat, (h2, c2))
+    torch.testing.assert_close(h0, h2)
+    torch.testing.assert_close(spun.runoff(times)[:, 0], ys[0, :, 0])
+    assert not torch.allclose(spun.runoff(times), prov.runoff(times))
+    with pytest.raises(R.RunoffError, match="spin-up cycles need"):
+        R.LSTMRunoff(model, forcing, ATTRS, area, spinup_cycles=1, warmup=12)
+
+
+def test_derive_inputs_presets_and_errors():
+    idx = pd.date_range("2015-12-01", periods=3, freq="h", tz="UTC")
+    f = {"cat-1": pd.DataFrame({"precip_rate": [0.0, 1e-3, 2e-4], "TMP_2maboveground": [270.0, 271.0, 272.0],
+                                "PRES_surface": 1e5}, index=idx)}
+    out = R.derive_inputs(f, "aorc_ngen")["cat-1"]
+    assert out["APCP_surface"].tolist() == pytest.approx([0.0, 3.6, 0.72])  # mm/s -> mm/h
+    assert out["TMP_2maboveground"].tolist() == [270.0, 271.0, 272.0] and "PRES_surface" in out
+    custom = R.derive_inputs(f, {"T_C": {"from": "TMP_2maboveground", "offset": -273.15},
+                                 "P": ["precip_rate", 86400.0]})["cat-1"]
+    assert custom["T_C"].iloc[0] == pytest.approx(-3.15) and custom["P"].iloc[1] == pytest.approx(86.4)
+    with pytest.raises(R.RunoffError, match="catchment 'cat-1' lacks column.*'APCP'"):
+        R.derive_inputs(f, {"APCP_surface": "APCP"})
+    with pytest.raises(R.RunoffError, match="unknown input preset 'aorc'"):
+        R.derive_inputs(f, "aorc")
 
 
 @needs_model
