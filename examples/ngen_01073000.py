@@ -96,11 +96,20 @@ def build(config: dict, base: Path):
     return hf, forcing, prov
 
 
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def run(config_path: str | Path = DEFAULT_CONFIG, out: str | Path = "out/ngen_01073000",
-        plots: bool | None = None) -> NgenRun:
+        overrides: dict | None = None) -> NgenRun:
+    """Run the pipeline of a config; ``overrides`` (nested like the config, e.g. ``{"period": {...}}``)
+    replace its entries."""
     t_start = time.perf_counter()
     config_path = Path(config_path)
-    config = yaml.safe_load(config_path.read_text())
+    config = _merge(yaml.safe_load(config_path.read_text()), overrides or {})
     base = config_path.resolve().parent
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,7 +137,7 @@ def run(config_path: str | Path = DEFAULT_CONFIG, out: str | Path = "out/ngen_01
     pd.DataFrame({"precip_mm_h": res.precip_mm_h, "lateral_total_m3s": res.lateral_total,
                   "gauge_m3s": gauge.reindex(times).to_numpy()}).rename_axis("time").to_csv(
         out / "gauge_hydrograph.csv", float_format="%.6g")
-    if ocfg.get("plots", True) if plots is None else plots:
+    if ocfg.get("plots", True):
         res.pngs = figures(res, out)
     res.wall_s = time.perf_counter() - t_start
     return res
@@ -171,7 +180,7 @@ def figures(res: NgenRun, out: Path) -> list[Path]:
         nx.plot(ax=ax, color="k", markersize=12, zorder=3)
     ax.set_xlabel("x (m, EPSG:5070)")
     ax.set_ylabel("y (m, EPSG:5070)")
-    ax.set_title(f"gauge_01073000: divides, flowpaths and nexus ({fp} -> USGS {gid})", fontsize=9)
+    ax.set_title(f"divides, flowpaths, nexus; gauge USGS {gid} below {fp}", fontsize=9)
     png2 = save(fig, out / "map.png")
     return [png1, png2]
 
