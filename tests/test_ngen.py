@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import torch
 
-from rivergraph import runoff as R
 from rivergraph.graph.network import NetworkError
 from rivergraph.io import read_network
 from rivergraph.io.forcing import ForcingError, read_ngen_forcing
