@@ -19,6 +19,7 @@ Colorado twin experiment; see docs/interfaces.md for slurm).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import os
 import sys
@@ -160,7 +161,7 @@ def train_distributed(pnet: ParameterNet, net: RiverNetwork, q_lat: torch.Tensor
                 (sum(v.sum() for v in out.values()) * 0.0).backward()
             for j, bi in enumerate(mine):
                 b = batches[bi]
-                ctx = model.no_sync() if ddp and j < len(mine) - 1 else _nullcontext()
+                ctx = model.no_sync() if ddp and j < len(mine) - 1 else contextlib.nullcontext()
                 with ctx:
                     loss, _ = batch_loss(model, b, q_lat, obs[:, np.searchsorted(gauges, b.gauges)], spec, dt_s)
                     (loss * scale).backward()
@@ -183,14 +184,6 @@ def train_distributed(pnet: ParameterNet, net: RiverNetwork, q_lat: torch.Tensor
     return DistributedResult(history, steps, world)
 
 
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
 # ------------------------------------------------------------------------------------------ command
 def _lower_colorado_twin(n_gauges: int, steps: int, dtype: torch.dtype, min_reaches: int):
     """Lower Colorado gauges with real NWM lateral inflow and synthetic twin observations (n from
@@ -208,7 +201,7 @@ def _lower_colorado_twin(n_gauges: int, steps: int, dtype: torch.dtype, min_reac
     sub = net.subset(mask)
     q = q[:, torch.from_numpy(mask)]
     g_sub = np.searchsorted(np.flatnonzero(mask), gauges)
-    fixed = {"p": 21.0, "q": 0.5}
+    fixed = {"width_coef": 21.0, "width_exp": 0.5}
     obs = twin_observations(sub, q, g_sub, twin_law(sub), fixed=fixed)
     return sub, q, obs, g_sub, fixed
 
