@@ -2,8 +2,6 @@
 ngen forcing readers, and the AORC -> LSTM -> lateral inflow -> Muskingum-Cunge example on a short window."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from rivergraph.io import read_network
 from rivergraph.io.forcing import ForcingError, read_ngen_forcing
 from rivergraph.io.hydrofabric import read_hydrofabric
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, load_example
 
 NGEN = SHARED_DATA / "ngen_gauge_01073000" / "raw"
 GPKG = NGEN / "gauge_01073000.gpkg"
@@ -108,11 +106,7 @@ def test_ngen_forcing_csv_and_netcdf_agree():
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location("ngen_example", EXAMPLE)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example(EXAMPLE, "ngen_example")
 
 
 def test_ngen_pipeline_short_window(tmp_path):

@@ -2,7 +2,6 @@
 providers) and rivergraph.metrics, partly on real data in /work/shared/data."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -17,7 +16,9 @@ import yaml
 from rivergraph import runoff as R
 from rivergraph.metrics import kge, kge_components, nse
 
-DATA = Path(os.environ.get("RIVERGRAPH_DATA", "/work/shared/data"))
+from conftest import SHARED_DATA, load_example
+
+DATA = Path(os.environ.get("RIVERGRAPH_DATA", SHARED_DATA))
 RUN_DIR = DATA / "pretrained_lstm_nwm_aorc_hourly"
 CAMELS = DATA / "camels_us_4basins"
 RAPID_QEXT = DATA / "rapid_sandbox" / "input" / "Qext_Sandbox_19700101_19700110.nc4"
@@ -649,11 +650,7 @@ def test_metrics_mask_nan_and_are_differentiable():
 
 # ============================================================================ real CAMELS check
 def _load_example():
-    spec = importlib.util.spec_from_file_location("lstm_camels_example", EXAMPLE)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example(EXAMPLE, "lstm_camels_example")
 
 
 @pytest.fixture(scope="module")
@@ -712,10 +709,7 @@ def test_camels_example_outputs(camels_result, tmp_path):
 def test_lstm_routing_example_smoke(tmp_path):
     """examples/lstm_routing.py on ten days: PNG and CSV written, and the routed outlet volume equals the
     lateral-inflow volume minus the network's storage change (the router's balance)."""
-    spec = importlib.util.spec_from_file_location("lstm_routing_example", ROUTING_EXAMPLE)
-    ex = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = ex
-    spec.loader.exec_module(ex)
+    ex = load_example(ROUTING_EXAMPLE, "lstm_routing_example")
     res = ex.main(["--out", str(tmp_path), "--warmup-start", "2001-03-01", "--start", "2001-04-10",
                    "--end", "2001-04-19"])
     assert res.png.is_file() and res.png.stat().st_size > 10_000
