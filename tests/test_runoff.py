@@ -26,24 +26,38 @@ BASINS = ["01022500", "01547700", "02064000", "03015500"]
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lstm_camels.py"
 ROUTING_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lstm_routing.py"
 
-needs_model = pytest.mark.skipif(not RUN_DIR.is_dir(), reason="pretrained LSTM run directory not available")
-needs_camels = pytest.mark.skipif(not (CAMELS.is_dir() and RUN_DIR.is_dir()), reason="CAMELS data not available")
+def _require(*paths: Path) -> None:
+    """Shared data a test needs: missing data is a failure naming it, not a skip."""
+    missing = [str(p) for p in paths if not p.exists()]
+    assert not missing, f"shared data missing: {missing} (the workspace's ../shared/data beside the repository)"
+
+
+@pytest.fixture
+def _model_data():
+    _require(RUN_DIR)
+
+
+@pytest.fixture
+def _camels_data():
+    _require(RUN_DIR, CAMELS)
+
+
+needs_model = pytest.mark.usefixtures("_model_data")
+needs_camels = pytest.mark.usefixtures("_camels_data")
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 @pytest.fixture(scope="module")
 def model() -> R.NeuralHydrologyLSTM:
-    if not RUN_DIR.is_dir():
-        pytest.skip("pretrained LSTM run directory not available")
+    _require(RUN_DIR)
     return R.NeuralHydrologyLSTM.from_run_dir(RUN_DIR)
 
 
 @pytest.fixture(scope="module")
 def camels_inputs(model):
     """Real CAMELS forcing (2000-01-01 .. 2000-12-31) disaggregated to hourly, attributes, areas."""
-    if not CAMELS.is_dir():
-        pytest.skip("CAMELS data not available")
+    _require(CAMELS)
     attrs = R.read_camels_attributes(CAMELS / "camels_attributes_v2.0", BASINS, ["elev_mean", "slope_mean"])
     forcing, area = {}, {}
     for b in BASINS:
@@ -388,8 +402,8 @@ def test_catchment_reach_map():
 
 
 # ============================================================================ providers
-@pytest.mark.skipif(not RAPID_QEXT.is_file(), reason="RAPID sandbox data not available")
 def test_precomputed_runoff_netcdf_csv(tmp_path):
+    _require(RAPID_QEXT)
     import xarray as xr
 
     p = R.PrecomputedRunoff.from_file(RAPID_QEXT)
@@ -655,14 +669,12 @@ def _load_example():
 
 @pytest.fixture(scope="module")
 def camels_result():
-    if not (CAMELS.is_dir() and RUN_DIR.is_dir()):
-        pytest.skip("CAMELS data not available")
+    _require(CAMELS, RUN_DIR)
     return _load_example().camels_runoff()
 
 
 def test_camels_readers():
-    if not CAMELS.is_dir():
-        pytest.skip("CAMELS data not available")
+    _require(CAMELS)
     daily, meta = R.read_camels_daymet(CAMELS / "basin_mean_forcing" / "daymet" / "01022500_lump_cida_forcing_leap.txt")
     assert meta == pytest.approx({"latitude": 44.82, "elevation_m": 133.0, "area_km2": 587.675987})
     assert daily.index[0] == pd.Timestamp("2000-01-01") and {"prcp(mm/day)", "tmax(C)", "tmin(C)"} <= set(daily)
