@@ -93,7 +93,8 @@ def _positions_to_ids(pos: np.ndarray, ids: np.ndarray, what: str, path) -> np.n
     return np.where(pos > 0, ids[np.maximum(pos - 1, 0)], 0)
 
 
-def read_nhm(path: str | Path, *, min_slope: float = PRMS_MIN_SLOPE, **kw) -> RiverNetwork:
+def read_nhm(path: str | Path, *, min_slope: float = PRMS_MIN_SLOPE, min_drainage_area_km2: float = 0.01,
+             **kw) -> RiverNetwork:
     """Read an NHM / PRMS segment network (``parameters_dis_seg.nc``, or the folder holding it).
 
     Reach ids are ``nhm_seg``; downstream ids come from the 1-based ``tosegment`` positions (0 = outlet),
@@ -104,7 +105,9 @@ def read_nhm(path: str | Path, *, min_slope: float = PRMS_MIN_SLOPE, **kw) -> Ri
     ``parameters_PRMSChannel.nc`` beside it, ``n`` (``mann_n``), ``musx`` (``x_coef``) and
     ``catchment_area_km2`` (the areas of the HRUs draining to each segment through ``hru_segment``, from
     ``parameters_dis_hru.nc``). ``net.report`` records segments with zero drainage area and the HRUs draining to
-    no segment. ``min_slope`` defaults to PRMS's floor 1e-7 (module docstring).
+    no segment. ``min_slope`` defaults to PRMS's floor 1e-7 (module docstring). Drainage areas below
+    ``min_drainage_area_km2`` (the DRB's connector 3558 has ``seg_cum_area = 0``: no HRU drains to it) are raised to
+    it, so that log-area features exist; the raised segments are listed in ``report["zero_drainage_area"]``.
     """
     import xarray as xr
 
@@ -155,8 +158,9 @@ def read_nhm(path: str | Path, *, min_slope: float = PRMS_MIN_SLOPE, **kw) -> Ri
                 attrs["catchment_area_km2"] = local
                 report["hrus_without_segment"] = int((~on).sum())
     if "drainage_area_km2" in attrs:
-        zero = attrs["drainage_area_km2"].to_numpy() <= 0
+        zero = attrs["drainage_area_km2"].to_numpy() < min_drainage_area_km2
         report["zero_drainage_area"] = ids[zero].tolist()
+        attrs.loc[zero, "drainage_area_km2"] = min_drainage_area_km2
     net = build_network(ids, to, attrs, source=f"nhm:{f['seg'].name}", min_slope=min_slope, **kw)
     net.report.update(report)
     return net
