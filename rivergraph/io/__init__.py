@@ -10,4 +10,4 @@ from .hydrofabric import Hydrofabric, read_hydrofabric
 __all__ = ["read_network", "read_route_link", "read_rapid", "read_table_network", "detect_format",
            "save_network_npz", "load_network_npz", "SCHEMAS", "route_to_file", "read_gauge_csv", "OutputSummary",
            "atomic_path", "read_hydrofabric", "Hydrofabric", "read_ngen_forcing",
-           "atomic_path", "read_nhm", "read_prms_gauges", "read_segment_series", "read_hru_params"]
+           "read_nhm", "read_prms_gauges", "read_segment_series", "read_hru_params"]
