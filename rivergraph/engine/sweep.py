@@ -149,13 +149,13 @@ class _Sweep(torch.autograd.Function):
         cell.begin(s0d, pd)
         keep_m = need_grad and cell.message_history
         if need_grad:  # the adjoint reads the state (and message) histories
-            hists = [dtype_empty(T + 1, N, like=m0) for _ in range(n_s)]
+            hists = [_empty(T + 1, N, like=m0) for _ in range(n_s)]
             for k in range(n_s):
                 hists[k][0] = S[k]
             hfs = [h.view(-1) for h in hists]
             hist0_rows = hists[0].unbind(0)
             if keep_m:
-                mhist = dtype_empty(T + 1, N, like=m0)
+                mhist = _empty(T + 1, N, like=m0)
                 mhist[0] = M[0]
                 mhf = mhist.view(-1)
         full_net = run.out_pos is None and not run.out_sorted
@@ -337,7 +337,7 @@ class _Sweep(torch.autograd.Function):
         return (None, carry_m, *g_s0, *u_bar, *p_bar.unbind(0))
 
 
-def dtype_empty(*shape: int, like: torch.Tensor) -> torch.Tensor:
+def _empty(*shape: int, like: torch.Tensor) -> torch.Tensor:
     return torch.empty(*shape, dtype=like.dtype, device=like.device)
 
 
