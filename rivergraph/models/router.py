@@ -17,7 +17,7 @@ from ..graph.network import NetworkError, RiverNetwork
 from ..physics.channels import BOUNDS, power_law_celerity, trapezoid_celerity
 from ..physics.muskingum import cunge_coefficient_fn, muskingum_coefficients
 
-__all__ = ["MuskingumCunge", "MassBalance", "RoutingState"]
+__all__ = ["MuskingumCunge", "MassBalance", "RoutingState", "ROUTING_MODES", "mode_parameters"]
 
 
 @dataclass
@@ -73,6 +73,15 @@ _PARAMS = {
                   "length": "length_m"},
     "power_law": {"n": "n", "slope": "slope", "p": None, "q": None, "length": "length_m"},
 }
+ROUTING_MODES: tuple[str, ...] = tuple(_PARAMS)
+"""The routing modes (config, BMI and CLI take their choices from here)."""
+
+
+def mode_parameters(mode: str) -> dict[str, str | None]:
+    """Routing parameter name -> default network column (None: no column, must be given) of ``mode``."""
+    if mode not in _PARAMS:
+        raise ValueError(f"unknown routing mode '{mode}'; choose from {list(_PARAMS)}")
+    return dict(_PARAMS[mode])
 
 
 class MuskingumCunge(torch.nn.Module):
