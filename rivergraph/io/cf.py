@@ -38,6 +38,7 @@ import pandas as pd
 from .atomic import atomic_path
 
 __all__ = ["CFWriter", "VARIABLES", "TIME_UNITS", "REACH_DIM", "open_output", "reach_ids_of", "write_discharge",
+           "write_temperature",
            "time_seconds"]
 
 TIME_UNITS = "seconds since 1970-01-01 00:00:00"
@@ -271,3 +272,16 @@ def reach_ids_of(ds) -> np.ndarray:
     """The reach ids of an opened output (``feature_id``), as int64 when numeric, else str."""
     ids = np.asarray(ds[REACH_DIM].values)
     return ids.astype(str) if ids.dtype.kind in "OUS" else ids.astype(np.int64)
+
+
+def write_temperature(path: str | Path, network, times, result, dtype: str = "float32") -> Path:
+    """Write a :class:`rivergraph.models.temperature.TemperatureResult` (water temperature, discharge,
+    equilibrium and lateral-inflow temperature, [T, N]) in the CF layout; returns the path."""
+    with CFWriter(path, network, ["water_temperature", "streamflow", "equilibrium_temperature",
+                                  "lateral_inflow_temperature"], dtype=dtype,
+                  attrs={"title": "rivergraph stream temperature", "source": "rivergraph.models.temperature"},
+                  variable_attrs={"streamflow": {"long_name": "routed outflow at end of step",
+                                                 "cell_methods": "time: point"}}) as w:
+        w.append(times, water_temperature=result.temperature, streamflow=result.discharge,
+                 equilibrium_temperature=result.equilibrium, lateral_inflow_temperature=result.lateral_temp)
+    return Path(path)

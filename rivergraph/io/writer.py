@@ -101,7 +101,7 @@ def route_to_file(router: MuskingumCunge, forcing: Forcing, path: str | Path, *,
                   chunk_size: int | None = None, reaches: Sequence[int] | None = None, gauge_csv: str | Path | None = None,
                   gauges: pd.Series | None = None, state: RoutingState | None = None, hot_start: bool = True,
                   dtype: str = "float32", progress: bool = False, attrs: dict | None = None,
-                  **params) -> OutputSummary:
+                  variables: Sequence[str] = ("streamflow",), **params) -> OutputSummary:
     """Route ``forcing`` chunk by chunk and stream the discharge to a CF netCDF (``.nc``) or zarr (``.zarr``).
 
     Args:
@@ -121,6 +121,7 @@ def route_to_file(router: MuskingumCunge, forcing: Forcing, path: str | Path, *,
         dtype: on-disk dtype of ``streamflow`` (``float32`` or ``float64``).
         progress: show a progress bar (simulated time, reach-steps/s).
         attrs: extra global attributes of the output file.
+        variables: written variables: ``streamflow`` and optionally ``q_lateral`` (the forcing, m3/s).
         **params: routing parameters (tensors are used as they are; gradients are not tracked).
     Returns:
         :class:`OutputSummary`; ``summary.state`` continues the run.
@@ -156,7 +157,7 @@ def route_to_file(router: MuskingumCunge, forcing: Forcing, path: str | Path, *,
     with ExitStack() as stack:
         writer = None
         if path is not None:
-            writer = stack.enter_context(CFWriter(path, net, ["streamflow"], reaches=cols, dtype=dtype,
+            writer = stack.enter_context(CFWriter(path, net, list(variables), reaches=cols, dtype=dtype,
                                                   attrs={**glob, **(attrs or {})}, variable_attrs=var_attrs))
         gcsv = None if gauge_csv is None else stack.enter_context(
             GaugeCSVWriter(gauge_csv, gauges.to_numpy(dtype=str), net.ids[g_pos]))
@@ -173,7 +174,8 @@ def route_to_file(router: MuskingumCunge, forcing: Forcing, path: str | Path, *,
             state = router.state
             Qn = Q.detach().cpu().numpy()
             if writer is not None:
-                writer.append(stamps[t0:t1], streamflow=Qn[:, where(cols)])
+                extra = {"q_lateral": q[:, torch.from_numpy(cols)]} if "q_lateral" in variables else {}
+                writer.append(stamps[t0:t1], streamflow=Qn[:, where(cols)], **extra)
             if gcsv is not None:
                 gcsv.append(stamps[t0:t1], Qn[:, where(g_pos)])
             b = router.balance
