@@ -116,7 +116,11 @@ def detect_format(path: str | Path) -> str:
     fields if none does."""
     path = Path(path)
     for fmt in network_formats().values():
-        if fmt.detect is not None and fmt.detect(path):
+        try:
+            hit = fmt.detect is not None and fmt.detect(path)
+        except Exception:  # noqa: BLE001 - a file this detector cannot even open is not in its format
+            hit = False
+        if hit:
             return fmt.name
     try:
         cols = sorted(file_fields(path, lower=False))

@@ -47,6 +47,6 @@ def load_state(path: str | Path, network, mode: str | None = None) -> tuple[Rout
     pos = pd.Index(ids).get_indexer(key)
     if (pos < 0).any():
         missing = key[pos < 0]
-        raise NetworkError(f"{path}: no state for reach(es) {list(missing[:10])} ({len(missing)} in all)")
+        raise NetworkError(f"{path}: no state for reach(es) {missing[:10].tolist()} ({len(missing)} in all)")
     take = {k: torch.from_numpy(np.ascontiguousarray(v[pos])) for k, v in arr.items()}
     return RoutingState(take["Q"], take["I"], take.get("S")), (pd.Timestamp(t) if t else None)

@@ -183,9 +183,9 @@ def route_to_file(router: MuskingumCunge, forcing: Forcing, path: str | Path, *,
             s_start = b.storage_start_m3 if s_start is None else s_start
             s_end = b.storage_end_m3
             n_chunks += 1
-            bar.update(t1 - t0)
             rate = t1 * N / max(_time.perf_counter() - t_start, 1e-9)
             bar.set_postfix_str(f"{stamps[t1 - 1]:%Y-%m-%d %H:%M}Z, {rate:.3g} reach-steps/s", refresh=False)
+            bar.update(t1 - t0)
     balance = MassBalance(inflow, outflow, s_start, s_end, drift)
     return OutputSummary(None if path is None else Path(path), None if gauge_csv is None else Path(gauge_csv), T,
                          len(cols), n_chunks, _time.perf_counter() - t_start, balance, state, N)
