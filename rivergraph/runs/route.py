@@ -70,12 +70,12 @@ def precomputed_runoff(section, network: RiverNetwork, base: Path) -> CatchmentR
         ids = ds[cdim].values if cdim in ds.coords else np.arange(da.shape[1])
         times = pd.DatetimeIndex(ds[section.time].values)
         return CatchmentRunoff([i.item() if hasattr(i, "item") else i for i in ids], times, section.units,
-                               lambda rows: np.asarray(da[rows].values, dtype=np.float64), close=ds.close)
+                               lambda rows: np.array(da[rows].values, dtype=np.float64), close=ds.close)
     from ..runoff import PrecomputedRunoff
 
     pr = PrecomputedRunoff.from_file(path, time_col=section.time)
     vals = pr.data.to_numpy(dtype=np.float64)
-    return CatchmentRunoff(list(pr.data.columns), pr.times, section.units, lambda rows: vals[rows])
+    return CatchmentRunoff(list(pr.data.columns), pr.times, section.units, lambda rows: vals[rows].copy())
 
 
 def dataset_runoff(section, network: RiverNetwork, base: Path) -> CatchmentRunoff:
@@ -86,7 +86,7 @@ def dataset_runoff(section, network: RiverNetwork, base: Path) -> CatchmentRunof
     if "q_lateral" not in data:
         raise ValueError(f"dataset '{section.name}' ships no lateral inflow (q_lateral)")
     q = data["q_lateral"].double().numpy()
-    return CatchmentRunoff(list(net.ids), pd.DatetimeIndex(data["time"]), "m3/s", lambda rows: q[rows])
+    return CatchmentRunoff(list(net.ids), pd.DatetimeIndex(data["time"]), "m3/s", lambda rows: q[rows].copy())
 
 
 def build_runoff(section, network: RiverNetwork, base: Path) -> CatchmentRunoff:
@@ -109,7 +109,7 @@ def _period(times: pd.DatetimeIndex, period, step_s: float | None) -> tuple[slic
     t = times.tz_localize("UTC") if times.tz is None else times.tz_convert("UTC")
     if len(t) < 1:
         raise ValueError("the runoff has no times")
-    d = np.diff(t.asi8) / 1e9
+    d = np.asarray((t[1:] - t[:-1]).total_seconds(), dtype=np.float64)
     if len(d) and not np.all(d == d[0]):
         bad = int(np.argmax(d != d[0]))
         raise ValueError(f"runoff times are not evenly spaced: {t[bad]} -> {t[bad + 1]} after {d[0]:g} s steps")
