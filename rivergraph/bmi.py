@@ -70,7 +70,7 @@ class BmiRiverGraph(Bmi):
                                       positivity=cfg.positivity, output=cfg.output, scheme=cfg.scheme,
                                       device=cfg.device)
         self._params = {k: torch.tensor(v) for k, v in cfg.params.items()}
-        self._router._theta(self._params, torch.float64)  # fail now on unknown or out-of-bounds parameters
+        self._router.sorted_parameters(self._params)  # fail now on unknown or out-of-bounds parameters
         self._dtype = getattr(torch, cfg.dtype)
         n = len(net)
         self._values = {LATERAL_INFLOW: np.zeros(n), DISCHARGE: np.zeros(n)}

@@ -117,7 +117,7 @@ def _cmd_training(args) -> int:
     if not p.is_file():
         raise FileNotFoundError(f"training history {p} does not exist")
     if p.suffix in (".pt", ".pth", ".ckpt"):
-        from .training.trainer import load_checkpoint
+        from .training import load_checkpoint
 
         df = pd.DataFrame(load_checkpoint(p)["history"])
     else:
@@ -138,7 +138,7 @@ def _cmd_ddp_demo(args) -> int:
     return run_ddp_demo(gauges=args.gauges, min_reaches=args.min_reaches, steps=args.steps, epochs=args.epochs,
                         batch_size=args.batch_size, batches_per_step=args.batches_per_step, lr=args.lr,
                         loss=args.loss, seed=args.seed, float64=args.float64, checkpoint=args.checkpoint,
-                        progress=not args.no_progress)
+                        resume=args.resume, progress=not args.no_progress)
 
 
 # -------------------------------------------------------------------------------------------- parser
@@ -195,6 +195,7 @@ def _add_run_commands(sub) -> None:
     d.add_argument("--seed", type=int, default=0, help="random seed")
     d.add_argument("--float64", action="store_true", help="train in float64")
     d.add_argument("--checkpoint", default=None, help="checkpoint file written by rank 0 after every epoch")
+    d.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.set_defaults(func=_cmd_ddp_demo)
 

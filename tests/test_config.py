@@ -45,10 +45,10 @@ def test_shared_sections_are_the_same_classes():
 
 
 def test_mode_list_comes_from_the_router():
-    from rivergraph.models.router import ROUTING_MODES
+    from rivergraph.physics.channels import CHANNELS
 
     RouteConfig.model_validate({"network": "lower_colorado", "runoff": {"kind": "dataset"},
-                                "routing": {"mode": ROUTING_MODES[-1]}})
+                                "routing": {"mode": list(CHANNELS)[-1]}})
     with pytest.raises(ValidationError, match="routing.mode"):
         RouteConfig.model_validate({"network": "lower_colorado", "runoff": {"kind": "dataset"},
                                     "routing": {"mode": "kinematic"}})

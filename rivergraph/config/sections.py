@@ -6,12 +6,23 @@ from typing import Literal, Optional, Union
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
-from ..models.router import ROUTING_MODES
+from ..physics.channels import CHANNELS
 from .base import Strict
 
-__all__ = ["NetworkSection", "RoutingSection", "OutputSection", "ModeName"]
+__all__ = ["NetworkSection", "RoutingSection", "OutputSection", "ModeName", "mode_parameters"]
 
-ModeName = Literal[ROUTING_MODES]  # type: ignore[valid-type]  # from the router's mode registry
+ModeName = Literal[tuple(CHANNELS)]  # type: ignore[valid-type]  # the channel registry's geometries
+
+
+def mode_parameters(mode: str) -> dict[str, str | None]:
+    """Routing parameter name -> default network column (None: must be given) of a routing mode, with the
+    channel's deprecated aliases (e.g. power_law's p, q) as extra names."""
+    from ..physics.channels import get_channel
+
+    ch = get_channel(mode)
+    out = {p.name: p.column for p in ch.params}
+    out.update({a: out[b] for a, b in ch.aliases.items()})
+    return out
 
 
 class NetworkSection(Strict):
@@ -54,8 +65,9 @@ class NetworkSection(Strict):
 class RoutingSection(Strict):
     """How the network is routed (``rivergraph.MuskingumCunge``)."""
 
-    mode: ModeName = Field("trapezoid", description="routing mode (rivergraph.models.router.ROUTING_MODES): "
-                                                    "static (K, X), trapezoid or power_law Muskingum-Cunge")
+    mode: ModeName = Field("trapezoid", description="routing mode, a channel geometry of "
+                                                    "rivergraph.physics.channels.CHANNELS: static (K, X), trapezoid "
+                                                    "or power_law Muskingum-Cunge")
     dt_s: float = Field(3600.0, gt=0, description="routing time step (s)")
     forcing_dt_s: Optional[float] = Field(None, gt=0, description="interval of the lateral-inflow rows and of "
                                                                   "the output (s), a multiple of dt_s "

@@ -9,9 +9,9 @@ from typing import Literal, Optional, Union
 from pydantic import Field, field_validator, model_validator
 
 from ..models.params import DEFAULT_ATTRIBUTES, ROUTING_OUTPUTS
-from ..models.router import mode_parameters
+from ..physics.channels import parameter_spec
 from .base import Strict, existing_path, read_yaml_mapping
-from .sections import NetworkSection, OutputSection, RoutingSection
+from .sections import NetworkSection, OutputSection, RoutingSection, mode_parameters
 
 __all__ = ["TrainConfig", "Config", "load_config"]
 
@@ -79,9 +79,16 @@ class TrainRoutingSection(RoutingSection):
     mode: Literal["power_law", "trapezoid"] = Field("power_law", description="routing mode with a Manning's n "
                                                                              "to learn: power_law or trapezoid")
     params: dict[str, Union[float, str]] = Field(
-        default_factory=lambda: {"p": 21.0, "q": 0.5}, validation_alias=RoutingSection.model_fields["params"]
+        default_factory=lambda: {"width_coef": 21.0, "width_exp": 0.5}, validation_alias=RoutingSection.model_fields["params"]
         .validation_alias, description="non-learned routing parameters: a number, or a network column name "
                                        "(alias: fixed)")
+
+
+def _alias_of(name: str) -> str | None:
+    try:
+        return parameter_spec(name).name
+    except KeyError:
+        return None
 
 
 class OutputDef(Strict):
@@ -102,13 +109,14 @@ class ModelSpec(Strict):
                                                                "(default: the positive, skewed ones)")
     hidden: list[int] = Field(default_factory=lambda: [32, 32], description="hidden layer sizes of the MLP")
     outputs: dict[str, OutputDef] = Field(
-        default_factory=lambda: {"n": OutputDef(lo=0.01, hi=0.3, scaling="log", init=0.06)}, min_length=1,
+        default_factory=lambda: {"n": OutputDef(lo=ROUTING_OUTPUTS["n"].lo, hi=ROUTING_OUTPUTS["n"].hi, scaling="log",
+                                                init=0.06)}, min_length=1,
         description=f"learned routing parameters (of {sorted(ROUTING_OUTPUTS)}) and their bounds")
 
     @field_validator("outputs")
     @classmethod
     def _known(cls, v):
-        bad = set(v) - set(ROUTING_OUTPUTS)
+        bad = {k for k in v if k not in ROUTING_OUTPUTS and _alias_of(k) not in ROUTING_OUTPUTS}
         if bad:
             raise ValueError(f"model.outputs: cannot learn {sorted(bad)}; learnable: {sorted(ROUTING_OUTPUTS)}")
         return v

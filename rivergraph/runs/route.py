@@ -184,7 +184,7 @@ def route_parameters(routing, net: RiverNetwork, base: Path | None = None) -> di
         if missing:
             raise NetworkError(f"routing.parameter_file has no row for reach(es) {missing[:10]} "
                                f"({len(missing)} in all)")
-        from ..models.router import mode_parameters
+        from ..config.sections import mode_parameters
 
         for k in mode_parameters(routing.mode):
             if k in df:

@@ -16,7 +16,7 @@ from ..io.atomic import atomic_path
 from ..metrics import kge, nse
 from ..models.params import ParameterNet
 from ..models.router import MuskingumCunge
-from ..training.trainer import (LossSpec, fit_power_law, identifiable_reaches, load_checkpoint, n_sensitivity,
+from ..training import (LossSpec, fit_power_law, identifiable_reaches, load_checkpoint, n_sensitivity,
                                route_gauges, storm_inflow, train, twin_law, twin_observations)
 
 
