@@ -18,8 +18,8 @@ from .models.params import ParameterNet
 from .models.router import MuskingumCunge
 from .models.temperature import (DEFAULTS, TEMPERATURE_OUTPUTS, StreamTemperature, TemperatureResult,
                                  read_forcing_netcdf, synthetic_texas_forcing)
-from .training.trainer import (LossSpec, fit_power_law, identifiable_reaches, load_checkpoint, n_sensitivity,
-                               route_gauges, storm_inflow, train, twin_law, twin_observations)
+from .training import (LossSpec, fit_power_law, identifiable_reaches, load_checkpoint, n_sensitivity,
+                       route_gauges, storm_inflow, train, twin_law, twin_observations)
 
 
 # ----------------------------------------------------------------------------------------------- CLI

@@ -9,7 +9,9 @@ import torch
 
 from rivergraph.models.params import OutputSpec, ParameterNet
 from rivergraph.models.router import MuskingumCunge
-from rivergraph.training.trainer import (LossSpec, batch_loss, fit_power_law, gauge_loss, identifiable_reaches, load_checkpoint, local_area_km2, make_batches, n_sensitivity, storm_inflow, train, twin_law, twin_observations)
+from rivergraph.training import (LossSpec, batch_loss, fit_power_law, gauge_loss, identifiable_reaches, load_checkpoint,
+                                 local_area_km2, make_batches, n_sensitivity, storm_inflow, train, twin_law,
+                                 twin_observations)
 
 torch.set_num_threads(1)
 FIXED = {"width_coef": 21.0, "width_exp": 0.5}
