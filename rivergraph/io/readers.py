@@ -271,7 +271,9 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     suf = path.suffix.lower()
     if suf in (".nc", ".nc4", ".netcdf"):
-        return "route_link"
+        from .nhm import is_nhm_file
+
+        return "nhm" if is_nhm_file(path) else "route_link"
     if "rapid_connect" in path.name:
         return "rapid"
     if suf == ".csv":
@@ -305,7 +307,8 @@ def detect_format(path: str | Path) -> str:
 def read_network(path: str | Path, format: str | None = None, **kw) -> RiverNetwork:
     """Read a river network, detecting the format when not given.
 
-    Formats: ``route_link`` (NWM netCDF), ``rapid`` (rapid_connect CSV), ``nhdplus``, ``hydrofabric``,
+    Formats: ``route_link`` (NWM netCDF), ``nhm`` (alias ``prms``: the USGS NHM / PRMS
+    ``parameters_dis_seg.nc`` or its folder, see :mod:`rivergraph.io.nhm`), ``rapid`` (rapid_connect CSV), ``nhdplus``, ``hydrofabric``,
     ``merit`` (vector files read with geopandas, or CSV/parquet tables in those schemas), ``table``
     (any table with ``columns={...}``; implied when ``columns`` is given), and ``rivergraph`` (the compact
     ``.npz`` in ``network_data/``).
@@ -315,6 +318,8 @@ def read_network(path: str | Path, format: str | None = None, **kw) -> RiverNetw
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"network file not found: {path}")
+    if format is None and path.is_dir() and (path / "parameters_dis_seg.nc").is_file():
+        format = "nhm"
     if format is None and "columns" in kw:
         format = "table"
     fmt = format or ("rivergraph" if path.suffix == ".npz" else detect_format(path))
@@ -322,6 +327,10 @@ def read_network(path: str | Path, format: str | None = None, **kw) -> RiverNetw
         return read_route_link(path, **kw)
     if fmt == "rapid":
         return read_rapid(path, **kw)
+    if fmt in ("nhm", "prms"):
+        from .nhm import read_nhm
+
+        return read_nhm(path, **kw)
     if fmt in ("nhdplus", "hydrofabric", "merit"):
         return read_table_network(path, schema=fmt, **kw)
     if fmt == "table":
