@@ -219,6 +219,29 @@ class StreamTemperature(torch.nn.Module):
                                     device=sched.device).index_select(0, order).expand_as(Qs)
         return Hydraulics(Qs, Is, qs, W, width)
 
+    def hydraulics_from_flows(self, Q, q_lat, width, volume_end=None) -> Hydraulics:
+        """:class:`Hydraulics` from flows routed elsewhere (e.g. a PRMS run): outflow Q and lateral inflow
+        q_lat [T, N] (m3/s, network order, >= 0), surface width [T, N] (m) and the reach volume after the last
+        step ([N] m3, default 0). Upstream inflow is the sum of the upstream outflows; the volume history
+        follows from continuity backwards (as :meth:`route`), clamped at 0: ``self.report['volume_clamped_m3']``
+        records the largest clamp, the water the given flows do not account for."""
+        sched = self.sched
+        dtype = torch.as_tensor(Q).dtype if torch.is_tensor(Q) else torch.float64
+        T = torch.as_tensor(Q).shape[0]
+        Qs, qs = self._sorted(Q, "Q", T, dtype), self._sorted(q_lat, "q_lat", T, dtype)
+        ws = self._sorted(width, "width", T, dtype)
+        for name, v in (("Q", Qs), ("q_lat", qs), ("width", ws)):
+            if (v.detach() < 0).any():
+                raise ValueError(f"'{name}' is negative at reaches "
+                                 f"{self.network.ids[sched.order[(v < 0).any(0)][:10].cpu().numpy()].tolist()}")
+        Is = Qs.new_zeros(Qs.shape).index_add(1, sched.edst, Qs.index_select(1, sched.esrc))
+        w_end = Qs.new_zeros(Qs.shape[1]) if volume_end is None else self._sorted(volume_end, "volume_end", 1, dtype)[0]
+        net_in = (self.dt * (Is + qs - Qs)).double()
+        rev = torch.flip(torch.cumsum(torch.flip(net_in, [0]), 0), [0])
+        raw = torch.cat([w_end.double().unsqueeze(0) - rev, w_end.double().unsqueeze(0)], 0)
+        self.report = {"volume_clamped_m3": float((-raw).clamp_min(0.0).max())}
+        return Hydraulics(Qs, Is, qs, raw.clamp_min(0.0).to(dtype), ws)
+
     def _static_storage(self, th, I_end, Q_end):
         K, X = th["k"], th["x"]
         if self.router.positivity:
