@@ -91,7 +91,7 @@ def plot_hydrographs(sim: pd.DataFrame, obs: pd.DataFrame | None = None, gages: 
 def plot_n_vs_area(net: RiverNetwork, n: np.ndarray | None = None, label: str = "Manning's n"):
     """Manning's n (s m^-1/3) against drainage area (km2, log axes), with the least-squares power law
     n = a A^b (:func:`rivergraph.training.fit_power_law`). ``n`` defaults to the network's ``n`` column."""
-    from .training.trainer import fit_power_law
+    from .training.twin import fit_power_law
 
     A = net.attr("drainage_area_km2")
     n = net.attr("n") if n is None else np.asarray(n, dtype=np.float64)

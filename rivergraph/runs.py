@@ -18,8 +18,8 @@ from .models.params import ParameterNet
 from .models.router import MuskingumCunge
 from .models.temperature import (DEFAULTS, TEMPERATURE_OUTPUTS, StreamTemperature, TemperatureResult,
                                  read_forcing_netcdf, synthetic_texas_forcing)
-from .training.trainer import (LossSpec, fit_power_law, identifiable_reaches, load_checkpoint, n_sensitivity,
-                               route_gauges, storm_inflow, train, twin_law, twin_observations)
+from .training import (LossSpec, fit_power_law, identifiable_reaches, load_checkpoint, n_sensitivity,
+                       route_gauges, storm_inflow, train, twin_law, twin_observations)
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -445,6 +445,8 @@ def _config_model():
 
     from pydantic import BaseModel, ConfigDict, Field
 
+    from .physics.channels import CHANNELS
+
     class _Forcing(BaseModel):
         model_config = ConfigDict(extra="forbid")
         kind: Literal["synthetic_texas", "netcdf"] = "synthetic_texas"
@@ -466,7 +468,7 @@ def _config_model():
 
         model_config = ConfigDict(extra="forbid")
         network: Literal["lower_colorado"] = "lower_colorado"
-        mode: Literal["trapezoid", "power_law", "static"] = "trapezoid"
+        mode: Literal[tuple(CHANNELS)] = "trapezoid"
         equilibrium: Literal["energy", "mohseni"] = "energy"
         spinup_hours: int = Field(48, ge=0, le=24 * 60)
         forcing: _Forcing = _Forcing()

@@ -2,7 +2,7 @@
 
 A :class:`RiverNetwork` holds reaches (one row each), the index of each reach's single downstream
 reach (``-1`` at an outlet), per-reach attributes with explicit units in their column names, optional
-geometry, and derived graph structure (topological levels, Strahler order, a torch-geometric ``Data``).
+geometry, and derived graph structure (topological levels, Strahler order; ``to_pyg`` for a torch-geometric ``Data``).
 
 Column names (units in the name; readers in :mod:`rivergraph.io` map source schemas onto these):
 
@@ -110,12 +110,11 @@ class RiverNetwork:
         src = np.flatnonzero(self.downstream >= 0)
         return torch.from_numpy(np.stack([src, self.downstream[src]])).long()
 
-    @cached_property
-    def graph(self):
-        """The network as a ``torch_geometric.data.Data`` (edge_index upstream -> downstream)."""
-        from torch_geometric.data import Data
+    def to_pyg(self, x=None, **node_attrs):
+        """The network as a ``torch_geometric.data.Data`` (see :func:`rivergraph.graph.pyg.to_pyg`)."""
+        from .pyg import to_pyg
 
-        return Data(edge_index=self.edge_index, num_nodes=len(self))
+        return to_pyg(self, x, **node_attrs)
 
     def to_networkx(self) -> nx.DiGraph:
         g = nx.DiGraph()

@@ -19,7 +19,7 @@ so T(t) is a convex combination of upstream, previous, lateral and equilibrium t
 sources, no oscillation, stable for any dt. Heat (rho c_p (W + V_MIN) T) is conserved exactly: with the
 exchange off the network heat content changes only by lateral inflow minus outlet outflow. The recursion
 has the router's dependency structure and runs on its wavefront schedule with a hand-written adjoint
-(:mod:`rivergraph.engine.linear`). W comes from the router's Muskingum storage S (Todini 2007 conservative
+(the engine's :class:`~rivergraph.engine.cells.LinearHeat` cell). W comes from the router's Muskingum storage S (Todini 2007 conservative
 form): W(t) = S(t) + dt/2 (I(t) - Q(t)) satisfies the implicit continuity above exactly; it is evaluated
 from the final storage backwards in float64 (clamped at 0 against rounding).
 
@@ -56,13 +56,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..engine.linear import linear_wavefront
+from ..engine.cells import linear_transport
 from ..graph.network import NetworkError, RiverNetwork
-from ..physics.channels import MIN_REFERENCE_FLOW, power_law_celerity, trapezoid_celerity
 from ..physics.heat import (CP_W, KE_MOHSENI, RHO_W, V_MIN,
                             clear_sky_shortwave, energy_balance_equilibrium, lateral_temperature,
                             surface_flux_terms,
                             mohseni_equilibrium, recency_average, relaxation_factor)
+from ..physics.muskingum import water_volume_history
 from .params import OutputSpec, ParameterNet
 from .router import MuskingumCunge
 
@@ -202,19 +202,14 @@ class StreamTemperature(torch.nn.Module):
         order = sched.order
         Qs = Q.index_select(1, order)
         qs = torch.as_tensor(q_lat, device=sched.device).to(dtype).index_select(1, order)
-        Is = Qs.new_zeros(Qs.shape).index_add(1, sched.edst, Qs.index_select(1, sched.esrc))
-        th = router._theta(routing_params, dtype)  # sorted order, validated
-        st = router.state
-        S_end = st.S.to(dtype).index_select(0, order) if st.S is not None else self._static_storage(th, Is[-1], Qs[-1])
-        W = _volume_history(Qs, Is, qs, S_end, self.dt)
-        Qref = Qs.clamp_min(MIN_REFERENCE_FLOW)
-        if router.mode == "trapezoid":
-            _, width = trapezoid_celerity(Qref, th["n"], th["slope"], th["bottom_width"], th["side_slope"])
-        elif router.mode == "power_law":
-            _, width = power_law_celerity(Qref, th["n"], th["slope"], th["p"], th["q"])
-        else:
+        Is = sched.upstream_sum(Qs)
+        th = router.sorted_parameters(routing_params, dtype)  # sorted order, validated
+        S_end = router.state.S.to(dtype).index_select(0, order)  # Muskingum storage at the end (every mode)
+        W = water_volume_history(Qs, Is, qs, S_end, self.dt)
+        width = router.channel.top_width(Qs, *(th[k] for k in router.channel.param_names))
+        if width is None:  # a geometry without a width (static K, X): the network's column
             if "top_width_m" not in self.network.attrs:
-                raise NetworkError("static routing mode: stream temperature needs the column 'top_width_m'")
+                raise NetworkError(f"routing mode '{router.mode}': stream temperature needs the column 'top_width_m'")
             width = torch.as_tensor(self.network.attrs["top_width_m"].to_numpy(np.float64).copy(), dtype=dtype,
                                     device=sched.device).index_select(0, order).expand_as(Qs)
         return Hydraulics(Qs, Is, qs, W, width)
@@ -234,20 +229,13 @@ class StreamTemperature(torch.nn.Module):
             if (v.detach() < 0).any():
                 raise ValueError(f"'{name}' is negative at reaches "
                                  f"{self.network.ids[sched.order[(v < 0).any(0)][:10].cpu().numpy()].tolist()}")
-        Is = Qs.new_zeros(Qs.shape).index_add(1, sched.edst, Qs.index_select(1, sched.esrc))
+        Is = sched.upstream_sum(Qs)
         w_end = Qs.new_zeros(Qs.shape[1]) if volume_end is None else self._sorted(volume_end, "volume_end", 1, dtype)[0]
-        net_in = (self.dt * (Is + qs - Qs)).double()
-        rev = torch.flip(torch.cumsum(torch.flip(net_in, [0]), 0), [0])
-        raw = torch.cat([w_end.double().unsqueeze(0) - rev, w_end.double().unsqueeze(0)], 0)
-        self.report = {"volume_clamped_m3": float((-raw).clamp_min(0.0).max())}
-        return Hydraulics(Qs, Is, qs, raw.clamp_min(0.0).to(dtype), ws)
+        W = water_volume_history(Qs, Is, qs, w_end - 0.5 * self.dt * (Is[-1] - Qs[-1]), self.dt)
+        created = (W[1:] - W[:-1] - self.dt * (Is + qs - Qs)).abs().max()
+        self.report = {"volume_clamped_m3": float(created)}
+        return Hydraulics(Qs, Is, qs, W, ws)
 
-    def _static_storage(self, th, I_end, Q_end):
-        K, X = th["k"], th["x"]
-        if self.router.positivity:
-            h = self.dt / (2.0 * K)
-            X = torch.minimum(torch.minimum(X, h), 1.0 - h)
-        return K * X * I_end + K * (1.0 - X) * Q_end
 
     # ------------------------------------------------------------------ heat
     def temperature(self, hyd: Hydraulics, forcing: HeatForcing, time: pd.DatetimeIndex | None = None,
@@ -333,7 +321,7 @@ class StreamTemperature(torch.nn.Module):
         a = coef_down * hyd.Q
         beta = e * W_prev / D
         gamma = coef * hyd.q * t_lat + (1.0 - e) * t_e
-        temp = linear_wavefront(sched, a, beta, gamma, x0)
+        temp = linear_transport(sched, a, beta, gamma, x0)
         inv = sched.sorted_pos
         out = TemperatureResult(temp.index_select(1, inv), hyd.Q.index_select(1, inv), t_e.index_select(1, inv),
                                 t_lat.index_select(1, inv))
@@ -354,24 +342,13 @@ class StreamTemperature(torch.nn.Module):
                                 **params)
 
 
-def _volume_history(Q, I, q, S_end, dt: float) -> torch.Tensor:
-    """W [T + 1, N] (m3): W[T] = S_end + dt/2 (I - Q) at the last step, then backwards through
-    W(t-1) = W(t) - dt (I(t) + q(t) - Q(t)) in float64, clamped at 0 against rounding."""
-    net_in = (dt * (I + q - Q)).double()
-    w_end = (S_end.double() + 0.5 * dt * (I[-1] - Q[-1]).double())
-    # W[t] = w_end - sum_{s >= t} net_in[s] for t < T
-    rev = torch.flip(torch.cumsum(torch.flip(net_in, [0]), 0), [0])
-    W = torch.cat([w_end.unsqueeze(0) - rev, w_end.unsqueeze(0)], 0)
-    return W.clamp_min(0.0).to(Q.dtype)
-
-
 def _heat_budget(hyd: Hydraulics, temp, x0, t_lat, e, D, t_e, dt, sched) -> dict:
     """Per step and reach heat terms (J, sorted order): storage change, upstream advection in, lateral in,
     outflow, surface exchange; storage_change = advection_in + lateral_in - outflow + exchange exactly."""
     rc = RHO_W * CP_W
     with torch.no_grad():
         prev = torch.cat([x0.unsqueeze(0), temp[:-1]], 0)
-        up = (hyd.Q * temp).new_zeros(temp.shape).index_add(1, sched.edst, (hyd.Q * temp).index_select(1, sched.esrc))
+        up = sched.upstream_sum(hyd.Q * temp)
         heat = rc * (hyd.W + V_MIN)
         t_mix = _mixed_temperature(hyd, temp, x0, t_lat, D, dt, sched)
         return {"storage_change_J": heat[1:] * temp - heat[:-1] * prev, "advection_in_J": rc * dt * up,
@@ -382,7 +359,7 @@ def _heat_budget(hyd: Hydraulics, temp, x0, t_lat, e, D, t_e, dt, sched) -> dict
 def _mixed_temperature(hyd: Hydraulics, temp, x0, t_lat, D, dt, sched) -> torch.Tensor:
     """Tm [T, N] (degC, sorted): the mixed temperature of step 1 of the scheme (module docstring)."""
     prev = torch.cat([x0.unsqueeze(0), temp[:-1]], 0)
-    up = (hyd.Q * temp).new_zeros(temp.shape).index_add(1, sched.edst, (hyd.Q * temp).index_select(1, sched.esrc))
+    up = sched.upstream_sum(hyd.Q * temp)
     return ((hyd.W[:-1] + V_MIN) * prev + dt * up + dt * hyd.q * t_lat) / D
 
 
