@@ -29,9 +29,9 @@ import pandas as pd
 import torch
 
 from rivergraph.io.nhm import CFS_TO_M3S, read_nhm, read_segment_series
+from rivergraph.io.sntemp import read_sntemp_drivers
 from rivergraph.models.temperature import HeatForcing, StreamTemperature
 
-LY_PER_DAY_TO_WM2 = 41840.0 / 86400.0
 DAY = 86400.0
 PRMS_TAU = {"gw_tau_days": 45.0 / 2.0, "ss_tau_days": 15.0 / 2.0}
 """PRMS-SNTemp's boxcar windows (days) as exponential time constants of the same mean age."""
@@ -51,14 +51,11 @@ def load(data: Path) -> dict:
     st = drb / "derived_streamtemp"
     net = read_nhm(drb / "raw")
     out = {"net": net}
+    drv = read_sntemp_drivers(st / "drb_pws3_streamtemp_drivers.nc", net)
+    out.update(drv.raw)
+    out["time"], out["drivers"] = drv.time, drv
     with xr.open_dataset(st / "drb_pws3_streamtemp_drivers.nc") as ds:
-        ds = ds.sel(nhm_seg=net.ids)
-        out["time"] = pd.DatetimeIndex(ds["time"].values)
-        for v in ("seg_tave_air", "seg_humid", "seg_ccov", "seg_shade", "seginc_swrad", "seg_melt", "seg_rain",
-                  "seginc_sroff", "seginc_ssflow", "seginc_gwflow", "seg_flow_width", "seg_flow_depth",
-                  "seg_outflow", "seg_lateral_inflow", "seg_inflow", "seg_potet"):
-            out[v] = ds[v].transpose("time", "nhm_seg").values.astype(np.float64)
-        out["defect"] = ds["seginc_swrad_defect"].values.astype(bool)
+        out["defect"] = ds["seginc_swrad_defect"].sel(nhm_seg=net.ids).values.astype(bool)
     with xr.open_dataset(st / "drb_pws3_streamtemp.nc") as ds:
         ds = ds.sel(nhm_seg=net.ids)
         out["ref"] = ds["seg_tave_water"].transpose("time", "nhm_seg").values.astype(np.float64)
@@ -73,21 +70,8 @@ def load(data: Path) -> dict:
 
 
 def forcing(d: dict) -> HeatForcing:
-    """HeatForcing from PRMS's drivers (module docstring)."""
-    f = lambda x: torch.from_numpy(np.ascontiguousarray(x))  # noqa: E731
-    sw = d["seginc_swrad"] * LY_PER_DAY_TO_WM2 * (1.0 - d["seg_shade"])
-    lat = d["seg_lateral_inflow"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        gw = np.where(lat > 0, d["seginc_gwflow"] / lat, 0.0)
-        ss = np.where(lat > 0, d["seginc_ssflow"] / lat, 0.0)
-        melt = np.where(d["seg_melt"] > 0, d["seg_melt"] / (d["seg_melt"] + d["seg_rain"]), 0.0)
-    tot = gw + ss
-    over = tot > 1.0  # float32 rounding of the shares in the drivers file
-    safe = np.where(over, tot, 1.0)
-    gw, ss = gw / safe, ss / safe
-    return HeatForcing(f(d["seg_tave_air"]), f(sw), f(np.clip(d["seg_humid"], 0.01, 1.0)), 2.0,
-                       f(np.clip(d["seg_ccov"], 0.0, 1.0)), gw_share=f(np.clip(gw, 0, 1)), ss_share=f(np.clip(ss, 0, 1)),
-                       melt_share=f(np.clip(melt, 0, 1)))
+    """HeatForcing from PRMS's drivers (:func:`rivergraph.io.sntemp.read_sntemp_drivers`)."""
+    return d["drivers"].forcing
 
 
 def hydraulics(model: StreamTemperature, d: dict, flows: str):
