@@ -190,19 +190,22 @@ def test_bad_input_names_the_problem():
 def test_netcdf_and_plot(tmp_path, small):
     import xarray as xr
 
-    from rivergraph.runs import plot_map, write_netcdf
+    from rivergraph.io.cf import write_temperature
+    from rivergraph.plots import plot_reach_map, save
 
     N, T = len(small), 4
     time = pd.date_range("2021-08-23", periods=T, freq="h", tz="UTC")
     m = StreamTemperature(small, dt=3600.0)
     r = m(torch.full((T, N), 0.2, dtype=torch.float64), synthetic_texas_forcing(small, time))
     path = tmp_path / "out" / "temp.nc"
-    write_netcdf(path, small, time, r)
+    write_temperature(path, small, time, r)
     with xr.open_dataset(path) as ds:
         assert ds["water_temperature"].attrs["units"] == "degC"
         assert np.allclose(ds["water_temperature"].values, r.temperature.numpy(), atol=1e-4)
-        assert list(ds["reach"].values) == list(small.ids)
-    plot_map(tmp_path / "map.png", small, r.temperature[-1].numpy(), series={"x": r.temperature[:, 0].numpy()})
+        assert list(ds["feature_id"].values) == list(small.ids)
+        np.testing.assert_allclose(ds["streamflow"].values, r.discharge.numpy(), rtol=1e-6)
+    save(plot_reach_map(small, r.temperature[-1].numpy(), series={"x": r.temperature[:, 0].numpy()}),
+         tmp_path / "map.png")
     assert (tmp_path / "map.png").stat().st_size > 1000
     assert not [p for p in tmp_path.rglob("*.tmp")]
 

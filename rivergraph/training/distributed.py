@@ -117,54 +117,41 @@ def _lower_colorado_twin(n_gauges: int, steps: int, dtype: torch.dtype, min_reac
     return sub, q, obs, g_sub, fixed
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m torch.distributed.run --nproc_per_node=K -m rivergraph.training.distributed [...]``."""
-    import argparse  # the torchrun entry point's own options (rivergraph.cli holds the package's commands)
-
+def run_ddp_demo(*, gauges: int = 8, min_reaches: int = 20, steps: int = 28, epochs: int = 2, batch_size: int = 1,
+                 batches_per_step: int = 4, lr: float = 0.01, loss: str = "l1", seed: int = 0, float64: bool = False,
+                 checkpoint: str | None = None, resume: bool = False, progress: bool = True) -> int:
+    """DDP training of Manning's n on Lower Colorado gauge sub-networks (``rivergraph ddp-demo``; launched with
+    ``python -m torch.distributed.run --nproc_per_node=K -m rivergraph.training.distributed [...]``)."""
     from ..models.params import ParameterNet
     from .gauges import train
     from .losses import LossSpec
 
-    p = argparse.ArgumentParser(prog="rivergraph.training.distributed",
-                                description="Data-parallel (DDP) training of Manning's n on Lower Colorado gauge "
-                                            "sub-networks (real NWM inflow, twin observations). Launch with torchrun; "
-                                            "without it, runs as one process.")
-    p.add_argument("--gauges", type=int, default=8, help="number of gauged basins (the smallest with inflow and >= --min-reaches reaches first)")
-    p.add_argument("--min-reaches", type=int, default=20, help="smallest gauged basin used (reaches)")
-    p.add_argument("--steps", type=int, default=28, help="hourly forcing steps (<= 28)")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=1, help="gauges per mini-batch")
-    p.add_argument("--batches-per-step", type=int, default=4, help="mini-batches per optimiser step (all ranks)")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--loss", choices=["l1", "nse", "kge"], default="l1",
-                   help="loss per gauge (l1: mean absolute error / mean flow; defined for near-constant flow)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--float64", action="store_true", help="train in float64")
-    p.add_argument("--checkpoint", default=None, help="checkpoint file written by rank 0 after every epoch")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
     torch.set_num_threads(1)
     rank, world = init_distributed()
     try:
-        dtype = torch.float64 if args.float64 else torch.float32
-        net, q, obs, gauges, fixed = _lower_colorado_twin(args.gauges, args.steps, dtype, args.min_reaches)
-        torch.manual_seed(args.seed)
+        dtype = torch.float64 if float64 else torch.float32
+        net, q, obs, g, fixed = _lower_colorado_twin(gauges, steps, dtype, min_reaches)
+        torch.manual_seed(seed)
         pnet = ParameterNet({"n": (0.01, 0.3, "log", 0.06)}).to(dtype)
         pnet.scaler.fit(net)
-        res = train(pnet, net, q, obs, gauges, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                    batches_per_step=args.batches_per_step, seed=args.seed, spec=LossSpec(args.loss), fixed=fixed,
-                    patience=args.epochs, checkpoint=args.checkpoint, resume=args.resume, progress=not args.no_progress)
+        res = train(pnet, net, q, obs, g, epochs=epochs, lr=lr, batch_size=batch_size,
+                    batches_per_step=batches_per_step, seed=seed, spec=LossSpec(loss), fixed=fixed,
+                    patience=epochs, checkpoint=checkpoint, resume=resume, progress=progress)
         if rank == 0:
-            print(f"trained on {len(gauges)} gauges ({len(net)} reaches) with {world} process(es): {res.steps} steps, "
+            print(f"trained on {len(g)} gauges ({len(net)} reaches) with {world} process(es): {res.steps} steps, "
                   f"loss {res.history[0]['train_loss']:.4f} -> {res.history[-1]['train_loss']:.4f}")
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"rivergraph.training.distributed: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m torch.distributed.run --nproc_per_node=K -m rivergraph.training.distributed [...]``: the
+    ``rivergraph ddp-demo`` command (its options are parsed in :mod:`rivergraph.cli`)."""
+    from ..cli import ddp_demo_main
+
+    return ddp_demo_main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
