@@ -186,7 +186,7 @@ class _Sweep(torch.autograd.Function):
         isel, order, sorted_pos = torch.index_select, sched.order, sched.sorted_pos
         last_level = sched.n_levels - 1
         out_rows, row_buf = out.unbind(0), ws.row
-        emits, derive = cell.emits_state, cell.derive_first
+        emits = cell.emits_state
         fwd, emit_ = cell.forward_, cell.emit_
         subset = run.out_pos is not None
         # the sweep is Python-bound on small networks: views prebuilt (see Workspace), no allocations; the
@@ -208,7 +208,7 @@ class _Sweep(torch.autograd.Function):
             else:
                 for k, (src, mod) in enumerate(gathers):
                     isel(src, 0, torch.remainder(idx, mod, out=ridx) if mod else idx, out=uv[k])
-            fwd(m_new, m_old, sv, uv, pv, nf if derive else 0, nl)
+            fwd(m_new, m_old, sv, uv, pv, nf, nl)
             if not emits:
                 emit_(y_b, sv, uv)
             if need_grad:
