@@ -175,3 +175,25 @@ def test_lstm_runoff_section_validation():
         RouteConfig.model_validate({**base, "runoff": {**base["runoff"], "spinup": 2}})
     with pytest.raises(ValueError, match="spinup_cycles"):
         RouteConfig.model_validate({**base, "runoff": {**base["runoff"], "spinup_cycles": -1}})
+
+
+def test_lstm_runoff_source_reads_chunks_with_a_static_table(tmp_path):
+    """The route builder: static attributes from a per-catchment table; rows read chunk after chunk equal one
+    read of the whole period (the LSTM state carries); depth rates in mm/h, no areas needed."""
+    from rivergraph.config.runoff import LSTMRunoffSection
+    from rivergraph.runs.route import lstm_runoff_source
+
+    cats = ["cat-11223", "cat-11224", "cat-11371", "cat-11410", "cat-11509"]
+    pd.DataFrame({"elev_mean": 37.67, "slope_mean": 4.75043}, index=pd.Index(cats, name="id")).to_csv(
+        tmp_path / "statics.csv")
+    sec = LSTMRunoffSection(run_dir=str(RUN_DIR), forcing=str(NGEN / "forcing.nc"),
+                            static_attributes={"table": "statics.csv"})
+    src = lstm_runoff_source(sec, None, tmp_path)
+    assert sorted(src.catchment_ids) == cats and src.units == "mm/h" and len(src.times) == 720
+    parts = np.concatenate([src.read(slice(a, a + 16)) for a in range(0, 48, 16)])
+    whole = lstm_runoff_source(sec, None, tmp_path).read(slice(0, 48))
+    np.testing.assert_allclose(parts, whole, rtol=1e-5, atol=1e-7)
+    assert parts.shape == (48, 5) and (parts >= 0).all()
+    pd.DataFrame({"elev_mean": [1.0], "slope_mean": [1.0]}, index=["cat-1"]).to_csv(tmp_path / "statics.csv")
+    with pytest.raises(ValueError, match="no row for catchment"):
+        lstm_runoff_source(sec, None, tmp_path)

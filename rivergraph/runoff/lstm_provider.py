@@ -220,8 +220,8 @@ class LSTMRunoff(nn.Module):
         return self.lateral_inflow(times, reach_ids)
 
 
-def lstm_runoff(run_dir: str | Path | NeuralHydrologyLSTM, forcing: Mapping[object, pd.DataFrame], attributes: pd.DataFrame | None,
-                area_km2: pd.Series | Mapping | None, mapping: CatchmentReachMap | None = None, *,
+def lstm_runoff(run_dir: str | Path | NeuralHydrologyLSTM, forcing: Mapping[object, pd.DataFrame],
+                attributes: pd.DataFrame | None, area_km2: pd.Series | Mapping | None, mapping: CatchmentReachMap | None = None, *,
                 inputs: str | InputSpec | None = None, epoch: int | None = None,
                 period: tuple | None = None, device: str | torch.device = "cpu", **kwargs) -> LSTMRunoff:
     """The LSTM runoff provider in one call: run directory + forcing + catchment map -> a
