@@ -1,5 +1,5 @@
 """Tests for rivergraph.runoff (pretrained neuralhydrology LSTM, units, disaggregation, mapping,
-providers) and rivergraph.metrics, partly on real data in /work/shared/data."""
+providers) and rivergraph.metrics, partly on real data in ../shared/data (beside the repository)."""
 from __future__ import annotations
 
 import os
