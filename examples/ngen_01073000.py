@@ -120,7 +120,7 @@ def figures(res: NgenRun, out: Path) -> list[Path]:
     png1 = save(fig, out / "hydrograph.png")
     net = res.hydrofabric.network
     with xr.open_dataset(res.summary["discharge"]) as ds:
-        rid = ds["reach_id"].values.astype(str) if "reach_id" in ds else ds["feature_id"].values.astype(str)
+        rid = ds["feature_id"].values.astype(str)  # the CF writer's reach-id coordinate, network order
         qmean = pd.Series(ds["streamflow"].mean("time").values, index=rid)
     fig = plot_network_map(net, qmean.reindex(net.ids.astype(str)).to_numpy(), label="mean discharge (m3/s)")
     ax = fig.axes[0]

@@ -148,7 +148,7 @@ def test_ngen_pipeline_short_window(tmp_path):
     import xarray as xr
 
     with xr.open_dataset(s["discharge"]) as ds:
-        ids = ds["reach_id"].values.astype(str) if "reach_id" in ds else ds["feature_id"].values.astype(str)
+        ids = ds["feature_id"].values.astype(str)
         assert ids.tolist() == FLOWPATHS
         q_nc = ds["streamflow"].values[:, FLOWPATHS.index("wb-11224")]
     np.testing.assert_allclose(res.gauge.to_numpy(), q_nc, rtol=1e-5)  # the CSV holds 6 digits
