@@ -127,7 +127,7 @@ def _wavefront_case(case, net, q, dt, dtype, device, sync):
             pp = {k: v.clone().requires_grad_(True) for k, v in params.items()}
         sync()
         t0 = time.perf_counter()
-        Q = router(qq, outputs=outputs if backward else None, balance=False, hot_start=False, **pp)
+        Q = router(qq, output_positions=outputs if backward else None, balance=False, hot_start=False, **pp)
         sync()
         t_fwd = time.perf_counter() - t0
         if not backward:
