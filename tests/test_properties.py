@@ -33,7 +33,8 @@ from rivergraph import MuskingumCunge, build_network  # noqa: E402
 from rivergraph.graph.network import NetworkError  # noqa: E402
 from rivergraph.io.readers import (load_network_npz, read_forcing_npz, read_rapid, read_table_network,  # noqa: E402
                                    save_network_npz)
-from rivergraph.physics.channels import BOUNDS  # noqa: E402
+from rivergraph.physics.channels import N as N_SPEC  # noqa: E402
+from rivergraph.physics.channels import get_channel  # noqa: E402
 
 EXAMPLES = int(os.environ.get("RIVERGRAPH_HYPOTHESIS_EXAMPLES", "25"))
 """Examples per property: 25 in CI (derandomized, so every run checks the same cases); set the variable for a
@@ -90,14 +91,17 @@ def cases(draw, min_size: int = 1, max_size: int = 24):
     if mode == "static":
         attrs.update(musk_s=per_reach(0.3 * DT, 6 * DT), musx=per_reach(0.0, 0.5))
     elif mode == "trapezoid":
-        attrs.update(n=per_reach(*BOUNDS["n"]), bottom_width_m=per_reach(1.0, 80.0), side_slope=per_reach(0.0, 3.0))
+        attrs.update(n=per_reach(N_SPEC.lo, N_SPEC.hi), bottom_width_m=per_reach(1.0, 80.0),
+                     side_slope=per_reach(0.0, 3.0))
     else:
-        attrs.update(n=per_reach(*BOUNDS["n"]))
+        attrs.update(n=per_reach(N_SPEC.lo, N_SPEC.hi))
     T = draw(st.integers(2, 10))
     q = np.array(draw(st.lists(floats(0.0, 50.0), min_size=T * n, max_size=T * n))).reshape(T, n)
     zero = np.array(draw(st.lists(st.booleans(), min_size=T * n, max_size=T * n))).reshape(T, n)
     q[zero] = 0.0  # dry reaches and steps
-    extra = {"p": draw(floats(*BOUNDS["p"])), "q": draw(floats(0.0, 2.0))} if mode == "power_law" else {}
+    width = {p.name: p for p in get_channel("power_law").params}
+    extra = {"width_coef": draw(floats(width["width_coef"].lo, width["width_coef"].hi)),
+             "width_exp": draw(floats(0.0, 2.0))} if mode == "power_law" else {}
     return {"n": n, "down": down, "kind": kind, "ids": ids, "perm": perm, "mode": mode, "attrs": attrs, "q": q,
             "extra": extra}
 

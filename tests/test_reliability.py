@@ -99,15 +99,22 @@ def test_npz_round_trip_with_reach_id_zero(tmp_path):
     assert load_network_npz(tmp_path / "s.npz").downstream.tolist() == snet.downstream.tolist()
 
 
-def test_nhm_positions_to_ids():
-    from rivergraph.graph.network import downstream_ids_from_positions
+def test_nhm_outlet_code_is_explicit(tmp_path):
+    import xarray as xr
 
-    ids = np.array([1001, 1002, 1003])
-    to = downstream_ids_from_positions(ids, [3, 3, 0])  # NHM tosegment: 1-based positions, 0 = outlet
-    net = build_network(ids, to, outlet_ids=[])
+    from rivergraph.io.nhm import read_nhm
+
+    def seg(nhm_seg, tosegment):
+        n = len(nhm_seg)
+        xr.Dataset({"nhm_seg": ("nsegment", np.array(nhm_seg)), "tosegment": ("nsegment", np.array(tosegment)),
+                    "seg_length": ("nsegment", np.full(n, 1000.0)), "seg_slope": ("nsegment", np.full(n, 1e-3))}
+                   ).to_netcdf(tmp_path / "parameters_dis_seg.nc")
+        return tmp_path / "parameters_dis_seg.nc"
+
+    net = read_nhm(seg([1001, 1002, 1003], [3, 3, 0]))  # tosegment: 1-based positions, 0 = outlet
     assert net.downstream.tolist() == [2, 2, -1]
-    with pytest.raises(NetworkError, match=r"1002 \(to 7\)"):
-        downstream_ids_from_positions(ids, [3, 7, 0])
+    with pytest.raises(NetworkError, match=r"reach id\(s\) 0 equal this format's outlet code"):
+        read_nhm(seg([0, 1002, 1003], [3, 3, 0]))
 
 
 # --------------------------------------------------------------------------------------- blank ids
@@ -249,7 +256,7 @@ def test_cli_wrong_shape_and_duplicated_forcing(tmp_path, capsys, lc):
 
 
 def test_cli_ctrl_c_during_training(tmp_path, capsys, monkeypatch):
-    import rivergraph.runs as runs
+    import rivergraph.runs.train as runs
 
     def interrupted(cfg, **kw):
         raise KeyboardInterrupt
@@ -268,7 +275,7 @@ def test_cli_ctrl_c_during_training(tmp_path, capsys, monkeypatch):
 @pytest.fixture
 def no_training(monkeypatch):
     """Make any training that a test's command would start fail at once (instead of running for minutes)."""
-    import rivergraph.runs as runs
+    import rivergraph.runs.train as runs
 
     def started(cfg, **kw):
         raise AssertionError(f"a training was started: network {cfg.network}, {cfg.training.epochs} epochs")
@@ -363,12 +370,15 @@ def test_output_ids_and_positions():
 
 def test_bound_errors_name_the_reaches():
     net = build_network([11, 22, 33], [22, 33, 0])
-    net.attrs = net.attrs.assign(n=0.04, slope=1e-3, length_m=1000.0, p=21.0, q=0.5)
+    net.attrs = net.attrs.assign(n=0.04, slope=1e-3, length_m=1000.0)
     r = MuskingumCunge(net, mode="power_law")
-    with pytest.raises(ValueError, match=r"'n' outside its physical bounds .* at reaches 22 \(0\.5\)$"):
-        r(torch.ones(3, 3), n=torch.tensor([0.04, 0.5, 0.04]), p=21.0, q=0.5)
-    with pytest.raises(ValueError, match=r"'length' must be positive; not at reaches 33 \(-1\)"):
-        r(torch.ones(3, 3), length=torch.tensor([10.0, 10.0, -1.0]), p=21.0, q=0.5)
+    kw = {"width_coef": 21.0, "width_exp": 0.5}
+    with pytest.raises(ValueError, match=r"'n' outside its physical bounds .* at reaches \[22\]$"):
+        r(torch.ones(3, 3), n=torch.tensor([0.04, 0.5, 0.04]), **kw)
+    with pytest.raises(ValueError, match=r"'length' must be positive .* at reaches \[33\]"):
+        r(torch.ones(3, 3), length=torch.tensor([10.0, 10.0, -1.0]), **kw)
+    with pytest.raises(ValueError, match=r"'slope' has non-finite values at reaches \[11\]"):
+        r(torch.ones(3, 3), slope=torch.tensor([np.nan, 1e-3, 1e-3]), **kw)
 
 
 # ----------------------------------------------------------------------------- rounding below zero
@@ -383,7 +393,7 @@ def test_flows_below_zero_only_within_rounding(lc):
         q = q * (torch.rand(q.shape, generator=torch.Generator().manual_seed(0), dtype=dtype) < 0.5)  # zeros
         for mode in ("trapezoid", "power_law"):
             r = MuskingumCunge(sub, dt=300.0, forcing_dt=3600.0, mode=mode, output="end")
-            kw = {"p": 21.0, "q": 0.5} if mode == "power_law" else {}
+            kw = {"width_coef": 21.0, "width_exp": 0.5} if mode == "power_law" else {}
             Q = r(q, hot_start=False, **kw)
             bound = rounding_bound(Q, q)
             assert float(Q.min()) >= -bound, (dtype, mode, float(Q.min()), bound)

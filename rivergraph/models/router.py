@@ -150,7 +150,8 @@ class MuskingumCunge(torch.nn.Module):
         td = t.detach()
         if not torch.isfinite(td).all():
             bad = (~torch.isfinite(td)).nonzero().flatten()[:10].cpu().numpy()
-            raise ValueError(f"parameter '{spec.name}' has non-finite values at reaches {self.network.ids[bad].tolist()}")
+            raise ValueError(f"parameter '{spec.name}' has non-finite values at reaches "
+                             f"{self.network.ids[bad].tolist()}")
         bad = spec.violations(td)
         if bad is not None:
             mask, rule = bad
