@@ -26,6 +26,7 @@ import torch
 
 from .cell import Cell
 from .checkpoint import resolve_checkpoint
+from .compiled import compiled_sweep, use_compiled
 from .schedule import Schedule
 
 __all__ = ["sweep", "SweepResult", "steady_state"]
@@ -496,7 +497,8 @@ class SweepResult:
 def sweep(sched: Schedule, cell: Cell, forcings: Sequence[torch.Tensor], params: Sequence[torch.Tensor],
           init_states: Sequence[torch.Tensor], init_message: torch.Tensor | None = None, *,
           outputs: str | torch.Tensor = "network", keep_history: bool = False,
-          checkpoint_every: int | str | None = None, memory_budget: int | float | str | None = None) -> SweepResult:
+          checkpoint_every: int | str | None = None, memory_budget: int | float | str | None = None,
+          engine: str = "torch") -> SweepResult:
     """Run ``cell`` over every (reach, step) pair of the schedule, differentiable in every tensor argument.
 
     Args:
@@ -513,6 +515,9 @@ def sweep(sched: Schedule, cell: Cell, forcings: Sequence[torch.Tensor], params:
         checkpoint_every, memory_budget: checkpointed adjoint, a checkpoint of the sweep state every k
             diagonals instead of the full histories (None / int / ``"auto"``, and a budget in bytes or e.g.
             ``"6GiB"``; see :func:`rivergraph.engine.checkpoint.resolve_checkpoint`). Same gradients, bit for bit.
+        engine: ``"torch"`` (this wavefront, CPU and GPU), ``"compiled"`` (the numba CPU loop of
+            :mod:`rivergraph.engine.compiled`, for the cells it has kernels for; there a checkpoint counts
+            steps), or ``"auto"`` (compiled where it applies).
     """
     if len(forcings) != len(cell.forcings) or len(params) != len(cell.params) or \
             len(init_states) != len(cell.states):
@@ -531,6 +536,11 @@ def sweep(sched: Schedule, cell: Cell, forcings: Sequence[torch.Tensor], params:
     if pos is None and outputs not in ("network", "sorted"):
         raise ValueError("outputs must be 'network', 'sorted' or a tensor of sorted positions")
     ckpt = resolve_checkpoint(sched, cell, T, m0.dtype, checkpoint_every, memory_budget)
+    if use_compiled(sched, cell, engine):
+        out, msg, states, diag = compiled_sweep(sched, cell, forcings, params, init_states, m0, pos,
+                                                outputs == "sorted", None if ckpt is None else min(ckpt, T),
+                                                keep_history)
+        return SweepResult(out, msg, states, diag)
     run = _Run(sched, cell, T, pos, outputs == "sorted" if pos is None else False, keep_history, ckpt)
     res = _Sweep.apply(run, m0, *init_states, *(f.contiguous() for f in forcings), *params)
     return SweepResult(res[0], res[1], tuple(res[2:-1]), res[-1])
