@@ -76,6 +76,7 @@ class NWMRouter(torch.nn.Module):
         if coupling not in ("lagged", "implicit") or output not in ("end", "mean"):
             raise ValueError("coupling must be 'lagged' or 'implicit', output 'end' or 'mean'")
         self.network, self.dt, self.nsub = network, float(dt), int(round(nsub))
+        self.mode, self.scheme = "nwm", f"{coupling} coupling"     # for the output writer's attributes
         self.coupling, self.lake_lateral, self.output = coupling, lake_lateral, output
         self.rtol, self.atol, self._device = depth_rtol, depth_atol, torch.device(device)
         N = len(network)
