@@ -99,8 +99,9 @@ class LaggedBalance:
     minus what it passed on (exactly what the coupling moves). ``residual = inflow + prescribed_net -
     outflow - channel_change - lake_change + lake_imbalance`` checks that bookkeeping (rounding only).
     The NWM scheme's own departures are reported, not hidden: ``created_m3``, the water the NWM's
-    negative-outflow rule adds; ``lake_imbalance_m3``, what the level pools passed on, Q(H') dt per step,
-    minus what their Runge-Kutta step took out of storage; ``muskingum_drift_m3``, ``channel_change``
+    negative-outflow rule adds; ``lake_imbalance_m3``, what the level pools passed on (Q(H') dt per step) and
+    stored minus what they received (the NWM's Runge-Kutta takes out dt (Q1/4 + 3 Q3/4), not Q(H') dt,
+    and weighs the inflow 0.33 / 0.67); ``muskingum_drift_m3``, ``channel_change``
     minus the change of the Muskingum storage sum(K (1-X) Q + ...) (variable K, X); ``dropped_m3``: lake
     members' lateral inflow dropped (``lake_lateral=False``, as the NWM); ``prescribed_net_m3``: water
     the prescribed flows added (their outflow minus what reached them)."""
@@ -143,7 +144,7 @@ ChannelCell = Callable[..., tuple]
 """``cell(idx, qup, quc, qdp, ql, depth) -> (Q, depth, created, K, X)`` for channel positions ``idx``
 (all tensors [len(idx)]); see :func:`rivergraph.physics.nwm.mc_step`."""
 LakeCell = Callable[..., tuple]
-"""``lake(lakes, H, qi0, qi1) -> (H_new, outflow, release_m3)`` for lake numbers ``lakes`` ([k] long)."""
+"""``lake(lakes, H, qi0, qi1) -> (H_new, outflow, storage_change_m3)`` for lake numbers ``lakes`` ([k] long)."""
 
 
 def run_lagged(g: LaggedGraph, q_steps: torch.Tensor, Q0: torch.Tensor, depth0: torch.Tensor, H0: torch.Tensor,
@@ -190,11 +191,11 @@ def run_lagged(g: LaggedGraph, q_steps: torch.Tensor, Q0: torch.Tensor, depth0: 
                 lat = lake_lateral[t].index_select(0, l_idx)
                 qi0 = U_prev.index_select(0, lo.index_select(0, l_idx)) + lat
                 qi1 = U_cur.index_select(0, lo.index_select(0, l_idx)) + lat
-                Hl, ql_out, rel = lake_cell(l_idx, H.index_select(0, l_idx), qi0, qi1)
+                Hl, ql_out, dS = lake_cell(l_idx, H.index_select(0, l_idx), qi0, qi1)
                 H_new = H_new.index_put((l_idx,), Hl)
                 parts.append((lo.index_select(0, l_idx), ql_out))
                 if bal is not None:
-                    bal.lake_imbalance_m3 -= float(rel.detach().double().sum())
+                    bal.lake_imbalance_m3 += float(dS.detach().double().sum())
             if len(p_loc):
                 parts.append((pr.index_select(0, p_loc), prescribed_steps[t].index_select(0, p_loc)))
             for pos, val in parts:
@@ -244,7 +245,7 @@ def _account(bal, g, t, dt, q, lake_lat, U_prev, Q_prev, Q_cur, K, X, created_t,
         U_cur = torch.zeros_like(Q_cur).index_add(0, g.dst, Q_cur.index_select(0, g.src))
         u_in, q_out = 0.5 * (U_prev + U_cur), 0.5 * (Q_prev + Q_cur)
     bal.outflow_m3 += dt * float(q_out.index_select(0, out).sum())
-    bal.lake_imbalance_m3 += dt * float(q_out.index_select(0, lo).sum())
+    bal.lake_imbalance_m3 += dt * (float((q_out - u_in).index_select(0, lo).sum()) - lat)
     bal.channel_change_m3 += dt * float((u_in + q - q_out).index_select(0, ch).sum())
     if len(pr):
         bal.prescribed_net_m3 += dt * float((q_out - u_in - q).index_select(0, pr).sum())

@@ -253,7 +253,8 @@ class NWMRouter(torch.nn.Module):
 
         def lake_cell(lakes, H, qi0, qi1):
             sub = _lake_subset(lp, lakes)
-            return level_pool_step(H, qi0, qi1, torch.zeros_like(qi0), sub, dt)
+            H_new, out, _ = level_pool_step(H, qi0, qi1, torch.zeros_like(qi0), sub, dt)
+            return H_new, out, sub.storage(H_new) - sub.storage(H)
 
         bal = LaggedBalance() if balance else None
         if bal is not None:

@@ -274,7 +274,7 @@ def mc_step(qup, quc, qdp, ql, depth, ch: NWMChannel, dt: float, rtol: float = D
     routed water); that replacement creates water, returned as ``created``.
     Gradients: the depth iteration runs without autograd; the final coefficients are re-evaluated
     differentiably with the depth carried by the implicit-function rule dh/dtheta = -(df/dtheta)/(df/dh)
-    (df/dh the last secant slope), which leaves every value unchanged.
+    at the secant's fixed point (df/dh by autograd along h = h_0), which leaves every value unchanged.
     """
     active = (ql > 0) | (qup > 0) | (qdp > 0)
     idx = active.nonzero().flatten()
@@ -288,10 +288,14 @@ def mc_step(qup, quc, qdp, ql, depth, ch: NWMChannel, dt: float, rtol: float = D
     b = c.bfd
     h0, h = sr.h0, sr.h
     if torch.is_grad_enabled() and any(t.requires_grad for t in (a_up, a_uc, a_dp, a_ql, *c.__dict__.values())):
-        _, qmc0, *_ = mc_residual(h0, sr.qj0_prev, 0.0, c, dt, a_up, a_uc, a_dp, a_ql, b)
-        qj, *_ = mc_residual(h, qmc0, 0.25, c, dt, a_up, a_uc, a_dp, a_ql, b)
-        good = sr.slope != 0
-        shift = torch.where(good, -(qj - qj.detach()) / torch.where(good, sr.slope, torch.ones_like(sr.slope)),
+        # implicit-function gradients of the fixed point f(h, h0 = h) = 0 the secant converges to:
+        # shift both points by -(f - f.detach()) / (df/dh), df/dh the total derivative along h = h0
+        s = torch.zeros_like(h, requires_grad=True)
+        _, qmc0, *_ = mc_residual(h0 + s, sr.qj0_prev, 0.0, c, dt, a_up, a_uc, a_dp, a_ql, b)
+        qj, *_ = mc_residual(h + s, qmc0, 0.25, c, dt, a_up, a_uc, a_dp, a_ql, b)
+        dfdh, = torch.autograd.grad(qj.sum(), s, retain_graph=True)
+        good = dfdh != 0
+        shift = torch.where(good, -(qj - qj.detach()) / torch.where(good, dfdh, torch.ones_like(dfdh)),
                             torch.zeros_like(qj))
         h0, h = h0 + shift, h + shift
     _, qmc0, *_ = mc_residual(h0, sr.qj0_prev, 0.0, c, dt, a_up, a_uc, a_dp, a_ql, b)
@@ -316,11 +320,14 @@ def mc_step(qup, quc, qdp, ql, depth, ch: NWMChannel, dt: float, rtol: float = D
 @torch.no_grad()
 def normal_depth(Q, ch: NWMChannel, iters: int = 200) -> torch.Tensor:
     """Depth (m) at which the compound channel's Manning flow equals Q (bisection to float precision;
-    Q <= 0 gives 0). Used to start the NWM's depth state from a given flow (the NWM starts from its
+    Q <= 0 gives 0; the in-channel depth where two depths carry Q). Used to start the NWM's depth state from a given flow (the NWM starts from its
     restart file's depth)."""
     bfd = ch.bfd
-    lo = torch.zeros_like(Q)
-    hi = torch.ones_like(Q)
+    # the NWM's compound flow drops just above bankfull (the floodplain's wetted perimeter): flows between
+    # Q(bfd+) and Q(bfd-) have two depths; take the in-channel one
+    in_channel = Q <= compound_flow(bfd, ch, bfd)
+    lo = torch.where(in_channel, torch.zeros_like(Q), bfd)
+    hi = torch.where(in_channel, bfd, torch.maximum(2.0 * bfd, torch.ones_like(Q)))
     for _ in range(60):   # bracket: double hi until it carries Q
         small = compound_flow(hi, ch, bfd) < Q
         if not small.any():
