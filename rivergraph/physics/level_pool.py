@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .nwm import safe_pow
+
 __all__ = ["LevelPool", "level_pool_discharge", "level_pool_step", "level_from_outflow", "GRAVITY"]
 
 GRAVITY = 9.81
@@ -66,11 +68,6 @@ class LevelPool:
         return self.surface_m2 * H
 
 
-def _spow(x, p):
-    pos = x > 0
-    return torch.where(pos, torch.where(pos, x, torch.ones_like(x)).pow(p), torch.zeros_like(x))
-
-
 def level_pool_discharge(H: torch.Tensor, lp: LevelPool, H_overtop: torch.Tensor | None = None) -> torch.Tensor:
     """Outflow (m3/s) at water elevation H (LEVELPOOL_PHYSICS's elevation-discharge relation).
 
@@ -79,10 +76,10 @@ def level_pool_discharge(H: torch.Tensor, lp: LevelPool, H_overtop: torch.Tensor
     between orifice and weir the orifice alone; below the orifice 0 (dead pool).
     """
     Ho = H if H_overtop is None else H_overtop
-    orifice = lp.orifice_c * lp.orifice_a * _spow(2.0 * GRAVITY * (H - lp.orifice_elev), 0.5)
+    orifice = lp.orifice_c * lp.orifice_a * safe_pow(2.0 * GRAVITY * (H - lp.orifice_elev), 0.5)
     head = torch.minimum(H - lp.weir_elev, lp.max_elev - lp.weir_elev)
-    weir = lp.weir_c * lp.weir_l * _spow(head, 1.5)
-    overtop = lp.weir_c * (lp.weir_l * lp.dam_l) * _spow(Ho - lp.max_elev, 1.5)
+    weir = lp.weir_c * lp.weir_l * safe_pow(head, 1.5)
+    overtop = lp.weir_c * (lp.weir_l * lp.dam_l) * safe_pow(Ho - lp.max_elev, 1.5)
     return torch.where(Ho > lp.max_elev, orifice + weir + overtop,
                        torch.where(head > 0, orifice + weir,
                                    torch.where(H > lp.orifice_elev, orifice, torch.zeros_like(H))))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 __all__ = ["NWMChannel", "bankfull_depth", "compound_section", "compound_flow", "nwm_celerity",
-           "nwm_coefficients", "mc_residual", "secant_depth", "mc_step", "normal_depth", "MIN_DEPTH",
+           "nwm_coefficients", "mc_residual", "secant_depth", "mc_step", "normal_depth", "safe_pow", "MIN_DEPTH",
            "DEPTH_RTOL"]
 
 MIN_DEPTH = 0.01
@@ -68,8 +68,8 @@ def bankfull_depth(bw, tw, z) -> torch.Tensor:
     return torch.where(bw > tw, bw / 1e-5, torch.where(bw == tw, bw / (2.0 * z), (tw - bw) / (2.0 * z)))
 
 
-def _spow(x: torch.Tensor, p: float) -> torch.Tensor:
-    """x**p for x >= 0 with a finite gradient at 0 (the value there is 0)."""
+def safe_pow(x: torch.Tensor, p: float) -> torch.Tensor:
+    """x**p for x > 0, 0 for x <= 0, with a finite gradient at 0 (the NWM's R^(2/3), heads^(3/2))."""
     pos = x > 0
     return torch.where(pos, torch.where(pos, x, torch.ones_like(x)).pow(p), torch.zeros_like(x))
 
@@ -104,7 +104,7 @@ def compound_flow(h, ch: NWMChannel, bfd=None) -> torch.Tensor:
     bfd = ch.bfd if bfd is None else bfd
     A, Ac, P, Pc, R, _, _ = compound_section(h, ch.bw, ch.z, bfd, ch.twcc, ch.ncc)
     n_eff = (P * ch.n + Pc * ch.ncc) / (P + Pc)
-    return (A + Ac) * _spow(R, 2.0 / 3.0) * torch.sqrt(ch.s0) / n_eff
+    return (A + Ac) * safe_pow(R, 2.0 / 3.0) * torch.sqrt(ch.s0) / n_eff
 
 
 def nwm_celerity(h, ch: NWMChannel, bfd=None):
@@ -119,9 +119,9 @@ def nwm_celerity(h, ch: NWMChannel, bfd=None):
     sec = compound_section(h, ch.bw, ch.z, bfd, ch.twcc, ch.ncc)
     A, Ac, P, Pc, R, h_in, h_over = sec
     rs = torch.sqrt(ch.s0)
-    k_ch = rs / ch.n * (5.0 / 3.0 * _spow(R, 2.0 / 3.0) - 2.0 / 3.0 * _spow(R, 5.0 / 3.0)
+    k_ch = rs / ch.n * (5.0 / 3.0 * safe_pow(R, 2.0 / 3.0) - 2.0 / 3.0 * safe_pow(R, 5.0 / 3.0)
                         * (2.0 * torch.sqrt(1.0 + ch.z * ch.z) / (ch.bw + 2.0 * h_in * ch.z)))
-    k_fp = rs / ch.ncc * (5.0 / 3.0) * _spow(h_over, 2.0 / 3.0)
+    k_fp = rs / ch.ncc * (5.0 / 3.0) * safe_pow(h_over, 2.0 / 3.0)
     tot = A + Ac
     ck = torch.where(tot > 0, (k_ch * A + k_fp * Ac) / torch.where(tot > 0, tot, torch.ones_like(tot)),
                      torch.zeros_like(h))
@@ -173,7 +173,7 @@ def mc_residual(h, q_ref, x_floor, ch, dt, qup, quc, qdp, ql, bfd=None):
     A, Ac, P, Pc, R, _, _ = sec
     n_eff = (P * ch.n + Pc * ch.ncc) / (P + Pc)
     qmc = C1 * qup + C2 * quc + C3 * qdp + C4
-    return qmc - (A + Ac) * _spow(R, 2.0 / 3.0) * torch.sqrt(ch.s0) / n_eff, qmc, C1, C2, C3, C4
+    return qmc - (A + Ac) * safe_pow(R, 2.0 / 3.0) * torch.sqrt(ch.s0) / n_eff, qmc, C1, C2, C3, C4
 
 
 @dataclass
