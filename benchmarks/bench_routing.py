@@ -357,7 +357,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--network", default="all", choices=["all", "lower_colorado", "national"])
     ap.add_argument("--methods", default="wavefront,heat,lagged,spsolve,levels",
-                    help="comma-separated subset of wavefront, heat, spsolve, levels")
+                    help="comma-separated subset of wavefront, heat, lagged, spsolve, levels")
     ap.add_argument("--compare", metavar="PATH", default=None,
                     help="another rivergraph checkout: its wavefront and heat cases are timed in the same rounds")
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")

@@ -30,8 +30,7 @@ import pandas as pd
 import torch
 
 from rivergraph.datasets import load_lower_colorado
-from rivergraph.io import atomic_path
-from rivergraph.io.writer import write_discharge
+from rivergraph.io import atomic_path, write_discharge
 from rivergraph.metrics import nse
 from rivergraph.models import MuskingumCunge, RoutingState
 
@@ -132,7 +131,8 @@ def main(argv=None) -> None:
     for variant in ("prescribed", "level_pool"):
         Q, router = run_variant(net, data, variant, H)
         results[variant] = Q
-        write_discharge(router, Q, out / f"nwm_parity_{variant}.nc", times, id_name="feature_id")
+        write_discharge(Q, net, times, out / f"nwm_parity_{variant}.nc",
+                        attrs={"source": f"rivergraph mode nwm ({variant}), dt 300 s, lagged coupling"})
         _report(variant, router.balance, parity_figures(Q, ref, below), gauge_figures(Q, ref, data["gauge_reach"], obs))
     if not a.no_trapezoid:
         q = data["q_lateral"].double()

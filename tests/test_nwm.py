@@ -308,9 +308,9 @@ def test_parity_with_the_nwm_lower_colorado(lc, tmp_path):
     g = example.gauge_figures(Qa, ref, data["gauge_reach"], obs)
     assert g["gauges"] >= 50 and abs(g["mae_median"] - g["mae_nwm_median"]) < 0.05, g
     # the CF file the example writes
-    from rivergraph.io.writer import write_discharge
+    from rivergraph.io import write_discharge
 
-    path = write_discharge(ra, Qa, tmp_path / "nwm_parity_prescribed.nc", times, id_name="feature_id")
+    path = write_discharge(Qa, net, times, tmp_path / "nwm_parity_prescribed.nc")
     with xr.open_dataset(path) as ds:
         assert ds["streamflow"].dims == ("time", "feature_id") and ds.sizes["feature_id"] == 11_248
         assert str(ds["time"].values[0]).startswith("2021-08-23T14:00")

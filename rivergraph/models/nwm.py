@@ -76,7 +76,6 @@ class NWMRouter(torch.nn.Module):
         if coupling not in ("lagged", "implicit") or output not in ("end", "mean"):
             raise ValueError("coupling must be 'lagged' or 'implicit', output 'end' or 'mean'")
         self.network, self.dt, self.nsub = network, float(dt), int(round(nsub))
-        self.mode, self.scheme = "nwm", f"{coupling} coupling"     # for the output writer's attributes
         self.coupling, self.lake_lateral, self.output = coupling, lake_lateral, output
         self.rtol, self.atol, self._device = depth_rtol, depth_atol, torch.device(device)
         N = len(network)
@@ -116,7 +115,7 @@ class NWMRouter(torch.nn.Module):
             return down, member_outlet, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         if "waterbody" not in net.attrs:
             raise NetworkError("lakes given but the network has no 'waterbody' column (Route_Link NHDWaterbodyComID)")
-        wb = net.attrs["waterbody"].to_numpy().astype(np.int64)
+        wb = np.nan_to_num(net.attrs["waterbody"].to_numpy(dtype=np.float64), nan=-9999).astype(np.int64)
         ids = np.asarray(lakes.index, dtype=np.int64)
         absent = ids[~np.isin(ids, wb)]
         if len(absent):
