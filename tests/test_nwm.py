@@ -300,7 +300,7 @@ def test_parity_with_the_nwm_lower_colorado(lc, tmp_path):
     below = example.below_lakes(net, rb.nwm.lake_outlets)
     fa, fb = (example.parity_figures(Q, ref, below) for Q in (Qa, Qb))
     assert fa["reaches"] == 10_907 and fa["varying"] == 1_549
-    assert fa["median_nse"] >= 0.98 and fa["max_abs_dq"] <= 0.2, fa              # measured 0.991, 0.134
+    assert fa["median_nse"] >= 0.98 and fa["max_abs_dq"] <= 0.2, fa              # measured 0.991, 0.117
     assert fb["median_nse"] >= 0.95 and fb["median_nse_below_lake"] >= 0.95, fb  # measured 0.983, 1.000
     for r in (ra, rb):
         assert r.balance.created_m3 == 0.0 and abs(r.balance.relative_error) < 1e-9
