@@ -13,7 +13,7 @@ import torch
 
 from rivergraph import runoff as R
 
-from conftest import SHARED_DATA, load_example  # noqa: F401 (load_example: re-exported for the tests)
+from conftest import SHARED_DATA, load_example, require_shared  # noqa: F401 (load_example: re-exported for the tests)
 
 DATA = Path(os.environ.get("RIVERGRAPH_DATA", SHARED_DATA))
 RUN_DIR = DATA / "pretrained_lstm_nwm_aorc_hourly"
@@ -24,9 +24,9 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lstm_camels.py"
 ROUTING_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lstm_routing.py"
 
 def _require(*paths: Path) -> None:
-    """Shared data a test needs: missing data is a failure naming it, not a skip."""
-    missing = [str(p) for p in paths if not p.exists()]
-    assert not missing, f"shared data missing: {missing} (the workspace's ../shared/data beside the repository)"
+    """Shared data a test needs: missing data is a failure naming it, not a skip (conftest.require_shared)."""
+    for p in paths:
+        require_shared(p)
 
 
 @pytest.fixture
