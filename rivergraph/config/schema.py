@@ -47,8 +47,10 @@ class StormSpec(_Strict):
 
 
 class ForcingSpec(_Strict):
-    """Lateral inflow: ``synthetic_storms``, ``lower_colorado`` (the 28 shipped NWM hours) or an ``.npz`` file
-    with ``q_lateral`` [T, N] (m3/s), ``reach_ids`` [N] and ``time`` [T]."""
+    """Lateral inflow: ``synthetic_storms``, ``lower_colorado`` (the 28 shipped NWM hours), an ``.npz`` file
+    with ``q_lateral`` [T, N] (m3/s), ``reach_ids`` [N] and ``time`` [T], or a PRMS / pywatershed segment series
+    netCDF (``seg_lateral_inflow.nc``, cfs; see ``rivergraph.io.nhm.read_segment_series``). Rows coarser than
+    ``routing.dt_s`` (the NHM's daily inflow) are held constant over the routing steps of their interval."""
 
     source: str = "synthetic_storms"
     storms: StormSpec = StormSpec()
@@ -69,8 +71,9 @@ class TwinSpec(_Strict):
 
 
 class ObservationSpec(_Strict):
-    """``twin`` (route with the twin law) or a CSV with columns time, gage, discharge_m3s[, quality]
-    (quality 0 = missing)."""
+    """``twin`` (route with the twin law), a CSV with columns time, gage, discharge_m3s[, quality]
+    (quality 0 = missing), or a PRMS POI observation netCDF (``drb_2yr_gage_poi_obs.nc``, ft3/s; daily values are
+    held over the day's routing steps and compared as daily means: use ``training.aggregate: daily``)."""
 
     source: str = "twin"
     twin: TwinSpec = TwinSpec()
@@ -115,6 +118,10 @@ class ModelSpec(_Strict):
 class GaugeSpec(_Strict):
     ids: list[str] | None = Field(None, description="gauge ids to use (default: every gauged reach)")
     max_upstream_reaches: int | None = Field(None, ge=1, description="drop gauges with larger upstream networks")
+    complete_only: bool = Field(False, description="keep only gauges observed at every forcing row")
+    holdout_roots: list[str] = Field(default_factory=list, description=(
+        "spatial split: gauge ids of tree roots (rivergraph.training.gauge_splits); every gauge in their trees is "
+        "held out of training and scored separately"))
 
 
 class TrainingSpec(_Strict):
@@ -128,12 +135,29 @@ class TrainingSpec(_Strict):
     warmup_hours: float = Field(48.0, ge=0)
     loss: Literal["nse", "kge", "l1"] = "nse"
     aggregate: Literal["hourly", "daily"] = "hourly"
+    train_end: str | None = Field(None, description=(
+        "temporal split: forcing rows before this time train, the rest is the test period; the trainer then sees "
+        "only the training rows (early stopping on the training loss) and train_fraction is ignored"))
 
 
 class OutputSpecDir(_Strict):
     dir: str = "runs/rivergraph"
     checkpoint: str = Field("checkpoint.pt", description="file name inside dir")
     plots: bool = True
+    sensitivity_probes: int = Field(16, ge=1, description="Hutchinson probes of the n-sensitivity estimate")
+
+
+class EvaluationSpec(_Strict):
+    """Scores by split (train / holdout gauges x train / test period), daily means, beside baselines."""
+
+    baseline_n: str | None = Field(None, description="network column of a reference n routed as 'before' (e.g. n)")
+    reference: str | None = Field(None, description=(
+        "segment series netCDF of another model's routed flow scored beside (e.g. PRMS's seg_outflow.nc)"))
+
+    @field_validator("reference")
+    @classmethod
+    def _ref(cls, v):
+        return _existing(v, "evaluation.reference")
 
 
 class Config(_Strict):
@@ -147,6 +171,7 @@ class Config(_Strict):
     gauges: GaugeSpec = GaugeSpec()
     training: TrainingSpec = TrainingSpec()
     output: OutputSpecDir = OutputSpecDir()
+    evaluation: EvaluationSpec = EvaluationSpec()
 
     @field_validator("network")
     @classmethod
