@@ -89,15 +89,15 @@ def _plot_holdout(days, sims, obs_d, ids, held, split_day, path, panels: int = 6
     cols = cols[np.argsort(-np.nanmean(obs_d[:, cols], 0))][:panels]
     fig, axes = plt.subplots(len(cols), 1, figsize=(9, 2.2 * len(cols)), squeeze=False, sharex=True)
     style = {"reference": ("C2", "PRMS routed"), "learned": ("C3", "rivergraph learned n")}
+    t = slice(split_day, len(days))                       # the test period, linear axis: peaks and recessions
+    order = sorted(sims, key=lambda k: k == "learned")    # learned drawn last (on top)
     for ax, j in zip(axes[:, 0], cols):
-        ax.plot(days, obs_d[:, j], "k", lw=1.1, label="observed")
-        for k, s in sims.items():
+        ax.plot(days[t], obs_d[t, j], "k", lw=1.3, label="observed")
+        for k in order:
             c, lab = style.get(k, ("C0", f"rivergraph {k.replace('network_', 'NHM ')}"))
-            ax.plot(days, s[:, j], color=c, lw=0.8, label=lab)
-        ax.axvline(days[split_day], color="0.5", lw=0.8, ls=":")
-        ax.set_title(f"{ids[j]} ({'held out' if held[j] else 'training'} gauge)", fontsize=9)
+            ax.plot(days[t], sims[k][t, j], color=c, lw=0.9, label=lab)
+        ax.set_title(f"{ids[j]} ({'held out' if held[j] else 'training'} gauge), test period", fontsize=9)
         ax.set_ylabel("Q (m3/s)", fontsize=8)
-        ax.set_yscale("log")
     axes[0, 0].legend(fontsize=7, ncol=4)
     fig.tight_layout()
     _save_fig(fig, path)
