@@ -79,8 +79,8 @@ def _trim(src, dst, days):
 def test_reduced_delaware_config(tmp_path, drb, monkeypatch):
     """Train / temporal / spatial split end to end through the config: the report's numbers exist and are scored on
     the right gauges; the trainer never sees the test rows or the held-out gauges."""
-    from rivergraph.config.schema import Config
-    from rivergraph.runs import run_training
+    from rivergraph.config.train import TrainConfig as Config
+    from rivergraph.runs.train import run_training
 
     days = 40
     cfg = yaml.safe_load(open("examples/configs/delaware_real.yaml"))
@@ -95,7 +95,7 @@ def test_reduced_delaware_config(tmp_path, drb, monkeypatch):
     cfg["training"].update(epochs=2, train_end="1979-01-31", warmup_hours=120, patience=2)
     cfg["output"].update(dir=str(tmp_path / "run"), plots=True, sensitivity_probes=1)
     seen = {}
-    import rivergraph.runs as runs
+    import rivergraph.runs.train as runs
 
     real_train = runs.train
 

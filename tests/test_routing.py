@@ -65,7 +65,7 @@ def test_gradcheck(small, mode, scheme):
         n = torch.full((N,), 0.05, dtype=torch.float64, requires_grad=True)
         p = torch.full((N,), 20.0, dtype=torch.float64, requires_grad=True)
         qq = torch.full((N,), 0.5, dtype=torch.float64, requires_grad=True)
-        args, f = (q, n, p, qq), lambda q, n, p, qq: r(q, n=n, p=p, q=qq, balance=False)
+        args, f = (q, n, p, qq), lambda q, n, p, qq: r(q, n=n, width_coef=p, width_exp=qq, balance=False)
     assert torch.autograd.gradcheck(f, args, atol=1e-6, rtol=1e-4)
 
 
@@ -114,7 +114,7 @@ def test_non_negative_without_clamp(small):
     q = _storm(48, len(small), base=0.0)
     q[q < 1e-3] = 0.0
     for mode in ("trapezoid", "power_law"):
-        extra = {"p": 10.0, "q": 1.0} if mode == "power_law" else {}
+        extra = {"width_coef": 10.0, "width_exp": 1.0} if mode == "power_law" else {}
         r = MuskingumCunge(small, dt=600.0, forcing_dt=3600.0, mode=mode)
         Q = r(q, hot_start=False, **extra)
         assert (Q >= 0).all()
@@ -141,6 +141,17 @@ def test_two_chunks_equal_one_run(small, mode, scheme):
     first = r(q[:8], **kw)
     second = r(q[8:], state=r.state, **kw)
     torch.testing.assert_close(torch.cat([first, second]), whole, rtol=1e-12, atol=1e-12)
+
+
+def test_chunked_balance_counts_the_carried_storage(small):
+    """A call continuing from a carried S starts from that storage: no drift in the conservative form."""
+    q = _storm(20, len(small))
+    r = MuskingumCunge(small, dt=1200.0, forcing_dt=3600.0)
+    r(q[:8])
+    S = r.state.S.sum().item()
+    r(q[8:], state=r.state)
+    assert S > 0 and r.balance.storage_start_m3 == pytest.approx(S, rel=1e-12)
+    assert abs(r.balance.parameter_drift_m3) < 1e-9 * S and abs(r.balance.scheme_relative_error) < 1e-9
 
 
 def test_repeated_calls_share_no_visible_state(small):
@@ -201,7 +212,7 @@ def test_bad_parameters(small):
         r(q, manning=0.05)
     with pytest.raises(ValueError, match="non-finite"):
         r(q, bottom_width=torch.full((N,), float("nan"), dtype=torch.float64))
-    with pytest.raises(NetworkError, match="needs parameter 'p'"):
+    with pytest.raises(NetworkError, match="needs parameter 'width_coef'"):
         MuskingumCunge(small, mode="power_law")(q)
     with pytest.raises(ValueError, match="whole multiple"):
         MuskingumCunge(small, dt=3600.0, forcing_dt=5000.0)
@@ -227,7 +238,7 @@ def test_closed_storm_cycle_returns_the_water():
     gain = {}
     for scheme in ("conservative", "standard"):
         r = MuskingumCunge(net, dt=600.0, forcing_dt=3600.0, mode="power_law", scheme=scheme)
-        Q = r(q, n=0.04, p=20.0, q=0.5)
+        Q = r(q, n=0.04, width_coef=20.0, width_exp=0.5)
         assert abs(Q[-1, 0].item() - 5.0) < 1e-3  # back at base flow
         gain[scheme] = Q.sum().item() / q.sum().item() - 1.0
     assert abs(gain["conservative"]) < 1e-5

@@ -4,8 +4,9 @@
 positive, skewed quantities such as drainage area, slope and length, then z-score with the mean and
 standard deviation of the network it was fitted on); its columns and statistics live in the module's
 state dict, so they are saved with the model. ``ParameterNet`` maps those features with a backbone (an
-MLP by default; any ``torch.nn.Module`` taking [N, F] to [N, n_outputs]) to a dict of [N] tensors, each
-squashed into hard bounds:
+MLP by default; a graph network ``"gcn"`` / ``"sage"`` of :mod:`rivergraph.models.gnn` taking
+``(x, edge_index)``; or any ``torch.nn.Module`` taking [N, F] -- or, with ``is_graph_backbone = True``,
+[N, F] and edge_index -- to [N, n_outputs]) to a dict of [N] tensors, each squashed into hard bounds:
 
     ``sigmoid``  v = lo + (hi - lo) * sigmoid(z)
     ``log``      v = exp(log lo + (log hi - log lo) * sigmoid(z))   (uniform in log space; lo > 0)
@@ -26,9 +27,10 @@ import torch
 from torch import nn
 
 from ..graph.network import NetworkError, RiverNetwork
+from ..physics.channels import learnable_parameters
 
 __all__ = ["OutputSpec", "AttributeScaler", "ParameterNet", "MLP", "DEFAULT_ATTRIBUTES", "LOG_COLUMNS",
-           "ROUTING_OUTPUTS"]
+           "ROUTING_OUTPUTS", "BACKBONES"]
 
 DEFAULT_ATTRIBUTES = ("drainage_area_km2", "slope", "length_m", "order", "elevation_m")
 """Attribute columns used when none are given."""
@@ -76,12 +78,9 @@ class OutputSpec:
         return math.log(u / (1.0 - u))
 
 
-ROUTING_OUTPUTS = {
-    "n": OutputSpec(0.01, 0.3, "log"),  # Manning's n (s m^-1/3); bounds = rivergraph.models.router.BOUNDS
-    "p": OutputSpec(1.0, 200.0, "log"),  # power-law width coefficient T = p d^q (m^(1-q)), DDR
-    "q": OutputSpec(0.0, 3.0, "sigmoid"),  # power-law width exponent (-)
-}
-"""Default specs for the Muskingum-Cunge parameters (same bounds as ``rivergraph.models.router.BOUNDS``)."""
+ROUTING_OUTPUTS = {name: OutputSpec(spec.lo, spec.hi, spec.scaling) for name, spec in learnable_parameters().items()}
+"""Specs of the learnable routing parameters (Manning's n, the power-law width coefficient and exponent), with
+the bounds their channel geometries declare (:mod:`rivergraph.physics.channels`)."""
 
 
 class AttributeScaler(nn.Module):
@@ -175,25 +174,41 @@ class ParameterNet(nn.Module):
             ``{"n": OutputSpec(0.01, 0.3, "log", init=0.06)}``.
         attributes: network attribute columns used as inputs (default :data:`DEFAULT_ATTRIBUTES`).
         log_columns: which of them to log-transform (default: those in :data:`LOG_COLUMNS`).
-        hidden: MLP hidden widths (ignored when ``backbone`` is given).
-        backbone: optional module mapping [N, F] features to [N, len(outputs)] unbounded values.
+        hidden: hidden widths of a named backbone (ignored when ``backbone`` is a module).
+        backbone: a name in :data:`BACKBONES` (``"mlp"``, default; ``"gcn"`` or ``"sage"``: graph
+            convolutions over the river network, see :mod:`rivergraph.models.gnn`), or a module mapping
+            [N, F] features to [N, len(outputs)] unbounded values; a module with ``is_graph_backbone = True``
+            is called as ``backbone(x, edge_index)``.
 
     Use: ``pnet.scaler.fit(net)`` once, then ``pnet.parameters_for(net)`` or, inside a training step,
-    ``pnet(pnet.scaler.transform(net))`` -> ``{"n": tensor [N], ...}``.
+    ``pnet(pnet.scaler.transform(net))`` -> ``{"n": tensor [N], ...}`` (``pnet(x, net.edge_index)`` with a
+    graph backbone; :attr:`needs_graph` tells which).
     """
 
     def __init__(self, outputs: Mapping[str, OutputSpec | Sequence | Mapping],
                  attributes: Sequence[str] = DEFAULT_ATTRIBUTES, log_columns: Iterable[str] | None = None,
-                 hidden: Sequence[int] = (32, 32), backbone: nn.Module | None = None):
+                 hidden: Sequence[int] = (32, 32), backbone: nn.Module | str | None = None):
         super().__init__()
         if not outputs:
             raise ValueError("ParameterNet needs at least one output")
         self.specs: dict[str, OutputSpec] = {k: _as_spec(k, v) for k, v in outputs.items()}
         self.scaler = AttributeScaler(list(attributes), log_columns)
         self.hidden = list(hidden)
-        self.backbone = backbone if backbone is not None else MLP(len(self.scaler.columns), len(self.specs),
-                                                                  self.hidden)
+        name = "mlp" if backbone is None else backbone
+        if isinstance(name, str):
+            if name not in BACKBONES:
+                raise ValueError(f"unknown backbone '{name}'; choose from {sorted(BACKBONES)} or pass a module")
+            self.backbone_name = name
+            backbone = BACKBONES[name](len(self.scaler.columns), len(self.specs), self.hidden)
+        else:
+            self.backbone_name = "custom"
+        self.backbone = backbone
         self._init_outputs()
+
+    @property
+    def needs_graph(self) -> bool:
+        """True when the backbone takes ``(x, edge_index)``."""
+        return bool(getattr(self.backbone, "is_graph_backbone", False))
 
     def _init_outputs(self) -> None:
         last = _last_linear(self.backbone)
@@ -206,28 +221,51 @@ class ParameterNet(nn.Module):
                     last.bias[j] = spec.unsquash(spec.init)
 
     def config(self) -> dict:
-        """JSON-able description to rebuild the module (default MLP backbone) with :meth:`from_config`."""
+        """JSON-able description to rebuild the module with :meth:`from_config` (named backbones only)."""
         return {"outputs": {k: asdict(s) for k, s in self.specs.items()}, "attributes": list(self.scaler.columns),
-                "log_columns": list(self.scaler.log_columns), "hidden": list(self.hidden)}
+                "log_columns": list(self.scaler.log_columns), "hidden": list(self.hidden),
+                "backbone": self.backbone_name}
 
     @classmethod
-    def from_config(cls, cfg: Mapping) -> "ParameterNet":
+    def from_config(cls, cfg: Mapping, backbone: nn.Module | None = None) -> "ParameterNet":
+        """Rebuild from :meth:`config`; a ``"custom"`` backbone must be passed again as ``backbone``."""
+        name = cfg.get("backbone", "mlp")
+        if name == "custom" and backbone is None:
+            raise ValueError("this ParameterNet was saved with a custom backbone module: pass it as backbone=")
         return cls({k: OutputSpec(**v) for k, v in cfg["outputs"].items()}, cfg["attributes"],
-                   cfg["log_columns"], cfg["hidden"])
+                   cfg["log_columns"], cfg["hidden"], backbone if name == "custom" else name)
 
-    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        """features [N, F] (from ``self.scaler.transform``) -> {name: [N] bounded parameter}."""
+    def forward(self, features: torch.Tensor, edge_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """features [N, F] (from ``self.scaler.transform``), and edge_index [2, E] (upstream -> downstream) for a
+        graph backbone -> {name: [N] bounded parameter}."""
         if features.ndim != 2 or features.shape[1] != len(self.scaler.columns):
             raise ValueError(f"features must be [N, {len(self.scaler.columns)}] ({self.scaler.columns}), "
                              f"got {tuple(features.shape)}")
-        z = self.backbone(features)
+        if self.needs_graph:
+            if edge_index is None:
+                raise ValueError("this ParameterNet has a graph backbone: call it with (features, edge_index)")
+            z = self.backbone(features, edge_index.to(features.device))
+        else:
+            z = self.backbone(features)
         return {k: spec.squash(z[:, j]) for j, (k, spec) in enumerate(self.specs.items())}
 
     def parameters_for(self, net: RiverNetwork) -> dict[str, torch.Tensor]:
         """Bounded parameters for every reach of ``net`` (scaler must be fitted), in the model's dtype/device
         (``pnet.double()`` for float64)."""
         w = next(self.parameters())
-        return self(self.scaler.transform(net, w.dtype).to(w.device))
+        return self(self.scaler.transform(net, w.dtype).to(w.device), net.edge_index)
+
+
+def _gnn(layer: str):
+    def build(n_in: int, n_out: int, hidden: Sequence[int]) -> nn.Module:
+        from .gnn import GNNBackbone  # loads torch_geometric
+
+        return GNNBackbone(n_in, n_out, hidden, layer)
+    return build
+
+
+BACKBONES = {"mlp": MLP, "gcn": _gnn("gcn"), "sage": _gnn("sage")}
+"""Named backbones: name -> builder(n_features, n_outputs, hidden) -> module (the ParameterNet's registry)."""
 
 
 def _as_spec(name: str, v) -> OutputSpec:

@@ -1,42 +1,36 @@
-"""Scale-out: partition a network across processes, and data-parallel training with torch.distributed (DDP).
+"""Scale-out: partition a network across processes, and join a torch.distributed process group.
 
 Partitioning (routing a national network): reaches draining to different outlets never exchange water, so
 each outlet tree is an independent job. :func:`partition_outlet_trees` assigns whole trees to ``n_parts``
 ranks by greedy largest-first bin packing on reach count (Graham 1969, "Bounds on multiprocessing timing
 anomalies", SIAM J. Appl. Math. 17(2): the LPT rule is within 4/3 of the optimal makespan).
 
-Training (:func:`train_distributed`): every optimiser step takes a *group* of ``batches_per_step`` gauge
-mini-batches (from :func:`rivergraph.training.make_batches`; each is an independent upstream sub-network);
-the group is split across ranks by the same LPT rule on reach count; each rank routes its share, its loss
-is ``world_size / group_size x`` the sum of its batch losses, and DDP averages the ParameterNet gradients
-over ranks (all-reduce), so every rank takes the step of the group-mean loss: the result equals
-single-process training with the same ``batches_per_step`` (``world_size = 1``, no process group needed)
-up to floating-point summation order. Backend: ``nccl`` on GPU, ``gloo`` on CPU.
+Training: there is one loop, :func:`rivergraph.training.fit` (and :func:`rivergraph.training.train` on
+gauges). Under an initialised process group it is data-parallel: every optimiser step takes a group of
+``batches_per_step`` gauge mini-batches (each an independent upstream sub-network, so the same outlet-tree
+independence), split across ranks by the same LPT rule (:func:`balance`) on routing cost; one all-reduce sums
+the gradients of ``loss / group size``, so every rank takes the step of the group-mean loss: the result
+equals single-process training with the same ``batches_per_step`` up to floating-point summation order.
+Same checkpoint (written by rank 0), validation, early stopping and exact resume as one process.
+Backend: ``nccl`` on GPU, ``gloo`` on CPU.
 
-Run: ``python -m torch.distributed.run --nproc_per_node=2 -m rivergraph.training.distributed --help`` (a Lower
-Colorado twin experiment; see docs/interfaces.md for slurm).
+Run: ``python -m torch.distributed.run --standalone --nproc_per_node=2 -m rivergraph.training.distributed
+--help`` (a Lower Colorado twin experiment; see docs/training.md and docs/interfaces.md for slurm).
 """
 from __future__ import annotations
 
-import argparse
 import heapq
 import os
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..io.atomic import atomic_path
 from ..graph.network import RiverNetwork
-from ..models.params import ParameterNet
-from .trainer import GaugeBatch, LossSpec, batch_loss, make_batches
 
-__all__ = ["balance", "partition_outlet_trees", "outlet_of", "init_distributed", "train_distributed",
-           "DistributedResult"]
+__all__ = ["balance", "partition_outlet_trees", "outlet_of", "init_distributed"]
 
 
 # ------------------------------------------------------------------------------------------ partition
@@ -101,102 +95,12 @@ def init_distributed(backend: str | None = None) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-@dataclass
-class DistributedResult:
-    """``history``: per epoch {epoch, train_loss (mean batch loss over all ranks)}; ``steps``: optimiser steps."""
-
-    history: list
-    steps: int
-    world_size: int
-
-
-def _step_groups(n_batches: int, per_step: int, seed: int, epoch: int) -> list[np.ndarray]:
-    perm = np.random.default_rng([seed, epoch]).permutation(n_batches)
-    return [perm[s:s + per_step] for s in range(0, n_batches, per_step)]
-
-
-def train_distributed(pnet: ParameterNet, net: RiverNetwork, q_lat: torch.Tensor, obs: torch.Tensor,
-                      gauges: Sequence[int], *, epochs: int = 1, lr: float = 0.01, batch_size: int = 4,
-                      batches_per_step: int = 4, clip: float | None = 1.0, spec: LossSpec = LossSpec(),
-                      seed: int = 0, dt_s: float = 3600.0, fixed: dict | None = None, mode: str = "power_law",
-                      checkpoint: str | Path | None = None, progress: bool = True,
-                      batches: list[GaugeBatch] | None = None) -> DistributedResult:
-    """Data-parallel training of ``pnet`` (scaler fitted) on gauge mini-batches; see the module docstring.
-
-    Call it on every rank after :func:`init_distributed` (or without a process group for one process) with
-    identical arguments. q_lat [T, N] (m3/s), obs [T, G] (m3/s, NaN = missing) at sorted gauge positions.
-    ``checkpoint``: written atomically by rank 0 after each epoch (the :func:`rivergraph.training.load_checkpoint`
-    format). Returns the same :class:`DistributedResult` on every rank.
-    """
-    from tqdm.auto import tqdm
-
-    gauges = np.asarray(gauges, dtype=np.int64)
-    if np.any(np.diff(gauges) <= 0):
-        raise ValueError("gauges must be sorted, unique reach positions")
-    if obs.shape != (q_lat.shape[0], len(gauges)):
-        raise ValueError(f"obs must be [T={q_lat.shape[0]}, G={len(gauges)}], got {tuple(obs.shape)}")
-    if batches_per_step < 1:
-        raise ValueError("batches_per_step must be >= 1")
-    ddp = dist.is_available() and dist.is_initialized()
-    rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
-    obs = obs.to(q_lat.dtype)
-    batches = batches or make_batches(net, gauges, batch_size, pnet.scaler, fixed=fixed, dt=dt_s, mode=mode)
-    w = next(pnet.parameters())
-    for b in batches:  # features in the ParameterNet's dtype/device (e.g. float64 training)
-        b.features = b.features.to(device=w.device, dtype=w.dtype)
-    model = torch.nn.parallel.DistributedDataParallel(pnet) if ddp else pnet
-    opt = torch.optim.Adam(pnet.parameters(), lr=lr)
-    cost = np.array([len(b.reaches) for b in batches], dtype=np.float64)
-    history, steps = [], 0
-    bar = tqdm(total=epochs, disable=not progress or rank != 0, desc=f"train x{world}", unit="epoch")
-    for ep in range(1, epochs + 1):
-        loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of batch losses, number of batches)
-        for group in _step_groups(len(batches), batches_per_step, seed, ep):
-            mine = group[balance(cost[group], world)[rank]]
-            scale = world / len(group)
-            opt.zero_grad(set_to_none=True)
-            if len(mine) == 0:  # nothing to route here: a zero-loss pass keeps this rank in the all-reduce
-                out = model(batches[group[0]].features)
-                (sum(v.sum() for v in out.values()) * 0.0).backward()
-            for j, bi in enumerate(mine):
-                b = batches[bi]
-                ctx = model.no_sync() if ddp and j < len(mine) - 1 else _nullcontext()
-                with ctx:
-                    loss, _ = batch_loss(model, b, q_lat, obs[:, np.searchsorted(gauges, b.gauges)], spec, dt_s)
-                    (loss * scale).backward()
-                loss_sum += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64)
-            if clip:
-                torch.nn.utils.clip_grad_norm_(pnet.parameters(), clip)
-            opt.step()
-            steps += 1
-        if ddp:
-            dist.all_reduce(loss_sum)
-        rec = {"epoch": ep, "train_loss": float(loss_sum[0] / loss_sum[1])}
-        history.append(rec)
-        if checkpoint is not None and rank == 0:
-            with atomic_path(checkpoint) as tmp:
-                torch.save({"param_net": pnet.config(), "model": pnet.state_dict(), "optimizer": opt.state_dict(),
-                            "seed": seed, "epoch": ep, "history": history, "world_size": world}, tmp)
-        bar.set_postfix(loss=f"{rec['train_loss']:.4f}")
-        bar.update(1)
-    bar.close()
-    return DistributedResult(history, steps, world)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
 # ------------------------------------------------------------------------------------------ command
 def _lower_colorado_twin(n_gauges: int, steps: int, dtype: torch.dtype, min_reaches: int):
     """Lower Colorado gauges with real NWM lateral inflow and synthetic twin observations (n from
     :func:`rivergraph.training.twin_law`); the twin keeps this example well posed on 28 hours of forcing."""
     from ..datasets import load_lower_colorado
-    from .trainer import twin_law, twin_observations
+    from .twin import twin_law, twin_observations
 
     net, data = load_lower_colorado()
     q = data["q_lateral"][:steps].to(dtype)
@@ -208,52 +112,46 @@ def _lower_colorado_twin(n_gauges: int, steps: int, dtype: torch.dtype, min_reac
     sub = net.subset(mask)
     q = q[:, torch.from_numpy(mask)]
     g_sub = np.searchsorted(np.flatnonzero(mask), gauges)
-    fixed = {"p": 21.0, "q": 0.5}
+    fixed = {"width_coef": 21.0, "width_exp": 0.5}
     obs = twin_observations(sub, q, g_sub, twin_law(sub), fixed=fixed)
     return sub, q, obs, g_sub, fixed
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m torch.distributed.run --nproc_per_node=K -m rivergraph.training.distributed [...]``."""
-    p = argparse.ArgumentParser(prog="rivergraph.training.distributed",
-                                description="Data-parallel (DDP) training of Manning's n on Lower Colorado gauge "
-                                            "sub-networks (real NWM inflow, twin observations). Launch with torchrun; "
-                                            "without it, runs as one process.")
-    p.add_argument("--gauges", type=int, default=8, help="number of gauged basins (the smallest with inflow and >= --min-reaches reaches first)")
-    p.add_argument("--min-reaches", type=int, default=20, help="smallest gauged basin used (reaches)")
-    p.add_argument("--steps", type=int, default=28, help="hourly forcing steps (<= 28)")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=1, help="gauges per mini-batch")
-    p.add_argument("--batches-per-step", type=int, default=4, help="mini-batches per optimiser step (all ranks)")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--loss", choices=["l1", "nse", "kge"], default="l1",
-                   help="loss per gauge (l1: mean absolute error / mean flow; defined for near-constant flow)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--float64", action="store_true", help="train in float64")
-    p.add_argument("--checkpoint", default=None, help="checkpoint file written by rank 0 after every epoch")
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
+def run_ddp_demo(*, gauges: int = 8, min_reaches: int = 20, steps: int = 28, epochs: int = 2, batch_size: int = 1,
+                 batches_per_step: int = 4, lr: float = 0.01, loss: str = "l1", seed: int = 0, float64: bool = False,
+                 checkpoint: str | None = None, resume: bool = False, progress: bool = True) -> int:
+    """DDP training of Manning's n on Lower Colorado gauge sub-networks (``rivergraph ddp-demo``; launched with
+    ``python -m torch.distributed.run --nproc_per_node=K -m rivergraph.training.distributed [...]``)."""
+    from ..models.params import ParameterNet
+    from .gauges import train
+    from .losses import LossSpec
+
     torch.set_num_threads(1)
     rank, world = init_distributed()
     try:
-        dtype = torch.float64 if args.float64 else torch.float32
-        net, q, obs, gauges, fixed = _lower_colorado_twin(args.gauges, args.steps, dtype, args.min_reaches)
-        torch.manual_seed(args.seed)
+        dtype = torch.float64 if float64 else torch.float32
+        net, q, obs, g, fixed = _lower_colorado_twin(gauges, steps, dtype, min_reaches)
+        torch.manual_seed(seed)
         pnet = ParameterNet({"n": (0.01, 0.3, "log", 0.06)}).to(dtype)
         pnet.scaler.fit(net)
-        res = train_distributed(pnet, net, q, obs, gauges, epochs=args.epochs, lr=args.lr,
-                                batch_size=args.batch_size, batches_per_step=args.batches_per_step, seed=args.seed,
-                                spec=LossSpec(args.loss), fixed=fixed, checkpoint=args.checkpoint, progress=not args.no_progress)
+        res = train(pnet, net, q, obs, g, epochs=epochs, lr=lr, batch_size=batch_size,
+                    batches_per_step=batches_per_step, seed=seed, spec=LossSpec(loss), fixed=fixed,
+                    patience=epochs, checkpoint=checkpoint, resume=resume, progress=progress)
         if rank == 0:
-            print(f"trained on {len(gauges)} gauges ({len(net)} reaches) with {world} process(es): {res.steps} steps, "
+            print(f"trained on {len(g)} gauges ({len(net)} reaches) with {world} process(es): {res.steps} steps, "
                   f"loss {res.history[0]['train_loss']:.4f} -> {res.history[-1]['train_loss']:.4f}")
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"rivergraph.training.distributed: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m torch.distributed.run --nproc_per_node=K -m rivergraph.training.distributed [...]``: the
+    ``rivergraph ddp-demo`` command (its options are parsed in :mod:`rivergraph.cli`)."""
+    from ..cli import ddp_demo_main
+
+    return ddp_demo_main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

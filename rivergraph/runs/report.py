@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .graph.network import RiverNetwork
-from .io.atomic import atomic_path
-from .training.gauge_splits import daily_means, split_scores
-from .training.trainer import route_gauges, twin_observations
+from ..graph.network import RiverNetwork
+from ..io.atomic import atomic_path
+from ..training.gauge_splits import daily_means, split_scores
+from ..training import route_gauges, twin_observations
 
 __all__ = ["write_split_report"]
 
@@ -38,7 +38,7 @@ def write_split_report(cfg, net: RiverNetwork, pnet, q: torch.Tensor, times: pd.
             twin_observations(net, q, gauges, n0, fixed=fixed, dt_s=dt, mode=mode).numpy(), spd)
     D = q.shape[0] // spd
     if cfg.evaluation.reference:
-        from .io.nhm import read_segment_series
+        from ..io.nhm import read_segment_series
 
         t_ref, ref = read_segment_series(cfg.evaluation.reference, net)
         day0 = times[0].tz_convert(None) if times.tz is not None else times[0]
@@ -83,7 +83,7 @@ def _plot_holdout(days, sims, obs_d, ids, held, split_day, path, panels: int = 6
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .runs import _save_fig
+    from .train import _save_fig
 
     cols = np.flatnonzero(held) if held.any() else np.arange(len(ids))
     cols = cols[np.argsort(-np.nanmean(obs_d[:, cols], 0))][:panels]
@@ -111,7 +111,7 @@ def _plot_n_lat(net: RiverNetwork, n: np.ndarray, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .runs import _save_fig
+    from .train import _save_fig
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     sc = ax.scatter(net.attr("lat"), n, c=np.log10(net.attr("drainage_area_km2")), s=8, cmap="viridis")

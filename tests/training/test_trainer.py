@@ -9,10 +9,12 @@ import torch
 
 from rivergraph.models.params import OutputSpec, ParameterNet
 from rivergraph.models.router import MuskingumCunge
-from rivergraph.training.trainer import (LossSpec, batch_loss, fit_power_law, gauge_loss, identifiable_reaches, load_checkpoint, local_area_km2, make_batches, n_sensitivity, storm_inflow, train, twin_law, twin_observations)
+from rivergraph.training import (LossSpec, batch_loss, fit_power_law, gauge_loss, identifiable_reaches, load_checkpoint,
+                                 local_area_km2, make_batches, n_sensitivity, storm_inflow, train, twin_law,
+                                 twin_observations)
 
 torch.set_num_threads(1)
-FIXED = {"p": 21.0, "q": 0.5}
+FIXED = {"width_coef": 21.0, "width_exp": 0.5}
 
 
 def _twin(lc, max_up: int, hours: int, seed: int = 1):
@@ -133,7 +135,7 @@ def test_n_and_p_are_not_separately_identifiable(lc):
     f = 2.0 ** (-2.0 / (3.0 * 1.5))
 
     def run(n, p):
-        return r(q64, outputs=gauges, n=n, p=torch.tensor(p, dtype=torch.float64), q=qe)
+        return r(q64, outputs=gauges, n=n, width_coef=torch.tensor(p, dtype=torch.float64), width_exp=qe)
 
     base = run(n, 21.0)
     same_combo = (run(n * f, 42.0) - base).abs().max()

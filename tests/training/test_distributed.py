@@ -11,7 +11,7 @@ import torch
 
 from rivergraph.training.distributed import balance, main, outlet_of, partition_outlet_trees
 from rivergraph.graph.network import build_network
-from rivergraph.training.trainer import load_checkpoint
+from rivergraph.training import load_checkpoint
 
 torch.set_num_threads(1)
 
