@@ -24,6 +24,7 @@ import torch
 
 from rivergraph.io.atomic import atomic_path
 from rivergraph.datasets import load_lower_colorado
+from rivergraph.graph import upstream_sum
 from rivergraph.metrics import nse
 from rivergraph.models.router import MuskingumCunge, RoutingState
 
@@ -46,8 +47,7 @@ def main(argv=None) -> None:
     nwm = data["streamflow"].double()
     N = len(net)
     Q0 = torch.nan_to_num(nwm[0], nan=0.0)  # NaN on waterbody reaches (level-pool lakes in the NWM)
-    down = torch.as_tensor(net.downstream)
-    I0 = torch.zeros(N, dtype=torch.float64).index_add_(0, down[down >= 0], Q0[down >= 0])
+    I0 = upstream_sum(Q0, net)
     state = RoutingState(Q0, I0)
     times = data["time"][1:]
     ref = nwm[1:]

@@ -36,6 +36,7 @@ from bmipy import Bmi
 from pydantic import BaseModel, ConfigDict, PositiveFloat
 
 from .config.schema import read_yaml_mapping
+from .graph.algorithms import upstream_sum
 from .models.router import MuskingumCunge, RoutingState
 
 __all__ = ["BmiRiverGraph", "BmiConfig", "LATERAL_INFLOW", "DISCHARGE"]
@@ -242,8 +243,7 @@ class BmiRiverGraph(Bmi):
     def _reset_flow_state(self) -> None:
         """Carry the set discharge as the flow state: inflow I = sum of upstream Q; storage re-derived."""
         Q = self._values[DISCHARGE]
-        I = np.zeros_like(Q)
-        np.add.at(I, self._edges[:, 1], Q[self._edges[:, 0]])
+        I = upstream_sum(Q, self._r().network)
         self._state = RoutingState(torch.from_numpy(Q.copy()), torch.from_numpy(I), None)
 
     # ----------------------------------------------------------------- grid

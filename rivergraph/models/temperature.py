@@ -49,6 +49,7 @@ import pandas as pd
 import torch
 
 from ..engine.linear import linear_wavefront
+from ..graph.algorithms import upstream_sum
 from ..graph.network import NetworkError, RiverNetwork
 from ..physics.channels import MIN_REFERENCE_FLOW, power_law_celerity, trapezoid_celerity
 from ..physics.heat import (CP_W, KE_MOHSENI, RHO_W, V_MIN,
@@ -188,7 +189,7 @@ class StreamTemperature(torch.nn.Module):
         order = sched.order
         Qs = Q.index_select(1, order)
         qs = torch.as_tensor(q_lat, device=sched.device).to(dtype).index_select(1, order)
-        Is = Qs.new_zeros(Qs.shape).index_add(1, sched.edst, Qs.index_select(1, sched.esrc))
+        Is = upstream_sum(Qs, sched.down, dim=1)
         th = router._theta(routing_params, dtype)  # sorted order, validated
         st = router.state
         S_end = st.S.to(dtype).index_select(0, order) if st.S is not None else self._static_storage(th, Is[-1], Qs[-1])
@@ -307,7 +308,7 @@ def _heat_budget(hyd: Hydraulics, temp, x0, t_lat, e, D, t_e, dt, sched) -> dict
     rc = RHO_W * CP_W
     with torch.no_grad():
         prev = torch.cat([x0.unsqueeze(0), temp[:-1]], 0)
-        up = (hyd.Q * temp).new_zeros(temp.shape).index_add(1, sched.edst, (hyd.Q * temp).index_select(1, sched.esrc))
+        up = upstream_sum(hyd.Q * temp, sched.down, dim=1)
         heat = rc * (hyd.W + V_MIN)
         t_mix = (heat[:-1] / rc * prev + dt * up + dt * hyd.q * t_lat) / D
         return {"storage_change_J": heat[1:] * temp - heat[:-1] * prev, "advection_in_J": rc * dt * up,
