@@ -18,9 +18,9 @@ import torch.distributed as dist
 
 from ..graph.network import RiverNetwork
 from ..models.params import ParameterNet
-from .distributed import balance
 from .batches import GaugeBatch, batch_loss, make_batches, route_batch
 from .losses import LossSpec, gauge_loss
+from .partition import balance
 from .trainer import TrainResult, fit, rank_and_world
 
 __all__ = ["Period", "train", "train_step"]

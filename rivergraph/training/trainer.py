@@ -8,7 +8,7 @@ stopping; the best-validation weights are restored at the end.
 
 Data-parallel (when a ``torch.distributed`` process group is initialised, e.g. under torchrun): each rank
 takes a share of every group, split by the largest-first rule on ``cost`` (:func:`rivergraph.training.
-distributed.balance`), backpropagates ``loss / group size`` for its items, and one all-reduce sums the
+partition.balance`), backpropagates ``loss / group size`` for its items, and one all-reduce sums the
 gradients, so every rank takes the step of the group-mean loss: the same step as one process with the same
 ``items_per_step`` up to floating-point summation order (tested, 2 ranks under gloo). Parameters are
 broadcast from rank 0 at the start; ``validate`` runs on every rank and rank 0's value is used.
@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import math
 import time as _time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 
 from ..io.atomic import atomic_path
-from .distributed import balance
+from .partition import balance
 
 __all__ = ["fit", "TrainResult", "load_checkpoint", "CHECKPOINT_FORMAT", "rank_and_world"]
 

@@ -9,7 +9,14 @@ import torch
 from torch_geometric.nn import GCNConv
 
 from rivergraph.models.params import OutputSpec, ParameterNet
-from rivergraph.training import LossSpec, load_checkpoint, make_batches, train, twin_law, twin_observations
+from rivergraph.training import (
+    LossSpec,
+    load_checkpoint,
+    make_batches,
+    train,
+    twin_law,
+    twin_observations,
+)
 
 torch.set_num_threads(1)
 SPEC = {"n": OutputSpec(0.01, 0.3, "log", init=0.03)}

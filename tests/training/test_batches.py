@@ -8,7 +8,13 @@ from torch_geometric.data import Batch
 from twin_cases import FIXED, make_pnet
 
 from rivergraph.models.router import MuskingumCunge
-from rivergraph.training import GaugeBatch, LossSpec, batch_loss, make_batches, route_batch
+from rivergraph.training import (
+    GaugeBatch,
+    LossSpec,
+    batch_loss,
+    make_batches,
+    route_batch,
+)
 
 torch.set_num_threads(1)
 

@@ -2,16 +2,24 @@
 n = 0.0915 A^-0.131 on the real Lower Colorado network, and what the data cannot identify."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
-
 from twin_cases import FIXED, make_pnet, make_twin
 
 from rivergraph.models.router import MuskingumCunge
-from rivergraph.training import (LossSpec, Period, fit, fit_power_law, identifiable_reaches, load_checkpoint,
-                                 n_sensitivity, route_gauges, gauge_loss, train)
+from rivergraph.training import (
+    LossSpec,
+    Period,
+    fit,
+    fit_power_law,
+    gauge_loss,
+    identifiable_reaches,
+    load_checkpoint,
+    n_sensitivity,
+    route_gauges,
+    train,
+)
 
 torch.set_num_threads(1)
 
@@ -45,7 +53,7 @@ def test_resume_with_windows_step_groups_and_validation_gauges(twin40, tmp_path)
     (validation gauges distinct from the training gauges); the checkpoint holds the RNG state and format."""
     sub, q, gauges, n_true, obs = twin40
     tr, va = gauges[::2], gauges[1::2]
-    col = lambda g: obs[:, np.searchsorted(gauges, g)]  # noqa: E731
+    col = lambda g: obs[:, np.searchsorted(gauges, g)]
     kw = dict(periods=[Period(0, 48), Period(24, 72)], val_period=Period(48, 96), val_gauges=va, val_obs=col(va),
               lr=0.02, batch_size=4, batches_per_step=2, spec=LossSpec("nse", warmup_steps=12), fixed=FIXED,
               seed=3, patience=50, progress=False)
