@@ -55,7 +55,7 @@ def camels_runoff(basins: Sequence[str] = BASINS, camels_dir: str | Path = CAMEL
                   mode: Literal["stateful", "windowed"] = "stateful",
                   temperature: Literal["sinusoid", "mean"] = "sinusoid", precip_hours: int = 24,
                   precip_start_hour: int = 0, trainable: Literal["head", "all", "none"] = "none",
-                  ) -> CamelsRunoff:
+                  precip: str | None = None) -> CamelsRunoff:
     """Run the pretrained hourly LSTM on CAMELS basins and score it against USGS daily flow.
 
     Args:
@@ -67,8 +67,8 @@ def camels_runoff(basins: Sequence[str] = BASINS, camels_dir: str | Path = CAMEL
         utc_offset_hours: local standard time minus UTC (-5: US Eastern; all four basins).
         mode: ``'stateful'`` (one run from ``start``) or ``'windowed'`` (neuralhydrology's 999-h windows;
             about 1000x the work -- minutes to hours on a CPU for two years).
-        temperature, precip_hours, precip_start_hour: disaggregation choices, see
-            :func:`rivergraph.runoff.daily_forcing_to_hourly`.
+        temperature, precip_hours, precip_start_hour, precip: disaggregation choices, see
+            :func:`rivergraph.runoff.daily_forcing_to_hourly` (``precip='uniform'`` or ``'14-17'``).
         trainable: passed to :class:`~rivergraph.runoff.LSTMRunoff` (``'none'``: plain inference).
     """
     camels_dir = Path(camels_dir)
@@ -83,7 +83,8 @@ def camels_runoff(basins: Sequence[str] = BASINS, camels_dir: str | Path = CAMEL
                                            / f"{b}_lump_cida_forcing_leap.txt")
         daily = daily.loc[first.normalize():end]
         forcing[b] = R.daily_forcing_to_hourly(daily, utc_offset_hours, temperature=temperature,
-                                               precip_hours=precip_hours, precip_start_hour=precip_start_hour)
+                                               precip_hours=precip_hours, precip_start_hour=precip_start_hour,
+                                               precip=precip)
         area[b] = meta["area_km2"]
         prcp[b] = daily["prcp(mm/day)"]
         obs[b] = R.read_camels_streamflow(camels_dir / "usgs_streamflow" / f"{b}_streamflow_qc.txt")
@@ -152,16 +153,19 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--run-dir", default=str(RUN_DIR))
     ap.add_argument("--mode", choices=["stateful", "windowed"], default="stateful")
     ap.add_argument("--temperature", choices=["sinusoid", "mean"], default="sinusoid")
-    ap.add_argument("--precip-hours", type=int, default=24)
+    ap.add_argument("--precip", default="uniform",
+                    help="daily -> hourly precipitation: 'uniform' (24 h), 'afternoon_3h' or a local window "
+                         "'HH-HH' such as '14-17'")
     args = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     res = camels_runoff(camels_dir=args.camels_dir, run_dir=args.run_dir, mode=args.mode,
-                        temperature=args.temperature, precip_hours=args.precip_hours)
+                        temperature=args.temperature, precip=args.precip)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     res.metrics.to_csv(out / "lstm_camels_metrics.csv", float_format="%.4f")
     png = plot_hydrographs(res, out / "lstm_camels_hydrographs.png")
-    print(f"evaluation {res.eval_period[0]} .. {res.eval_period[1]} (local days), mode {args.mode}")
+    print(f"evaluation {res.eval_period[0]} .. {res.eval_period[1]} (local days), scoring {args.mode}, "
+          f"precipitation {args.precip}")
     print(res.metrics.to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"wrote {png} and {out / 'lstm_camels_metrics.csv'}")
     return res.metrics

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, PositiveFloat
 from .config.schema import read_yaml_mapping
 from .graph.algorithms import upstream_sum
 from .models.router import MuskingumCunge, RoutingState
+from .physics.channels import CHANNELS
 
 __all__ = ["BmiRiverGraph", "BmiConfig", "LATERAL_INFLOW", "DISCHARGE"]
 
@@ -54,7 +55,7 @@ class BmiConfig(BaseModel):
     network: str
     dt_s: PositiveFloat = 3600.0
     time_step_s: PositiveFloat | None = None
-    mode: Literal["trapezoid", "power_law", "static"] = "trapezoid"
+    mode: Literal[tuple(CHANNELS)] = "trapezoid"
     scheme: Literal["conservative", "standard"] = "conservative"
     positivity: bool = True
     output: Literal["mean", "end", "rapid"] = "mean"
@@ -96,7 +97,7 @@ class BmiRiverGraph(Bmi):
                                       positivity=cfg.positivity, output=cfg.output, scheme=cfg.scheme,
                                       device=cfg.device)
         self._params = {k: torch.tensor(v) for k, v in cfg.params.items()}
-        self._router._theta(self._params, torch.float64)  # fail now on unknown or out-of-bounds parameters
+        self._router.sorted_parameters(self._params)  # fail now on unknown or out-of-bounds parameters
         self._dtype = getattr(torch, cfg.dtype)
         n = len(net)
         self._values = {LATERAL_INFLOW: np.zeros(n), DISCHARGE: np.zeros(n)}

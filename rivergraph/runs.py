@@ -445,6 +445,8 @@ def _config_model():
 
     from pydantic import BaseModel, ConfigDict, Field
 
+    from .physics.channels import CHANNELS
+
     class _Forcing(BaseModel):
         model_config = ConfigDict(extra="forbid")
         kind: Literal["synthetic_texas", "netcdf"] = "synthetic_texas"
@@ -466,7 +468,7 @@ def _config_model():
 
         model_config = ConfigDict(extra="forbid")
         network: Literal["lower_colorado"] = "lower_colorado"
-        mode: Literal["trapezoid", "power_law", "static"] = "trapezoid"
+        mode: Literal[tuple(CHANNELS)] = "trapezoid"
         equilibrium: Literal["energy", "mohseni"] = "energy"
         spinup_hours: int = Field(48, ge=0, le=24 * 60)
         forcing: _Forcing = _Forcing()

@@ -46,3 +46,16 @@ def basin_08159000(lc):
     net, data = lc
     mask = net.upstream_mask([int(data["gauge_reach"]["08159000"])])
     return net.subset(mask), data["q_lateral"][:, mask].double(), data
+
+
+def load_example(path: Path, name: str):
+    """Import an example script (``examples/*.py``) as module ``name`` (registered in ``sys.modules`` so its
+    dataclasses resolve)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod

@@ -148,4 +148,4 @@ def test_bad_input(basin, tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.npz"):
         BmiRiverGraph().initialize(str(tmp_path / "nofile.yaml"))
     with pytest.raises(ValueError, match="'n' outside its physical bounds"):
-        _model(folder, mode="power_law", params={"n": 5.0, "p": 21.0, "q": 0.5})
+        _model(folder, mode="power_law", params={"n": 5.0, "width_coef": 21.0, "width_exp": 0.5})

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from rivergraph.graph.pyg import to_pyg
 from rivergraph.io.readers import drainage_area_from_nwm_top_width, read_network, read_rapid, read_table_network
 from rivergraph.graph.network import DEFAULT_MIN_SLOPE, NetworkError, RiverNetwork, build_network
 
@@ -65,7 +66,8 @@ def test_tree_structure(tree):
                                                                   606: 1, 707: 2}
     assert_topological(tree)
     assert tree.edge_index.shape == (2, 6) and tree.edge_index.dtype == torch.long
-    assert tree.graph.num_nodes == 7 and torch.equal(tree.graph.edge_index, tree.edge_index)
+    g = to_pyg(tree)
+    assert g.num_nodes == 7 and torch.equal(g.edge_index, tree.edge_index)
     assert tree.to_networkx().number_of_edges() == 6
 
 

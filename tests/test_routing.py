@@ -65,7 +65,7 @@ def test_gradcheck(small, mode, scheme):
         n = torch.full((N,), 0.05, dtype=torch.float64, requires_grad=True)
         p = torch.full((N,), 20.0, dtype=torch.float64, requires_grad=True)
         qq = torch.full((N,), 0.5, dtype=torch.float64, requires_grad=True)
-        args, f = (q, n, p, qq), lambda q, n, p, qq: r(q, n=n, p=p, q=qq, balance=False)
+        args, f = (q, n, p, qq), lambda q, n, p, qq: r(q, n=n, width_coef=p, width_exp=qq, balance=False)
     assert torch.autograd.gradcheck(f, args, atol=1e-6, rtol=1e-4)
 
 
@@ -114,7 +114,7 @@ def test_non_negative_without_clamp(small):
     q = _storm(48, len(small), base=0.0)
     q[q < 1e-3] = 0.0
     for mode in ("trapezoid", "power_law"):
-        extra = {"p": 10.0, "q": 1.0} if mode == "power_law" else {}
+        extra = {"width_coef": 10.0, "width_exp": 1.0} if mode == "power_law" else {}
         r = MuskingumCunge(small, dt=600.0, forcing_dt=3600.0, mode=mode)
         Q = r(q, hot_start=False, **extra)
         assert (Q >= 0).all()
@@ -201,7 +201,7 @@ def test_bad_parameters(small):
         r(q, manning=0.05)
     with pytest.raises(ValueError, match="non-finite"):
         r(q, bottom_width=torch.full((N,), float("nan"), dtype=torch.float64))
-    with pytest.raises(NetworkError, match="needs parameter 'p'"):
+    with pytest.raises(NetworkError, match="needs parameter 'width_coef'"):
         MuskingumCunge(small, mode="power_law")(q)
     with pytest.raises(ValueError, match="whole multiple"):
         MuskingumCunge(small, dt=3600.0, forcing_dt=5000.0)
@@ -227,7 +227,7 @@ def test_closed_storm_cycle_returns_the_water():
     gain = {}
     for scheme in ("conservative", "standard"):
         r = MuskingumCunge(net, dt=600.0, forcing_dt=3600.0, mode="power_law", scheme=scheme)
-        Q = r(q, n=0.04, p=20.0, q=0.5)
+        Q = r(q, n=0.04, width_coef=20.0, width_exp=0.5)
         assert abs(Q[-1, 0].item() - 5.0) < 1e-3  # back at base flow
         gain[scheme] = Q.sum().item() / q.sum().item() - 1.0
     assert abs(gain["conservative"]) < 1e-5

@@ -9,7 +9,7 @@ import torch
 
 from rivergraph import build_network
 from rivergraph.datasets import load_lower_colorado
-from rivergraph.engine.linear import linear_wavefront
+from rivergraph.engine.cells import linear_transport
 from rivergraph.physics.heat import CP_W, RHO_W, V_MIN, energy_balance_equilibrium, mohseni_equilibrium
 from rivergraph.models.temperature import (HeatForcing, Hydraulics, StreamTemperature, joint_loss, synthetic_texas_forcing, temperature_parameter_net)
 from rivergraph.engine.schedule import Schedule
@@ -50,7 +50,7 @@ def test_engine_matches_loop_and_gradcheck():
     o, inv = s.order, s.sorted_pos
 
     def eng(a, b, c, x0):
-        return linear_wavefront(s, a[:, o], b[:, o], c[:, o], x0[o])[:, inv]
+        return linear_transport(s, a[:, o], b[:, o], c[:, o], x0[o])[:, inv]
 
     assert (eng(a, b, c, x0) - loop(a, b, c, x0)).abs().max() < 1e-13
     args = [t.clone().requires_grad_() for t in (a, b, c, x0)]

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..models.params import DEFAULT_ATTRIBUTES, ROUTING_OUTPUTS
+from ..physics.channels import CHANNELS, parameter_spec
 
 __all__ = ["Config", "load_config", "read_yaml_mapping", "BUILTIN_NETWORKS"]
 
@@ -82,11 +83,19 @@ class ObservationSpec(_Strict):
 
 
 class RoutingSpec(_Strict):
-    mode: Literal["power_law", "trapezoid"] = "power_law"
+    mode: Literal[tuple(CHANNELS)] = Field("power_law", description="routing mode: a channel geometry of "
+                                          "rivergraph.physics.channels.CHANNELS")
     dt_s: float = Field(3600.0, gt=0)
     fixed: dict[str, Union[float, str]] = Field(
-        default_factory=lambda: {"p": 21.0, "q": 0.5},
+        default_factory=lambda: {"width_coef": 21.0, "width_exp": 0.5},
         description="non-learned routing parameters: a number, or a network column name")
+
+
+def _alias_of(name: str) -> str | None:
+    try:
+        return parameter_spec(name).name
+    except KeyError:
+        return None
 
 
 class OutputDef(_Strict):
@@ -101,12 +110,13 @@ class ModelSpec(_Strict):
     log_columns: list[str] | None = None
     hidden: list[int] = Field(default_factory=lambda: [32, 32])
     outputs: dict[str, OutputDef] = Field(
-        default_factory=lambda: {"n": OutputDef(lo=0.01, hi=0.3, scaling="log", init=0.06)}, min_length=1)
+        default_factory=lambda: {"n": OutputDef(lo=ROUTING_OUTPUTS["n"].lo, hi=ROUTING_OUTPUTS["n"].hi, scaling="log",
+                                                init=0.06)}, min_length=1)
 
     @field_validator("outputs")
     @classmethod
     def _known(cls, v):
-        bad = set(v) - set(ROUTING_OUTPUTS)
+        bad = {k for k in v if k not in ROUTING_OUTPUTS and _alias_of(k) not in ROUTING_OUTPUTS}
         if bad:
             raise ValueError(f"model.outputs: cannot learn {sorted(bad)}; learnable: {sorted(ROUTING_OUTPUTS)}")
         return v

@@ -1,5 +1,8 @@
-"""The wavefront engine: one schedule of anti-diagonals and the sweep over it (forward and adjoint)."""
+"""The wavefront engine: one schedule of anti-diagonals and one sweep over cells (forward and adjoint)."""
+from .cell import Cell
+from .cells import LinearHeat, MuskingumCungeCell, StaticMuskingum, linear_transport
 from .schedule import Schedule
-from .sweep import run_wavefront, steady_state
+from .sweep import SweepResult, steady_state, sweep
 
-__all__ = ["Schedule", "run_wavefront", "steady_state"]
+__all__ = ["Schedule", "Cell", "sweep", "SweepResult", "steady_state", "StaticMuskingum", "MuskingumCungeCell",
+           "LinearHeat", "linear_transport"]

@@ -19,8 +19,9 @@ class Schedule:
     """Reach ordering and slices for the wavefront sweeps (built once per network and device).
 
     ``order[k]`` is the original position of sorted reach k; ``sorted_pos[i]`` the inverse.
-    ``lstart[L]:lstart[L+1]`` are the sorted reaches at level L; edges are sorted by destination and
-    ``eptr[k]`` is the first edge entering sorted reach k.
+    ``lstart[L]:lstart[L+1]`` are the sorted reaches at level L; ``down[k]`` is the sorted position of the
+    reach downstream of sorted reach k (``n`` for outlets). Every edge goes from level L to level L + 1, so
+    the upstream reaches of any band of levels are one contiguous slice.
     """
 
     n: int
@@ -29,12 +30,10 @@ class Schedule:
     sorted_pos: torch.Tensor
     level: torch.Tensor  # sorted, int64
     lstart: np.ndarray  # python-side slice bounds
-    eptr: np.ndarray
-    esrc: torch.Tensor  # sorted positions
-    edst: torch.Tensor
     down: torch.Tensor  # sorted position of downstream reach, n for outlets
     device: torch.device
-    _sweep: object = field(default=None, repr=False, compare=False)
+    MAX_WORKSPACES = 3
+    _workspaces: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_network(cls, net: RiverNetwork, device: torch.device | str = "cpu") -> "Schedule":
@@ -52,21 +51,9 @@ class Schedule:
         lstart = np.searchsorted(lev_s, np.arange(lmax + 2))
         down_orig = net.downstream[order]
         down = np.where(down_orig >= 0, sorted_pos[np.maximum(down_orig, 0)], len(order))
-        src = np.flatnonzero(down < len(order))
-        dst = down[src]
-        e_order = np.argsort(dst, kind="stable")
-        src, dst = src[e_order], dst[e_order]
-        eptr = np.searchsorted(dst, np.arange(len(order) + 1))
         dev = torch.device(device)
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.long, device=dev)  # noqa: E731
-        return cls(len(order), lmax + 1, t(order), t(sorted_pos), t(lev_s), lstart, eptr, t(src), t(dst), t(down),
-                   dev)
-
-    def band(self, d: int, n_steps: int) -> tuple[int, int, int, int]:
-        """Levels [lo, hi] and sorted slice [a, b) of reaches active on diagonal d (levels d-n_steps+1..d)."""
-        lo = max(0, d - n_steps + 1)
-        hi = min(d, self.n_levels - 1)
-        return lo, hi, int(self.lstart[lo]), int(self.lstart[hi + 1])
+        return cls(len(order), lmax + 1, t(order), t(sorted_pos), t(lev_s), lstart, t(down), dev)
 
     def diagonals(self, n_steps: int, reverse: bool = False):
         """Yield ``(d, lo, hi, a, b, sa, sb)`` for every diagonal d of an ``n_steps`` run (ascending, or
@@ -80,28 +67,30 @@ class Schedule:
             hi = min(d, self.n_levels - 1)
             yield d, lo, hi, int(ls[lo]), int(ls[hi + 1]), int(ls[max(lo - 1, 0)]), int(ls[hi])
 
-    def send_down(self, out_full: torch.Tensor, values: torch.Tensor, a: int, b: int, sa: int, sb: int) -> None:
-        """Message passing on one diagonal: ``out_full[a:b]`` (sorted, [N]) becomes the sum over upstream
-        reaches of ``values`` ([sb - sa], the upstream slice of :meth:`diagonals`), in place."""
-        out_full[a:b].zero_()
-        if sb > sa:
-            out_full.scatter_add_(0, self.down[sa:sb], values)
+    def workspace(self, n_steps: int, dtype: torch.dtype, layout: tuple):
+        """The forward-sweep workspace (:class:`rivergraph.engine.sweep.Workspace`) for ``n_steps`` steps,
+        ``dtype`` and a cell layout; the last few are kept (a router and a heat cell alternate on one
+        schedule), the oldest dropped."""
+        from .sweep import Workspace
 
-    def sweep(self, n_steps: int, dtype: torch.dtype):
-        """The forward-sweep workspace for ``n_steps`` steps (one kept, rebuilt when the step count or dtype
-        changes)."""
-        from .sweep import _Sweep
-
-        w = self._sweep
-        if w is None or w.key != (n_steps, dtype):
-            w = self._sweep = None  # free the old one first
-            w = self._sweep = _Sweep(self, n_steps, dtype)
+        key = (n_steps, dtype, layout)
+        w = self._workspaces.pop(key, None)
+        if w is None:
+            while len(self._workspaces) >= self.MAX_WORKSPACES:
+                self._workspaces.pop(next(iter(self._workspaces)))  # free the oldest first
+            w = Workspace(self, n_steps, dtype, layout)
+        self._workspaces[key] = w  # most recent last
         return w
 
     def flat_base(self) -> torch.Tensor:
         """``arange(N) - level * N``: the flat index of (step t, sorted reach k) in a [T, N] array is
         ``base[k] + d * N`` on diagonal d = t + level_k."""
         return torch.arange(self.n, device=self.device) - self.level * self.n
+
+    def upstream_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """A x: for every reach (sorted order, last dimension), the sum of ``x`` over its upstream reaches."""
+        out = x.new_zeros(*x.shape[:-1], self.n + 1)
+        return out.index_add_(-1, self.down, x)[..., :self.n]
 
     def accumulate(self, local: torch.Tensor) -> torch.Tensor:
         """(I - A)^-1 local: each reach plus everything upstream (sorted order), level by level."""

@@ -1,4 +1,4 @@
-"""The wavefront engine: one vectorised sweep per anti-diagonal (time + level) of the river graph.
+"""The wavefront sweep: one vectorised update per anti-diagonal (time + level) of the river graph, for any cell.
 
 Why: the Muskingum family in RAPID/DDR form is implicit in space, Q_i(t) depends on the upstream
 outflows at the *same* time t. Solving it with a sparse triangular solve per step (DDR) or a loop over
@@ -7,51 +7,61 @@ topological levels inside every step costs T x depth sequential sweeps. Here eve
 ``L_j = L_i - 1`` exactly, and the pair (reach i, step t) is computed on diagonal ``d = t + L_i``.
 All dependencies of (i, t) (upstream at t and t-1, itself at t-1) then lie on diagonal d-1 or earlier,
 and the simulation takes ``T + depth`` sweeps. With reaches sorted by level, the reaches active on a
-diagonal form one contiguous slice, and so do the edges entering them, so a sweep is a handful of
+diagonal form one contiguous slice, and so do their upstream reaches, so a sweep is a handful of
 gather / ``scatter_add_`` (scatter-sum message passing) calls over that slice, identical on CPU and GPU.
+What a reach computes is a :class:`~rivergraph.engine.cell.Cell` (:mod:`rivergraph.engine.cells`).
 
 Gradients use a hand-written adjoint: a reverse sweep over the diagonals on the transposed graph
-(each reach has one downstream, so the transposed message is a gather). Memory is the discharge
-history [T, N] (the output) plus O(N) state: no autograd graph per step is kept. Per-step coefficient
-functions that depend on flow (Muskingum-Cunge) are differentiated locally on each diagonal with
-``torch.autograd.grad`` on the elementwise coefficient graph only.
+(each reach has one downstream, so the transposed message is a gather), calling the cell's vector-Jacobian
+product per band (closed form, or local autograd of the band's update). Memory is the output plus the
+state histories [T + 1, N] the adjoint reads; no autograd graph per step is kept.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 
-from ..physics.muskingum import mc_step
+from .cell import Cell
 from .schedule import Schedule
 
-CoeffFn = Callable[..., tuple]
+__all__ = ["sweep", "SweepResult", "steady_state"]
 
 
-class _Sweep:
-    """Forward-sweep workspace for one schedule, step count and dtype: the state vectors, scratch buffers,
-    and per diagonal every slice the sweep touches. On a small network the sweep is bound by Python-side
-    calls (a slice costs as much as an op on a few thousand reaches), so the views are built once and
-    reused by every call with the same step count (training epochs, chunked runs). Not thread-safe: one
-    sweep at a time per schedule.
+class Workspace:
+    """Forward-sweep workspace for one schedule, step count, dtype and cell layout: the state, message,
+    parameter and scratch buffers, and per diagonal every view the sweep touches. On a small network the
+    sweep is bound by Python-side calls (a slice costs as much as an op on a few thousand reaches), so the
+    views are built once and reused by every call with the same key (training epochs, chunked runs). Not
+    thread-safe: one sweep at a time per schedule.
 
-    ``plan`` rows: ``(d, lo, hi, a, b, sa, sb, Q[a:b], Q[sa:sb], I_new (full), I_new[a:b], I_old[a:b],
-    down[sa:sb], base[a:b], ridx, q_d, idx, (c1..c4)[a:b])``, with I double-buffered by diagonal parity.
+    ``plan`` rows: ``(d, lo, hi, a, b, sa, sb, n_first, n_last, states[a:b], Y[sa:sb], Y[a:b], M_new (full),
+    M_new[a:b], M_old[a:b], down[sa:sb], base[a:b], idx, ridx, forcings (gathered), params[a:b])``, with the
+    message M double-buffered by diagonal parity; Y is the emission (``states[0]`` when the cell emits it).
     """
 
-    def __init__(self, sched: Schedule, n_steps: int, dtype: torch.dtype):
+    def __init__(self, sched: Schedule, n_steps: int, dtype: torch.dtype, layout: tuple[int, int, int, bool]):
         N, dev = sched.n, sched.device
-        self.key = (n_steps, dtype)
+        n_s, n_u, n_p, emits_state = layout
+        self.key = (n_steps, dtype, layout)
         vec = partial(torch.empty, N, dtype=dtype, device=dev)
-        self.Q, self.I, self.row = vec(), (vec(), vec()), vec()
-        self.coef = torch.empty(4, N, dtype=dtype, device=dev)
-        ridx, idx, qd = (torch.empty(N, dtype=torch.long, device=dev), torch.empty(N, dtype=torch.long, device=dev),
-                         vec())
-        base, down, Q, I, c = sched.flat_base(), sched.down, self.Q, self.I, self.coef
-        self.plan = [(d, lo, hi, a, b, sa, sb, Q[a:b], Q[sa:sb], I[d & 1], I[d & 1][a:b], I[(d + 1) & 1][a:b],
-                      down[sa:sb], base[a:b], ridx[:b - a], qd[:b - a], idx[:b - a], tuple(c[:, a:b].unbind(0)))
-                     for d, lo, hi, a, b, sa, sb in sched.diagonals(n_steps)]
+        self.S = torch.empty(n_s, N, dtype=dtype, device=dev)
+        self.Y = self.S[0] if emits_state else vec()
+        self.M, self.row = (vec(), vec()), vec()
+        self.P = torch.empty(n_p, N, dtype=dtype, device=dev)
+        U = torch.empty(n_u, N, dtype=dtype, device=dev)
+        idx, ridx = (torch.empty(N, dtype=torch.long, device=dev) for _ in range(2))
+        base, down, S, Y, M, P, ls = sched.flat_base(), sched.down, self.S, self.Y, self.M, self.P, sched.lstart
+        self.plan = []
+        for d, lo, hi, a, b, sa, sb in sched.diagonals(n_steps):
+            m = b - a
+            nf = int(b - ls[d]) if hi == d else 0  # reaches taking their first step: the top of the band
+            nl = int(ls[lo + 1] - a) if lo == d - n_steps + 1 else 0  # and their last step: the bottom
+            self.plan.append((d, lo, hi, a, b, sa, sb, nf, nl, tuple(S[:, a:b].unbind(0)), Y[sa:sb], Y[a:b],
+                              M[d & 1], M[d & 1][a:b], M[(d + 1) & 1][a:b], down[sa:sb], base[a:b], idx[:m],
+                              ridx[:m], tuple(U[:, :m].unbind(0)), tuple(P[:, a:b].unbind(0))))
 
 
 class _Rows:
@@ -64,7 +74,7 @@ class _Rows:
     values, and every diagonal reads runs of contiguous values, one run per level of its band.
     Forward, row t is loaded before diagonal t and final after diagonal t + depth; in the reverse sweep
     the roles swap. ``buf`` ([T, N]) gives the rows a home of their own instead of a ring (no wrap): the
-    routed output, or q's gradient, whose value at (t, k) is written on the diagonal that reads q(t, k).
+    routed output, or a forcing's gradient, whose value at (t, k) is written on the diagonal that reads it.
     """
 
     def __init__(self, sched: Schedule, n_steps: int, like: torch.Tensor, buf: torch.Tensor | None = None):
@@ -72,6 +82,7 @@ class _Rows:
         self.R = n_steps if buf is not None else min(n_steps, sched.n_levels)
         self.buf = buf if buf is not None else like.new_empty(self.R, sched.n)
         self.flat = self.buf.view(-1)
+        self.rows = self.buf.unbind(0)
         self.wrap = self.R < n_steps
 
     def index(self, base: torch.Tensor, d: int, out: torch.Tensor) -> torch.Tensor:
@@ -81,7 +92,7 @@ class _Rows:
 
     def load(self, row: torch.Tensor, t: int) -> None:
         """Permute row t ([N], network order) into the ring."""
-        torch.index_select(row, 0, self.sched.order, out=self.buf[t % self.R])
+        torch.index_select(row, 0, self.sched.order, out=self.rows[t % self.R])
 
 
 class _SteadyState(torch.autograd.Function):
@@ -102,246 +113,278 @@ def steady_state(sched: Schedule, q0_sorted: torch.Tensor) -> torch.Tensor:
     return _SteadyState.apply(q0_sorted, sched)
 
 
-class _Wavefront(torch.autograd.Function):
-    """Muskingum recursion Q(t) = c1 I(t) + c2 I(t-1) + c3 Q(t-1) + c4 q(t) on all (reach, step) pairs.
+@dataclass
+class _Run:
+    """The non-tensor arguments of one sweep."""
 
-    Inputs: q [T, N] in network order; Q0 [N], I0 [N] and ``theta`` tensors [N] in sorted order. If ``step_fn`` is
-    None, theta are the coefficients (c1, c2, c3, c4) themselves (static Muskingum); otherwise
-    ``step_fn(dt, I_new, I_old, Q_old, S_prev, q, n_first, *theta_slices)`` is a partial of
-    :func:`mc_step`, with the storage S [N] as a third state (``S0``: NaN = derive it from the
-    first step's coefficients).
-    Returns (Q_out, Q_final [N], I_final [N], S_final [N], storage sums [4]); Q_out is [T, n_out] in ``out_col`` order, or, with
-    ``out_pos=None``, [T, N] for every reach in network order (the order of q).
+    sched: Schedule
+    cell: Cell
+    n_steps: int
+    out_pos: torch.Tensor | None  # ascending sorted positions of the output columns, or None (every reach)
+    out_sorted: bool  # every reach, in sorted order (else network order)
+    keep_history: bool
 
-    History rows: ``hist[t + 1]`` holds Q at step t and ``hist[0]`` the initial state (same for I), so
-    every read of "the previous step" is a plain gather.
-    """
+
+class _Sweep(torch.autograd.Function):
+    """The cell's recursion on all (reach, step) pairs; inputs ``(run, m0, *s0, *forcings, *params)``; outputs
+    ``(out, m_final, *s_final, diagnostics)``. History rows: ``hist[t + 1]`` holds the state after step t and
+    ``hist[0]`` the initial state, so every read of "the previous step" is a plain gather."""
 
     @staticmethod
-    def forward(ctx, q, Q0, I0, S0, sched, step_fn, out_pos, out_col, keep_history, dt, *theta):
-        T, N = q.shape
-        n_out = len(out_col)
-        need_grad = keep_history or any(ctx.needs_input_grad[i] for i in (0, 1, 2, 3)) or \
-            any(ctx.needs_input_grad[10:])
-        mc = step_fn is not None
-        s0_given = mc and not bool(torch.isnan(S0).any())
-        S = S0.detach().clone() if mc else None
-        theta_d = [t.detach() for t in theta]
-        ws = sched.sweep(T, q.dtype)
-        Q, I_buf = ws.Q, ws.I  # I double-buffered: this and the last diagonal
-        Q.copy_(Q0.detach())
-        I_buf[0].copy_(I0.detach())
-        I_buf[1].copy_(I0.detach())
-        if not mc:
-            ws.coef.copy_(torch.stack(theta_d))
-        if need_grad:  # discharge, upstream inflow and storage histories: only the adjoint reads them
-            hist = q.new_empty(T + 1, N)
-            hist[0] = Q
-            hf = hist.view(-1)
-            ihist = q.new_empty(T + 1, N)
-            ihist[0] = I_buf[0]
-            ihf = ihist.view(-1)
-            if mc:
-                shist = q.new_empty(T + 1, N)
-                shist[0] = S
-                shf = shist.view(-1)
-        full_out = out_pos is None
-        out = q.new_empty(T, N) if full_out else q.new_zeros(T, n_out)
-        qd_all = q.detach()
-        # q in sorted order, row by row. With the full output, ``out`` holds it: Q(t, k) overwrites q(t, k)
-        # on the diagonal that reads it, and each row is permuted in place into network order once final
-        # (from the history when there is one). Otherwise a ring of rows.
-        q_ring = _Rows(sched, T, q, buf=out if full_out else None)
-        row_buf = ws.row
+    def forward(ctx, run: _Run, m0, *tensors):
+        sched, cell, T = run.sched, run.cell, run.n_steps
+        N, n_s, n_u = sched.n, len(cell.states), len(cell.forcings)
+        s0, u, p = tensors[:n_s], tensors[n_s:n_s + n_u], tensors[n_s + n_u:]
+        dtype, dev = m0.dtype, m0.device
+        need_grad = run.keep_history or any(ctx.needs_input_grad[1:])
+        ws = sched.workspace(T, dtype, (n_s, n_u, len(p), cell.emits_state))
+        S, M = ws.S, ws.M
+        s0d, pd = [x.detach() for x in s0], [x.detach() for x in p]
+        for k in range(n_s):
+            S[k].copy_(s0d[k])
+        M[0].copy_(m0.detach())
+        M[1].copy_(m0.detach())
+        if p:
+            ws.P.copy_(torch.stack(pd))
+        cell.begin(s0d, pd)
+        keep_m = need_grad and cell.message_history
+        if need_grad:  # the adjoint reads the state (and message) histories
+            hists = [dtype_empty(T + 1, N, like=m0) for _ in range(n_s)]
+            for k in range(n_s):
+                hists[k][0] = S[k]
+            hfs = [h.view(-1) for h in hists]
+            hist0_rows = hists[0].unbind(0)
+            if keep_m:
+                mhist = dtype_empty(T + 1, N, like=m0)
+                mhist[0] = M[0]
+                mhf = mhist.view(-1)
+        full_net = run.out_pos is None and not run.out_sorted
+        if run.out_pos is None:
+            out = m0.new_empty(T, N)
+        else:
+            n_out = len(run.out_pos)
+            out = m0.new_zeros(T, n_out)
+            o_l = torch.searchsorted(run.out_pos, torch.as_tensor(sched.lstart, device=dev)).cpu().numpy()
+            obase = torch.arange(n_out, device=dev) - sched.level[run.out_pos] * n_out
         outf = out.view(-1)
-        last_level = sched.n_levels - 1
-        if out_pos is not None:
-            o_l = torch.searchsorted(out_pos, torch.as_tensor(sched.lstart, device=q.device)).cpu().numpy()
-            obase = out_col - sched.level[out_pos] * n_out
-        # storage sums (m3): all step starts, all step ends, first-step starts, last-step ends
-        stor = torch.zeros(4, dtype=torch.float64, device=q.device)
-        storage_sums = dt > 0  # static: only when asked (dt given); flow-dependent: always
-        # the sweep is Python-bound on small networks: ops inlined, views prebuilt (see _Sweep), no allocations;
-        # the flat [T, N] index of (step t, sorted reach k) is base[k] + d * N on diagonal d = t + level_k
+        network = cell.forcing_order == "network"
+        ud = [x.detach() for x in u]
+        # network-order forcings: one ring of sorted rows each. With the full network-order output, ``out``
+        # is the first forcing's ring: its value at (t, k) is overwritten by the output on the diagonal that
+        # reads it, and each row is permuted in place into network order once final.
+        rings = [_Rows(sched, T, m0, buf=out if (full_net and k == 0) else None) for k in range(n_u)] \
+            if network else []
+        ring_wrap = [(r.flat, r.wrap, r.R * N) for r in rings]
+        u_rows = [x.unbind(0) for x in ud] if network else []
+        ring_rows = [r.rows for r in rings]
+        u_flat = [x.reshape(-1) for x in ud] if not network else []
         isel, order, sorted_pos = torch.index_select, sched.order, sched.sorted_pos
-        ring_flat, R, wrap, RN = q_ring.flat, q_ring.R, q_ring.wrap, q_ring.R * N
-        q_rows, ring_rows, out_rows = qd_all.unbind(0), q_ring.buf.unbind(0), out.unbind(0)
-        hist_rows = hist.unbind(0) if need_grad else None
-        for d, lo, hi, a, b, sa, sb, Qs, Q_up, I_new_full, I_new, I_old, down_up, base_b, ridx, qd, idx, cb \
+        last_level = sched.n_levels - 1
+        out_rows, row_buf = out.unbind(0), ws.row
+        emits, derive = cell.emits_state, cell.derive_first
+        fwd, emit_ = cell.forward_, cell.emit_
+        subset = run.out_pos is not None
+        # the sweep is Python-bound on small networks: views prebuilt (see Workspace), no allocations; the
+        # flat [T, N] index of (step t, sorted reach k) is base[k] + d * N on diagonal d = t + level_k
+        for d, lo, hi, a, b, sa, sb, nf, nl, sv, y_up, y_b, m_full, m_new, m_old, down_up, base_b, idx, ridx, uv, pv \
                 in ws.plan:
             if d < T:
-                isel(q_rows[d], 0, order, out=ring_rows[d % R])
-            I_new.zero_()  # message passing: upstream outflow at the same step, summed at the reach
+                for k in range(len(rings)):
+                    isel(u_rows[k][d], 0, order, out=ring_rows[k][d % rings[k].R])
+            m_new.zero_()  # message passing: upstream emissions at the same step, summed at the reach
             if sb > sa:
-                I_new_full.scatter_add_(0, down_up, Q_up)
-            torch.add(base_b, d * N, out=ridx)
-            if wrap:
-                ridx.remainder_(RN)
-            isel(ring_flat, 0, ridx, out=qd)
-            n_first = int(b - sched.lstart[d]) if (hi == d and not s0_given) else 0
-            if mc:
-                Q_new, S_new, s_start = step_fn(dt, I_new, I_old, Qs, S[a:b], qd, n_first,
-                                                *(t[a:b] for t in theta_d))
-                s_start = s_start.clone()  # may be a view of S, overwritten below
-                Qs.copy_(Q_new)
-                S[a:b] = S_new
-                s_end = S_new
+                m_full.scatter_add_(0, down_up, y_up)
+            torch.add(base_b, d * N, out=idx)
+            if network:
+                for k, (rf, wrap, RN) in enumerate(ring_wrap):
+                    if wrap:
+                        isel(rf, 0, torch.remainder(idx, RN, out=ridx), out=uv[k])
+                    else:
+                        isel(rf, 0, idx, out=uv[k])
             else:
-                Qs.mul_(cb[2]).addcmul_(cb[0], I_new).addcmul_(cb[1], I_old).addcmul_(cb[3], qd)
-            if storage_sums and mc:
-                stor[0] += s_start.sum(dtype=torch.float64)
-                stor[1] += s_end.sum(dtype=torch.float64)
-                if hi == d:  # reaches taking their first step (level d) are the top of the band
-                    stor[2] += s_start[int(sched.lstart[d]) - a:].sum(dtype=torch.float64)
-                if lo == d - T + 1:  # reaches taking their last step are the bottom of the band
-                    stor[3] += s_end[: int(sched.lstart[lo + 1]) - a].sum(dtype=torch.float64)
+                for k, uf in enumerate(u_flat):
+                    isel(uf, 0, idx, out=uv[k])
+            fwd(m_new, m_old, sv, uv, pv, nf if derive else 0, nl)
+            if not emits:
+                emit_(y_b, sv, uv)
             if need_grad:
-                torch.add(base_b, (d + 1) * N, out=idx)
-                hf.scatter_(0, idx, Qs)
-                ihf.scatter_(0, idx, I_new)
-                if mc:
-                    shf.scatter_(0, idx, S_new)
-            if full_out:
+                idx.add_(N)
+                for k in range(n_s):
+                    hfs[k].scatter_(0, idx, sv[k])
+                if keep_m:
+                    mhf.scatter_(0, idx, m_new)
+                idx.sub_(N)
+            if subset:
+                oa, ob = int(o_l[lo]), int(o_l[hi + 1])
+                if ob > oa:
+                    outf.scatter_(0, obase[oa:ob] + d * n_out, sv[0].index_select(0, run.out_pos[oa:ob] - a))
+            elif full_net:
                 if not need_grad:
-                    outf.scatter_(0, ridx, Qs)
+                    outf.scatter_(0, idx, sv[0])
                 t_done = d - last_level  # step t is final once its top level has run
                 if t_done >= 0:
                     if need_grad:
-                        isel(hist_rows[t_done + 1], 0, sorted_pos, out=out_rows[t_done])
+                        isel(hist0_rows[t_done + 1], 0, sorted_pos, out=out_rows[t_done])
                     else:
                         row = out_rows[t_done]
                         row.copy_(isel(row, 0, sorted_pos, out=row_buf))
             else:
-                oa, ob = int(o_l[lo]), int(o_l[hi + 1])
-                if ob > oa:
-                    outf.scatter_(0, obase[oa:ob] + d * n_out, Qs.index_select(0, out_pos[oa:ob] - a))
-        # reaches finish on different diagonals: take each reach's last I from the history or buffers
-        if need_grad:
-            I = ihist[T].clone()
+                outf.scatter_(0, idx, sv[0])
+        # reaches finish on different diagonals: take each reach's last message from the history or buffers
+        if keep_m:
+            m_fin = mhist[T].clone()
         else:
             last = (T - 1 + sched.level) % 2  # diagonal parity of each reach's last step
-            I = torch.where(last == 0, I_buf[0], I_buf[1])
-        if storage_sums and not mc:
-            # constant K, X: one step's end storage is the next step's start storage, so only the initial
-            # and final storages enter the balance (no drift). S = K X I + K (1-X) Q from the coefficients:
-            # D = 2 dt / c4, 2 K X = (c2 - c1) D / 2, 2 K (1-X) = c3 D + dt
-            c1, c2, c3, c4 = theta_d
-            Dn = 2.0 * dt / c4
-            kx, k1x = (c2 - c1) * Dn / 4.0, (c3 * Dn + dt) / 2.0
-            first = (kx * I0.detach() + k1x * Q0.detach()).sum(dtype=torch.float64)
-            last = (kx * I + k1x * Q).sum(dtype=torch.float64)
-            stor = torch.stack([first, last, first, last])
-        ctx.sched, ctx.step_fn, ctx.dt, ctx.s0_given = sched, step_fn, dt, s0_given
-        ctx.out_pos, ctx.out_col = out_pos, out_col
+            m_fin = torch.where(last == 0, M[0], M[1])
+        s_fin = [S[k].clone() for k in range(n_s)]
+        diag = cell.finish(m_fin, s_fin, m0.detach(), s0d, pd)
+        ctx.run = run
         if need_grad:
-            ctx.save_for_backward(q, hist, ihist, shist if mc else None, *theta)
-        ctx.mark_non_differentiable(stor)
-        S_fin = S if mc else torch.full_like(Q, float("nan"))
-        return out, Q.clone(), I, S_fin, stor
+            ctx.save_for_backward(*u, *p, *hists, mhist if keep_m else None)
+        ctx.mark_non_differentiable(diag)
+        return (out, m_fin, *s_fin, diag)
 
     @staticmethod
-    def backward(ctx, g_out, g_Qf, g_If, g_Sf, _g_stor):
-        q, hist, ihist, shist, *theta = ctx.saved_tensors
-        mc, dt = ctx.step_fn is not None, ctx.dt
-        sched, step_fn = ctx.sched, ctx.step_fn
-        T, N = q.shape
-        dev, dt_ = q.device, q.dtype
+    def backward(ctx, g_out, g_m, *g_rest):
+        run = ctx.run
+        sched, cell, T = run.sched, run.cell, run.n_steps
+        N, n_s, n_u = sched.n, len(cell.states), len(cell.forcings)
+        saved = ctx.saved_tensors
+        u, p = saved[:n_u], saved[n_u:len(saved) - n_s - 1]
+        hists, mhist = saved[len(saved) - n_s - 1:-1], saved[-1]
+        g_s = g_rest[:n_s]
+        n_p = len(p)
+        ref = hists[0]
+        dev, dt_ = ref.device, ref.dtype
         base = sched.flat_base()
-        hf, ihf = hist.reshape(-1), ihist.reshape(-1)
-        theta_d = [t.detach() for t in theta]
-        th_bar = [torch.zeros_like(t) for t in theta]
-        # q and the output's gradient in sorted order (see _Rows; in reverse, row t is loaded before
-        # diagonal t + depth): q's gradient overwrites q where it is read, each row permuted in place into
-        # network order once final (after diagonal t)
-        q_bar = torch.empty(T, N, device=dev, dtype=dt_)
-        qbf = q_bar.view(-1)
-        q_ring = _Rows(sched, T, q, buf=q_bar)
-        zeros = lambda: torch.zeros(N, device=dev, dtype=dt_)  # noqa: E731
-        carry_Q = g_Qf.clone() if g_Qf is not None else zeros()  # gradient reaching Q(t) from step t+1
-        carry_I2 = g_If.clone() if g_If is not None else zeros()  # gradient reaching I(t) from step t+1
-        carry_S = g_Sf.clone() if (mc and g_Sf is not None) else zeros()  # gradient reaching S(t)
-        I_bar = torch.zeros(N + 1, device=dev, dtype=dt_)  # total gradient of I at the last reverse step
-        g_direct = g_ring = None
+        hfs = [h.reshape(-1) for h in hists]
+        mhf = mhist.reshape(-1) if mhist is not None else None
+        pd = [x.detach() for x in p]
+        p_bar = torch.zeros(n_p, N, device=dev, dtype=dt_)
+        zeros = partial(torch.zeros, N, device=dev, dtype=dt_)
+        carry_s = [g.clone() if g is not None else zeros() for g in g_s]  # gradient reaching s(t) from step t+1
+        carry_m = g_m.clone() if g_m is not None else zeros()  # gradient reaching m(t) from step t+1 (m_old)
+        m_bar = torch.zeros(N + 1, device=dev, dtype=dt_)  # cotangent of the message; [N]: outlets' downstream
+        network = cell.forcing_order == "network"
+        # network-order forcings and their gradients in sorted order (see _Rows; in reverse, row t is loaded
+        # before diagonal t + depth): the gradient overwrites the value where it is read, each row permuted in
+        # place into network order once final (after diagonal t)
+        if network:
+            u_bar = [torch.empty(T, N, device=dev, dtype=dt_) for _ in range(n_u)]
+            u_rings = [_Rows(sched, T, ref, buf=ub) for ub in u_bar]
+        else:
+            u_bar = [torch.zeros(T, N, device=dev, dtype=dt_) for _ in range(n_u)]
+            u_flat = [x.detach().reshape(-1) for x in u]
+        ub_flat = [x.view(-1) for x in u_bar]
+        g_ring = g_direct = None
         if g_out is not None:
-            if ctx.out_pos is None:
-                g_ring = _Rows(sched, T, q)
-            else:
+            if run.out_pos is not None:
                 g_direct = torch.zeros(T, N, device=dev, dtype=dt_)
-                g_direct[:, ctx.out_pos] = g_out
+                g_direct[:, run.out_pos] = g_out
                 g_direct = g_direct.view(-1)
-        idx_buf = torch.empty(N, dtype=torch.long, device=dev)
-        ridx_buf = torch.empty(N, dtype=torch.long, device=dev)
-        bufs = [torch.empty(N, device=dev, dtype=dt_) for _ in range(6)]
+            elif run.out_sorted:
+                g_direct = g_out.contiguous().view(-1)
+            else:
+                g_ring = _Rows(sched, T, ref)
+        idx_buf, ridx_buf = (torch.empty(N, dtype=torch.long, device=dev) for _ in range(2))
         last_level = sched.n_levels - 1
-        for d, _, _, a, b, _, _ in sched.diagonals(T, reverse=True):
+        isel = torch.index_select
+        need_new = cell.vjp_needs_new_states
+        for d, _, hi, a, b, _, _ in sched.diagonals(T, reverse=True):
             t_new = d - last_level
             if t_new >= 0:
-                q_ring.load(q[t_new], t_new)
+                if network:
+                    for k in range(n_u):
+                        u_rings[k].load(u[k][t_new].detach(), t_new)
                 if g_ring is not None:
                     g_ring.load(g_out[t_new], t_new)
+            if a == b:
+                continue
             m = b - a
-            Q_old_b, I_old_b, I_new_b, q_b, Qbar_b, tmp_b = (x[:m] for x in bufs)
             idx = torch.add(base[a:b], d * N, out=idx_buf[:m])  # sorted [T, N] index of step d - level
-            qd = torch.index_select(qbf, 0, idx, out=q_b)
-            Q_old = torch.index_select(hf, 0, idx, out=Q_old_b)  # row t (= step t-1, or the initial state)
-            I_old = torch.index_select(ihf, 0, idx, out=I_old_b)
-            Q_bar = torch.index_select(I_bar, 0, sched.down[a:b], out=Qbar_b).add_(carry_Q[a:b])
-            if g_ring is not None:
-                ridx = g_ring.index(base[a:b], d, ridx_buf[:m])
-                Q_bar.add_(torch.index_select(g_ring.flat, 0, ridx, out=tmp_b))
-            elif g_direct is not None:
-                Q_bar.add_(torch.index_select(g_direct, 0, idx, out=tmp_b))
+            uu = [isel(ub_flat[k] if network else u_flat[k], 0, idx) for k in range(n_u)]
+            s_old = [isel(h, 0, idx) for h in hfs]  # row t: the state before step t
+            m_old = isel(mhf, 0, idx) if mhf is not None else None
             idx.add_(N)
-            I_new = torch.index_select(ihf, 0, idx, out=I_new_b)
+            s_new = [isel(h, 0, idx) for h in hfs] if need_new else None
+            m_new = isel(mhf, 0, idx) if mhf is not None else None
             idx.sub_(N)
-            Xs = (I_new, I_old, Q_old, qd)
-            if step_fn is None:
-                c1, c2, c3, c4 = (t[a:b] for t in theta_d)
-                for j, X in enumerate(Xs):
-                    th_bar[j][a:b].addcmul_(Q_bar, X)
-                torch.addcmul(carry_I2[a:b], Q_bar, c1, out=I_bar[a:b])
-                torch.mul(Q_bar, c3, out=carry_Q[a:b])
-                torch.mul(Q_bar, c2, out=carry_I2[a:b])
-                qbf.scatter_(0, idx, torch.mul(Q_bar, c4, out=tmp_b))
+            y_bar = isel(m_bar, 0, sched.down[a:b])
+            s_bar = [carry_s[k][a:b].clone() for k in range(n_s)]
+            if g_ring is not None:
+                s_bar[0].add_(isel(g_ring.flat, 0, g_ring.index(base[a:b], d, ridx_buf[:m])))
+            elif g_direct is not None:
+                s_bar[0].add_(isel(g_direct, 0, idx))
+            nf = int(b - sched.lstart[d]) if (hi == d and cell.derive_first) else 0
+            mn_bar, mo_bar, so_bar, uu_bar = cell.vjp(y_bar, s_bar, m_new, m_old, s_old, s_new, uu, [x[a:b] for x in pd], nf,
+                                                      p_bar[:, a:b].unbind(0))
+            if mo_bar is None:
+                m_bar[a:b] = mn_bar
             else:
-                n_first = int(b - sched.lstart[d]) if (d < sched.n_levels and not ctx.s0_given) else 0
-                S_prev = shist.view(-1).index_select(0, idx)
-                with torch.enable_grad():
-                    ins = [x.detach().clone().requires_grad_(True) for x in (I_new, I_old, Q_old, S_prev, qd)]
-                    th = [t[a:b].detach().clone().requires_grad_(True) for t in theta_d]
-                    Q_new, S_new, _ = step_fn(dt, *ins, n_first, *th)
-                    grads = torch.autograd.grad((Q_new, S_new), ins + th, (Q_bar, carry_S[a:b].clone()),
-                                                allow_unused=True)
-                g = [torch.zeros_like(x) if gx is None else gx for gx, x in zip(grads, ins + th)]
-                I_bar[a:b] = g[0] + carry_I2[a:b]
-                carry_I2[a:b] = g[1]
-                carry_Q[a:b] = g[2]
-                carry_S[a:b] = g[3]
-                qbf.scatter_(0, idx, g[4])
-                for j, gth in enumerate(g[5:]):
-                    th_bar[j][a:b] += gth
-            if d < T:
-                q_bar[d].copy_(torch.index_select(q_bar[d], 0, sched.sorted_pos, out=bufs[0]))
-        # what remains is the gradient w.r.t. the initial state (Q0, I0)
-        g_S0 = carry_S if (mc and ctx.s0_given) else None
-        return (q_bar, carry_Q, carry_I2, g_S0, None, None, None, None, None, None, *th_bar)
+                torch.add(mn_bar, carry_m[a:b], out=m_bar[a:b])
+                carry_m[a:b] = mo_bar
+            for k in range(n_s):
+                carry_s[k][a:b] = so_bar[k]
+            for k in range(n_u):
+                ub_flat[k].scatter_(0, idx, uu_bar[k])
+            if network and d < T:
+                for k in range(n_u):
+                    row = u_bar[k][d]
+                    row.copy_(isel(row, 0, sched.sorted_pos))
+        # what remains is the gradient w.r.t. the initial state; a derived initial state has none
+        g_s0 = [None if (k > 0 and cell.derive_first) else carry_s[k] for k in range(n_s)]
+        return (None, carry_m, *g_s0, *u_bar, *p_bar.unbind(0))
 
 
-def run_wavefront(sched: Schedule, q: torch.Tensor, Q0: torch.Tensor, I0: torch.Tensor,
-                  theta: Sequence[torch.Tensor], coeff_fn: CoeffFn | None = None,
-                  out_pos: torch.Tensor | None = None, out_col: torch.Tensor | None = None,
-                  keep_history: bool = False, dt: float = 0.0, S0: torch.Tensor | None = None,
-                  conservative: bool = True):
-    """Run the recursion over all steps (see :class:`_Wavefront`): q [T, N] in network order, the rest sorted.
+def dtype_empty(*shape: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.empty(*shape, dtype=like.dtype, device=like.device)
 
-    ``out_pos`` (ascending sorted positions) and ``out_col`` (their output columns) select the reaches
-    written to the output; with ``out_pos=None`` the output is every reach, [T, N] in network order.
+
+@dataclass
+class SweepResult:
+    """Output of :func:`sweep`: ``out`` (``states[0]`` per step: [T, N] network order, [T, N] sorted, or
+    [T, len(outputs)]), the final message (sorted, [N]), the final states (sorted) and the cell's
+    diagnostics."""
+
+    out: torch.Tensor
+    message: torch.Tensor
+    states: tuple[torch.Tensor, ...]
+    diagnostics: torch.Tensor
+
+
+def sweep(sched: Schedule, cell: Cell, forcings: Sequence[torch.Tensor], params: Sequence[torch.Tensor],
+          init_states: Sequence[torch.Tensor], init_message: torch.Tensor | None = None, *,
+          outputs: str | torch.Tensor = "network", keep_history: bool = False) -> SweepResult:
+    """Run ``cell`` over every (reach, step) pair of the schedule, differentiable in every tensor argument.
+
+    Args:
+        sched: the network's schedule.
+        cell: the update (see :class:`~rivergraph.engine.cell.Cell`).
+        forcings: one [T, N] tensor per ``cell.forcings``, in network order or, for a cell with
+            ``forcing_order = "sorted"``, in the schedule's sorted order.
+        params: one [N] tensor (sorted order) per ``cell.params``.
+        init_states: one [N] tensor (sorted) per ``cell.states``: the state before the first step.
+        init_message: the message before the first step, m(-1) (sorted; default zeros).
+        outputs: ``"network"`` ([T, N] in network order), ``"sorted"`` ([T, N] sorted), or ascending sorted
+            positions (a long tensor) whose ``states[0]`` is returned as [T, len(outputs)].
+        keep_history: keep the histories as when gradients are needed.
     """
-    if out_col is None:
-        out_col = torch.empty(0, dtype=torch.long, device=q.device)
-    if coeff_fn is not None and not dt > 0:
-        raise ValueError("flow-dependent routing needs the step dt (s)")
-    if S0 is None:
-        S0 = torch.full_like(Q0, float("nan"))
-    step_fn = None if coeff_fn is None else partial(mc_step, coeff_fn, conservative)
-    return _Wavefront.apply(q, Q0, I0, S0, sched, step_fn, out_pos, out_col, keep_history, dt, *theta)
+    if len(forcings) != len(cell.forcings) or len(params) != len(cell.params) or \
+            len(init_states) != len(cell.states):
+        raise ValueError(f"{type(cell).__name__} takes forcings {cell.forcings}, params {tuple(cell.params)} and "
+                         f"states {cell.states}; got {len(forcings)}, {len(params)} and {len(init_states)}")
+    N = sched.n
+    T = forcings[0].shape[0]
+    for name, f in zip(cell.forcings, forcings):
+        if f.shape != (T, N):
+            raise ValueError(f"forcing '{name}' has shape {tuple(f.shape)}, expected {(T, N)}")
+    for name, v in [*zip(cell.params, params), *zip(cell.states, init_states)]:
+        if v.shape != (N,):
+            raise ValueError(f"'{name}' has shape {tuple(v.shape)}, expected ({N},)")
+    m0 = init_message if init_message is not None else init_states[0].new_zeros(N)
+    pos = outputs if torch.is_tensor(outputs) else None
+    if pos is None and outputs not in ("network", "sorted"):
+        raise ValueError("outputs must be 'network', 'sorted' or a tensor of sorted positions")
+    run = _Run(sched, cell, T, pos, outputs == "sorted" if pos is None else False, keep_history)
+    res = _Sweep.apply(run, m0, *init_states, *(f.contiguous() for f in forcings), *params)
+    return SweepResult(res[0], res[1], tuple(res[2:-1]), res[-1])

@@ -43,7 +43,10 @@ SCHEMAS: dict[str, dict] = {
         "columns": {"lengthkm": ("length_m", 1000.0), "slope": ("slope", 1.0),
                     "tot_drainage_areasqkm": ("drainage_area_km2", 1.0), "areasqkm": ("catchment_area_km2", 1.0),
                     "order": ("order", 1.0), "n": ("n", 1.0), "BtmWdth": ("bottom_width_m", 1.0),
-                    "TopWdth": ("top_width_m", 1.0), "ChSlp": ("side_slope", 1.0)},
+                    "TopWdth": ("top_width_m", 1.0), "ChSlp": ("side_slope", 1.0),
+                    # flowpath_attributes (joined on id): NWM channel fields, preferred over the above
+                    "So": ("slope", 1.0), "length_m": ("length_m", 1.0), "MusK": ("musk_s", 1.0),
+                    "MusX": ("musx", 1.0)},
     },
     "merit": {
         "id": "COMID", "to": "NextDownID",
@@ -171,6 +174,8 @@ def read_table_network(df_or_path, columns: Mapping[str, str] | None = None, *, 
             geometry = df.geometry
         _require(df, [sch["id"], sch["to"]], f"the {schema} schema", name)
         attrs = _map_columns(df, sch)
+        if "gage" in df.columns:  # text gauge ids (leading zeros kept), '' where none
+            attrs["gage"] = df["gage"].to_numpy()
         id_col, to_col = sch["id"], sch["to"]
     else:
         if not columns or "id" not in columns or "to" not in columns:
@@ -190,8 +195,11 @@ def read_table_network(df_or_path, columns: Mapping[str, str] | None = None, *, 
     to = df[to_col].to_numpy()
     if geometry is not None:
         geometry = geometry.reset_index(drop=True)
-    return build_network(_as_int_if_possible(ids), _as_int_if_possible(to), attrs, geometry,
-                         source=f"{schema or 'table'}:{name}", **kw)
+    net = build_network(_as_int_if_possible(ids), _as_int_if_possible(to), attrs, geometry,
+                        source=f"{schema or 'table'}:{name}", **kw)
+    if df.attrs.get("subset_outlets"):
+        net.report["subset_outlets"] = df.attrs["subset_outlets"]
+    return net
 
 
 def _as_int_if_possible(a: np.ndarray) -> np.ndarray:
@@ -245,24 +253,58 @@ def _prepare_schema(df: pd.DataFrame, schema: str, src, layer) -> pd.DataFrame:
         df["toCOMID"] = [hs.get(h, 0) for h in df["DnHydroseq"].to_numpy()]
     if schema == "hydrofabric":
         _require(df, ["id", "toid"], "the hydrofabric schema", label)
+        gpkg_layers: list[str] = []
+        if isinstance(src, (str, Path)) and Path(src).suffix.lower() == ".gpkg":
+            import pyogrio
+
+            gpkg_layers = [n for n, _ in pyogrio.list_layers(src)]
+        if "flowpath_attributes" in gpkg_layers:
+            df = _join_flowpath_attributes(df, src)
         to = df["toid"].astype(str)
         via_nexus = to.str.match(r"^(nex|tnx|cnx|inx)-")  # nexus, terminal, coastal, internal nexus ids
         if via_nexus.any():
-            nexus = None
-            if isinstance(src, (str, Path)) and Path(src).suffix.lower() == ".gpkg":
-                import pyogrio
-
-                layers = [n for n, _ in pyogrio.list_layers(src)]
-                if "nexus" in layers:
-                    nexus = pyogrio.read_dataframe(src, layer="nexus", read_geometry=False)
-            if nexus is None:
+            if "nexus" not in gpkg_layers:
                 raise NetworkError("hydrofabric flowpaths point to nexus ids (e.g. "
                                    f"{_fmt_ids(to[via_nexus].unique(), 5)}) but no 'nexus' layer was found to "
                                    "resolve them")
+            nexus = pyogrio.read_dataframe(src, layer="nexus", read_geometry=False)
             nx_to = dict(zip(nexus["id"].astype(str), nexus["toid"].astype(str)))
-            # a nexus with no downstream flowpath (terminal 'tnx-', or toid 'wb-0'/empty) is an outlet
-            df["toid"] = [nx_to.get(t, "0") if v else t for t, v in zip(to, via_nexus)]
+            # a nexus with no downstream flowpath (terminal 'tnx-', or toid 'wb-0'/empty) is an outlet; so is a
+            # nexus whose downstream flowpath lies outside this file (the outlet nexus of a subset, e.g. a gauge)
+            known = set(df["id"].astype(str))
+            new_to, outside = [], {}
+            for fp, t, v in zip(df["id"].astype(str), to, via_nexus):
+                d = nx_to.get(t, "0") if v else t
+                if v and d not in known and d not in ("", "0", "wb-0", "None", "nan"):
+                    outside[fp] = f"{t} -> {d}"
+                    d = "0"
+                new_to.append(d)
+            df["toid"] = new_to
+            if outside:
+                df.attrs["subset_outlets"] = outside
         df["toid"] = df["toid"].where(~df["toid"].astype(str).isin(["", "0", "wb-0", "None", "nan"]), 0)
+    return df
+
+
+def _join_flowpath_attributes(df: pd.DataFrame, src) -> pd.DataFrame:
+    """Join a hydrofabric GeoPackage's ``flowpath_attributes`` layer (NWM channel fields: n, nCC, So, ChSlp,
+    BtmWdth, TopWdth, TopWdthCC, MusK, MusX, length_m, rl_gages) onto the flowpaths by ``id``; ``rl_gages``
+    becomes the text ``gage`` column. Flowpaths without attributes are an error naming them."""
+    import pyogrio
+
+    fa = pyogrio.read_dataframe(src, layer="flowpath_attributes", read_geometry=False)
+    _require(fa, ["id"], "the flowpath_attributes layer", Path(src).name)
+    fa = fa.drop_duplicates("id").set_index(fa["id"].astype(str).to_numpy()).drop(columns="id")
+    keys = df["id"].astype(str)
+    missing = sorted(set(keys) - set(fa.index))
+    if missing:
+        raise NetworkError(f"{Path(src).name}: flowpath(s) {_fmt_ids(missing)} have no row in flowpath_attributes")
+    fa = fa.loc[keys.to_numpy()]
+    for c in fa.columns:
+        if c == "rl_gages":
+            df["gage"] = fa[c].fillna("").astype(str).str.strip().replace({"None": "", "nan": ""}).to_numpy()
+        elif c not in df.columns or c in SCHEMAS["hydrofabric"]["columns"]:
+            df[c] = fa[c].to_numpy()
     return df
 
 
@@ -271,7 +313,9 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     suf = path.suffix.lower()
     if suf in (".nc", ".nc4", ".netcdf"):
-        return "route_link"
+        from .nhm import is_nhm_file
+
+        return "nhm" if is_nhm_file(path) else "route_link"
     if "rapid_connect" in path.name:
         return "rapid"
     if suf == ".csv":
@@ -305,7 +349,8 @@ def detect_format(path: str | Path) -> str:
 def read_network(path: str | Path, format: str | None = None, **kw) -> RiverNetwork:
     """Read a river network, detecting the format when not given.
 
-    Formats: ``route_link`` (NWM netCDF), ``rapid`` (rapid_connect CSV), ``nhdplus``, ``hydrofabric``,
+    Formats: ``route_link`` (NWM netCDF), ``nhm`` (alias ``prms``: the USGS NHM / PRMS
+    ``parameters_dis_seg.nc`` or its folder, see :mod:`rivergraph.io.nhm`), ``rapid`` (rapid_connect CSV), ``nhdplus``, ``hydrofabric``,
     ``merit`` (vector files read with geopandas, or CSV/parquet tables in those schemas), ``table``
     (any table with ``columns={...}``; implied when ``columns`` is given), and ``rivergraph`` (the compact
     ``.npz`` in ``network_data/``).
@@ -315,6 +360,8 @@ def read_network(path: str | Path, format: str | None = None, **kw) -> RiverNetw
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"network file not found: {path}")
+    if format is None and path.is_dir() and (path / "parameters_dis_seg.nc").is_file():
+        format = "nhm"
     if format is None and "columns" in kw:
         format = "table"
     fmt = format or ("rivergraph" if path.suffix == ".npz" else detect_format(path))
@@ -322,6 +369,10 @@ def read_network(path: str | Path, format: str | None = None, **kw) -> RiverNetw
         return read_route_link(path, **kw)
     if fmt == "rapid":
         return read_rapid(path, **kw)
+    if fmt in ("nhm", "prms"):
+        from .nhm import read_nhm
+
+        return read_nhm(path, **kw)
     if fmt in ("nhdplus", "hydrofabric", "merit"):
         return read_table_network(path, schema=fmt, **kw)
     if fmt == "table":

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..graph.network import NetworkError, RiverNetwork
+from ..physics.channels import learnable_parameters
 
 __all__ = ["OutputSpec", "AttributeScaler", "ParameterNet", "MLP", "DEFAULT_ATTRIBUTES", "LOG_COLUMNS",
            "ROUTING_OUTPUTS", "BACKBONES"]
@@ -77,12 +78,9 @@ class OutputSpec:
         return math.log(u / (1.0 - u))
 
 
-ROUTING_OUTPUTS = {
-    "n": OutputSpec(0.01, 0.3, "log"),  # Manning's n (s m^-1/3); bounds = rivergraph.models.router.BOUNDS
-    "p": OutputSpec(1.0, 200.0, "log"),  # power-law width coefficient T = p d^q (m^(1-q)), DDR
-    "q": OutputSpec(0.0, 3.0, "sigmoid"),  # power-law width exponent (-)
-}
-"""Default specs for the Muskingum-Cunge parameters (same bounds as ``rivergraph.models.router.BOUNDS``)."""
+ROUTING_OUTPUTS = {name: OutputSpec(spec.lo, spec.hi, spec.scaling) for name, spec in learnable_parameters().items()}
+"""Specs of the learnable routing parameters (Manning's n, the power-law width coefficient and exponent), with
+the bounds their channel geometries declare (:mod:`rivergraph.physics.channels`)."""
 
 
 class AttributeScaler(nn.Module):

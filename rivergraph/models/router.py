@@ -1,21 +1,24 @@
 """The Muskingum / Muskingum-Cunge router (an nn.Module) over a river network; physics in
-:mod:`rivergraph.physics.muskingum` and :mod:`rivergraph.physics.channels`, sweep in :mod:`rivergraph.engine`.
+:mod:`rivergraph.physics.muskingum` and :mod:`rivergraph.physics.channels` (the routing modes are the channel
+registry's geometries), the sweep in :mod:`rivergraph.engine` (cells :class:`~rivergraph.engine.cells.StaticMuskingum`
+and :class:`~rivergraph.engine.cells.MuskingumCungeCell`).
 """
 from __future__ import annotations
 
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Iterable, Literal, Mapping
 
 import numpy as np
 import torch
 
+from ..engine.cells import MuskingumCungeCell, StaticMuskingum
 from ..engine.schedule import Schedule
-from ..engine.sweep import run_wavefront, steady_state
+from ..engine.sweep import steady_state, sweep
 from ..graph.network import NetworkError, RiverNetwork
-from ..physics.channels import BOUNDS, power_law_celerity, trapezoid_celerity
-from ..physics.muskingum import cunge_coefficient_fn, muskingum_coefficients
+from ..physics.channels import ParamSpec, get_channel
+from ..physics.muskingum import effective_x, muskingum_coefficients
 
 __all__ = ["MuskingumCunge", "MassBalance", "RoutingState"]
 
@@ -67,14 +70,6 @@ class RoutingState:
     S: torch.Tensor | None = None
 
 
-_PARAMS = {
-    "static": {"k": "musk_s", "x": "musx"},
-    "trapezoid": {"n": "n", "slope": "slope", "bottom_width": "bottom_width_m", "side_slope": "side_slope",
-                  "length": "length_m"},
-    "power_law": {"n": "n", "slope": "slope", "p": None, "q": None, "length": "length_m"},
-}
-
-
 class MuskingumCunge(torch.nn.Module):
     """Differentiable Muskingum / Muskingum-Cunge router over a :class:`RiverNetwork`.
 
@@ -83,7 +78,8 @@ class MuskingumCunge(torch.nn.Module):
         dt: routing step (s).
         forcing_dt: interval of the lateral inflow rows (s), a multiple of ``dt`` (default ``dt``).
             Each row is held constant over its ``forcing_dt / dt`` routing sub-steps.
-        mode: ``"trapezoid"`` (default), ``"power_law"`` or ``"static"``; see module docstring.
+        mode: a channel geometry of :data:`rivergraph.physics.channels.CHANNELS`: ``"trapezoid"`` (default),
+            ``"power_law"``, ``"static"``, ...; its parameters, columns and bounds are declared there.
         positivity: make every coefficient non-negative (see module docstring). For ``static`` mode
             the number of reaches whose X was lowered is warned about; pass ``False`` for RAPID's exact
             coefficients.
@@ -95,21 +91,21 @@ class MuskingumCunge(torch.nn.Module):
             storage as a state so water is conserved to rounding while K, X vary; ``"standard"`` is the
             textbook form of the NWM / t-route and DDR, Q(t) = c1 I(t) + c2 I(t-1) + c3 Q(t-1) + c4 q,
             which gains or loses water when K, X change (reported in ``router.balance``); see
-            :func:`rivergraph.engine.mc_step`. Static mode is the same under both.
+            :func:`rivergraph.physics.muskingum.mc_step`. Static mode is the same under both.
         device: ``"cpu"`` or ``"cuda"``; the network schedule lives there.
 
     Call: ``Q = router(q_lat, **params)`` with q_lat [T, N] m3/s in the network's reach order; params
-    default to the network's attribute columns; returns Q [T, N] (or [T, len(outputs)]) in m3/s.
+    (named as the mode's channel declares them, e.g. ``n``, ``width_coef``, ``width_exp``) default to the
+    network's attribute columns; returns Q [T, N] (or [T, len(outputs)]) in m3/s.
     ``router.state`` and ``router.balance`` hold the carry-over state and the mass balance.
     """
 
     def __init__(self, network: RiverNetwork, dt: float = 3600.0, forcing_dt: float | None = None,
-                 mode: Literal["trapezoid", "power_law", "static"] = "trapezoid", positivity: bool = True,
+                 mode: str = "trapezoid", positivity: bool = True,
                  output: Literal["mean", "end", "rapid"] = "mean",
                  scheme: Literal["conservative", "standard"] = "conservative", device: str | torch.device = "cpu"):
         super().__init__()
-        if mode not in _PARAMS:
-            raise ValueError(f"unknown routing mode '{mode}'; choose from {list(_PARAMS)}")
+        self.channel = get_channel(mode)
         if not dt > 0:
             raise ValueError(f"dt must be positive seconds, got {dt}")
         forcing_dt = dt if forcing_dt is None else forcing_dt
@@ -131,13 +127,13 @@ class MuskingumCunge(torch.nn.Module):
         return self.sched.device
 
     # ---------------------------------------------------------------- params
-    def _param(self, name: str, given, dtype) -> torch.Tensor:
-        col = _PARAMS[self.mode][name]
+    def _param(self, spec: ParamSpec, given, dtype) -> torch.Tensor:
+        col = spec.column
         if given is None:
             if col is None:
-                raise NetworkError(f"routing mode '{self.mode}' needs parameter '{name}' (no network column)")
+                raise NetworkError(f"routing mode '{self.mode}' needs parameter '{spec.name}' (no network column)")
             if col not in self.network.attrs:
-                raise NetworkError(f"routing mode '{self.mode}' needs parameter '{name}': pass it or give the "
+                raise NetworkError(f"routing mode '{self.mode}' needs parameter '{spec.name}': pass it or give the "
                                    f"network a '{col}' column")
             v = self.network.attrs[col].to_numpy(dtype=np.float64)
             bad = ~np.isfinite(v)
@@ -150,57 +146,62 @@ class MuskingumCunge(torch.nn.Module):
         if t.ndim == 0:
             t = t.expand(N)
         if t.shape != (N,):
-            raise ValueError(f"parameter '{name}' has shape {tuple(t.shape)}, expected ({N},) or a scalar")
-        if not torch.isfinite(t.detach()).all():
-            raise ValueError(f"parameter '{name}' has non-finite values")
+            raise ValueError(f"parameter '{spec.name}' has shape {tuple(t.shape)}, expected ({N},) or a scalar")
+        td = t.detach()
+        if not torch.isfinite(td).all():
+            raise ValueError(f"parameter '{spec.name}' has non-finite values")
+        bad = spec.violations(td)
+        if bad is not None:
+            mask, rule = bad
+            ids = self.network.ids[mask.nonzero().flatten()[:10].cpu().numpy()].tolist()
+            raise ValueError(f"parameter '{spec.name}' {rule} (min {td.min().item():.4g}, max {td.max().item():.4g}) "
+                             f"at reaches {ids}")
         return t.index_select(0, self.sched.order)
 
-    def _theta(self, params: dict, dtype):
-        unknown = set(params) - set(_PARAMS[self.mode])
+    def _canonical(self, params: dict) -> dict:
+        """Parameter names of this mode, deprecated aliases (``p``, ``q`` of the power law) resolved."""
+        aliases = self.channel.aliases
+        out = {}
+        for k, v in params.items():
+            if k in aliases:
+                warnings.warn(f"routing parameter '{k}' is deprecated; call it '{aliases[k]}'", DeprecationWarning,
+                              stacklevel=4)
+                if aliases[k] in params:
+                    raise TypeError(f"routing parameter '{aliases[k]}' given twice (also as '{k}')")
+                k = aliases[k]
+            out[k] = v
+        unknown = set(out) - set(self.channel.param_names)
         if unknown:
             raise TypeError(f"unknown routing parameter(s) {sorted(unknown)} for mode '{self.mode}'; "
-                            f"expected {sorted(_PARAMS[self.mode])}")
-        missing = [col for k, col in _PARAMS[self.mode].items()
-                   if params.get(k) is None and col is not None and col not in self.network.attrs]
+                            f"expected {sorted(self.channel.param_names)}")
+        return out
+
+    def sorted_parameters(self, params: Mapping | None = None, dtype: torch.dtype = torch.float64
+                          ) -> dict[str, torch.Tensor]:
+        """The mode's parameters, checked against their bounds, as [N] tensors in the schedule's sorted
+        order: ``params`` (scalars or [N] tensors in network order) or else the network columns."""
+        params = self._canonical(dict(params or {}))
+        specs = self.channel.params
+        missing = [p.column for p in specs
+                   if params.get(p.name) is None and p.column is not None and p.column not in self.network.attrs]
         if missing:
             raise NetworkError(f"routing mode '{self.mode}' needs network column(s) "
                                f"{', '.join(repr(c) for c in missing)} (or pass the parameters)")
-        th = {k: self._param(k, params.get(k), dtype) for k in _PARAMS[self.mode]}
-        for name, (lo, hi) in (("n", BOUNDS["n"]), ("p", BOUNDS["p"]), ("q", BOUNDS["q"])):
-            if name in th:
-                v = th[name].detach()
-                if (v < lo).any() or (v > hi).any():
-                    raise ValueError(f"parameter '{name}' outside its physical bounds [{lo}, {hi}] "
-                                     f"(min {v.min().item():.4g}, max {v.max().item():.4g})")
-        for name in ("slope", "length", "bottom_width", "k"):
-            if name in th and (th[name].detach() <= 0).any():
-                raise ValueError(f"parameter '{name}' must be positive")
-        if "side_slope" in th and (th["side_slope"].detach() < 0).any():
-            raise ValueError("parameter 'side_slope' must be >= 0")
-        return th
+        return {p.name: self._param(p, params.get(p.name), dtype) for p in specs}
 
-    def coefficient_fn(self):
-        if self.mode == "trapezoid":
-            return cunge_coefficient_fn(trapezoid_celerity, self.dt, self.positivity)
-        if self.mode == "power_law":
-            return cunge_coefficient_fn(power_law_celerity, self.dt, self.positivity)
-        return None
-
-    def _theta_list(self, th: dict) -> list[torch.Tensor]:
-        if self.mode == "trapezoid":
-            return [th["n"], th["slope"], th["bottom_width"], th["side_slope"], th["length"]]
-        if self.mode == "power_law":
-            return [th["n"], th["slope"], th["p"], th["q"], th["length"]]
-        K, X = th["k"], th["x"]
-        self._static_KX = (K.detach(), X.detach())
+    def _cell(self, th: dict):
+        """The engine cell of this mode and its parameter tensors (sorted order)."""
+        theta = [th[k] for k in self.channel.param_names]
+        if self.channel.flow_dependent:
+            return MuskingumCungeCell(self.channel, self.dt, self.positivity, self.scheme == "conservative"), theta
+        K, X = self.channel.K_X(None, *theta)
         if self.positivity:
-            h = self.dt / (2.0 * K.detach())
-            n_adj = int((X.detach() > torch.minimum(h, 1.0 - h)).sum())
+            n_adj = int((effective_x(K.detach(), X.detach(), self.dt) < X.detach()).sum())
             if n_adj:
                 warnings.warn(f"positivity: Muskingum X lowered on {n_adj} of {len(K)} reaches so that all "
                               f"coefficients are >= 0 (pass positivity=False for the exact given K, X)",
                               stacklevel=3)
-        return list(muskingum_coefficients(K, X, self.dt, self.positivity))
+        return StaticMuskingum(self.dt), list(muskingum_coefficients(K, X, self.dt, self.positivity))
 
     # --------------------------------------------------------------- forward
     def forward(self, q_lat: torch.Tensor, *, state: RoutingState | None = None, hot_start: bool = True,
@@ -234,8 +235,8 @@ class MuskingumCunge(torch.nn.Module):
             raise ValueError(f"q_lat has negative lateral inflow at reaches {self.network.ids[bad].tolist()}; "
                              "rivergraph does not route negative inflow (losing reaches are not modelled)")
         dtype = q_lat.dtype
-        th = self._theta(params, dtype)
-        theta = self._theta_list(th)
+        cell, theta = self._cell(self.sorted_parameters(params, dtype))
+        flow_dep = self.channel.flow_dependent
         sched = self.sched
         q_steps = q_lat.repeat_interleave(self.nsub, 0) if self.nsub > 1 else q_lat  # network order
         T = q_steps.shape[0]
@@ -244,7 +245,7 @@ class MuskingumCunge(torch.nn.Module):
                 raise ValueError(f"state is for {state.Q.shape[0]} reaches, network has {N}")
             Q0 = state.Q.to(self.device, dtype).index_select(0, sched.order)
             I0 = state.I.to(self.device, dtype).index_select(0, sched.order)
-            S0 = None if state.S is None else state.S.to(self.device, dtype).index_select(0, sched.order)
+            S0 = None if (state.S is None or not flow_dep) else state.S.to(self.device, dtype).index_select(0, sched.order)
         elif hot_start:
             q0 = q_lat[0].index_select(0, sched.order)
             Q0 = steady_state(sched, q0)
@@ -267,10 +268,11 @@ class MuskingumCunge(torch.nn.Module):
             pos_all = torch.unique(torch.cat([pos_user, outlets]))  # sorted ascending
             out_pos = pos_all
             out_col = torch.arange(len(pos_all), device=self.device)
-        coeff_fn = self.coefficient_fn()
-        out, Qf, If, Sf, stor = run_wavefront(sched, q_steps, Q0, I0, theta, coeff_fn, out_pos, out_col,
-                                              dt=self.dt if (balance or coeff_fn is not None) else 0.0, S0=S0,
-                                              conservative=self.scheme == "conservative")
+        init = (Q0,) if not flow_dep else (Q0, torch.full_like(Q0, float("nan")) if S0 is None else S0)
+        res = sweep(sched, cell, (q_steps,), theta, init, I0, outputs="network" if all_out else out_pos)
+        out, If, Qf = res.out, res.message, res.states[0]
+        stor = res.diagnostics
+        Sf = res.states[1] if flow_dep else cell.S_final
         # out: [T_steps, N] network order (all) or [T_steps, n_out] in out_pos order
         if self.nsub > 1:
             steps = out.reshape(-1, self.nsub, out.shape[1])
@@ -287,8 +289,7 @@ class MuskingumCunge(torch.nn.Module):
             self.balance = self._mass_balance(q_steps, out.reshape(T, -1).index_select(1, outlet_cols), Q0,
                                               outlets, stor)
         inv = sched.sorted_pos
-        self.state = RoutingState(Qf.index_select(0, inv), If.index_select(0, inv),
-                                  None if coeff_fn is None else Sf.index_select(0, inv))
+        self.state = RoutingState(Qf.index_select(0, inv), If.index_select(0, inv), Sf.index_select(0, inv))
         if all_out:
             return out_intervals
         return out_intervals.index_select(1, torch.searchsorted(out_pos, pos_user))

@@ -19,7 +19,7 @@ so T(t) is a convex combination of upstream, previous, lateral and equilibrium t
 sources, no oscillation, stable for any dt. Heat (rho c_p (W + V_MIN) T) is conserved exactly: with the
 exchange off the network heat content changes only by lateral inflow minus outlet outflow. The recursion
 has the router's dependency structure and runs on its wavefront schedule with a hand-written adjoint
-(:mod:`rivergraph.engine.linear`). W comes from the router's Muskingum storage S (Todini 2007 conservative
+(the engine's :class:`~rivergraph.engine.cells.LinearHeat` cell). W comes from the router's Muskingum storage S (Todini 2007 conservative
 form): W(t) = S(t) + dt/2 (I(t) - Q(t)) satisfies the implicit continuity above exactly; it is evaluated
 from the final storage backwards in float64 (clamped at 0 against rounding).
 
@@ -48,13 +48,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..engine.linear import linear_wavefront
-from ..graph.algorithms import upstream_sum
+from ..engine.cells import linear_transport
 from ..graph.network import NetworkError, RiverNetwork
-from ..physics.channels import MIN_REFERENCE_FLOW, power_law_celerity, trapezoid_celerity
 from ..physics.heat import (CP_W, KE_MOHSENI, RHO_W, V_MIN,
                             clear_sky_shortwave, energy_balance_equilibrium, lateral_temperature,
                             mohseni_equilibrium, recency_average, relaxation_factor)
+from ..physics.muskingum import water_volume_history
 from .params import OutputSpec, ParameterNet
 from .router import MuskingumCunge
 
@@ -189,29 +188,17 @@ class StreamTemperature(torch.nn.Module):
         order = sched.order
         Qs = Q.index_select(1, order)
         qs = torch.as_tensor(q_lat, device=sched.device).to(dtype).index_select(1, order)
-        Is = upstream_sum(Qs, sched.down, dim=1)
-        th = router._theta(routing_params, dtype)  # sorted order, validated
-        st = router.state
-        S_end = st.S.to(dtype).index_select(0, order) if st.S is not None else self._static_storage(th, Is[-1], Qs[-1])
-        W = _volume_history(Qs, Is, qs, S_end, self.dt)
-        Qref = Qs.clamp_min(MIN_REFERENCE_FLOW)
-        if router.mode == "trapezoid":
-            _, width = trapezoid_celerity(Qref, th["n"], th["slope"], th["bottom_width"], th["side_slope"])
-        elif router.mode == "power_law":
-            _, width = power_law_celerity(Qref, th["n"], th["slope"], th["p"], th["q"])
-        else:
+        Is = sched.upstream_sum(Qs)
+        th = router.sorted_parameters(routing_params, dtype)  # sorted order, validated
+        S_end = router.state.S.to(dtype).index_select(0, order)  # Muskingum storage at the end (every mode)
+        W = water_volume_history(Qs, Is, qs, S_end, self.dt)
+        width = router.channel.top_width(Qs, *(th[k] for k in router.channel.param_names))
+        if width is None:  # a geometry without a width (static K, X): the network's column
             if "top_width_m" not in self.network.attrs:
-                raise NetworkError("static routing mode: stream temperature needs the column 'top_width_m'")
+                raise NetworkError(f"routing mode '{router.mode}': stream temperature needs the column 'top_width_m'")
             width = torch.as_tensor(self.network.attrs["top_width_m"].to_numpy(np.float64).copy(), dtype=dtype,
                                     device=sched.device).index_select(0, order).expand_as(Qs)
         return Hydraulics(Qs, Is, qs, W, width)
-
-    def _static_storage(self, th, I_end, Q_end):
-        K, X = th["k"], th["x"]
-        if self.router.positivity:
-            h = self.dt / (2.0 * K)
-            X = torch.minimum(torch.minimum(X, h), 1.0 - h)
-        return K * X * I_end + K * (1.0 - X) * Q_end
 
     # ------------------------------------------------------------------ heat
     def temperature(self, hyd: Hydraulics, forcing: HeatForcing, time: pd.DatetimeIndex | None = None,
@@ -275,7 +262,7 @@ class StreamTemperature(torch.nn.Module):
         a = coef_down * hyd.Q
         beta = e * W_prev / D
         gamma = coef * hyd.q * t_lat + (1.0 - e) * t_e
-        temp = linear_wavefront(sched, a, beta, gamma, x0)
+        temp = linear_transport(sched, a, beta, gamma, x0)
         inv = sched.sorted_pos
         out = TemperatureResult(temp.index_select(1, inv), hyd.Q.index_select(1, inv), t_e.index_select(1, inv),
                                 t_lat.index_select(1, inv))
@@ -291,24 +278,13 @@ class StreamTemperature(torch.nn.Module):
                                 **params)
 
 
-def _volume_history(Q, I, q, S_end, dt: float) -> torch.Tensor:
-    """W [T + 1, N] (m3): W[T] = S_end + dt/2 (I - Q) at the last step, then backwards through
-    W(t-1) = W(t) - dt (I(t) + q(t) - Q(t)) in float64, clamped at 0 against rounding."""
-    net_in = (dt * (I + q - Q)).double()
-    w_end = (S_end.double() + 0.5 * dt * (I[-1] - Q[-1]).double())
-    # W[t] = w_end - sum_{s >= t} net_in[s] for t < T
-    rev = torch.flip(torch.cumsum(torch.flip(net_in, [0]), 0), [0])
-    W = torch.cat([w_end.unsqueeze(0) - rev, w_end.unsqueeze(0)], 0)
-    return W.clamp_min(0.0).to(Q.dtype)
-
-
 def _heat_budget(hyd: Hydraulics, temp, x0, t_lat, e, D, t_e, dt, sched) -> dict:
     """Per step and reach heat terms (J, sorted order): storage change, upstream advection in, lateral in,
     outflow, surface exchange; storage_change = advection_in + lateral_in - outflow + exchange exactly."""
     rc = RHO_W * CP_W
     with torch.no_grad():
         prev = torch.cat([x0.unsqueeze(0), temp[:-1]], 0)
-        up = upstream_sum(hyd.Q * temp, sched.down, dim=1)
+        up = sched.upstream_sum(hyd.Q * temp)
         heat = rc * (hyd.W + V_MIN)
         t_mix = (heat[:-1] / rc * prev + dt * up + dt * hyd.q * t_lat) / D
         return {"storage_change_J": heat[1:] * temp - heat[:-1] * prev, "advection_in_J": rc * dt * up,

@@ -1,23 +1,214 @@
-"""Channel geometries for Muskingum-Cunge: Manning normal depth, celerity and top width.
+"""Channel geometries of the Muskingum router, in one registry: each declares its parameters (network
+column, units, bounds), how K and X follow from them, and its top width.
 
-Trapezoid (bottom width B, side slope z horizontal:vertical) and power-law top width T = p d^q (DDR).
-Units: discharge m3/s, lengths m, celerity m/s.
+Registered (``CHANNELS``; the router's ``mode`` names one):
+
+    ``static``      K (s) and X (-) per reach, as RAPID (``musk_s``, ``musx`` columns).
+    ``trapezoid``   Muskingum-Cunge: Manning's equation on a trapezoid (bottom width B, side slope z,
+                    roughness n, bed slope S0) gives depth h for the reference flow Q; the exact
+                    kinematic celerity c = dQ/dA = v [5/3 - 4/3 sqrt(1+z^2) A / (T P)]; K = dx/c;
+                    Cunge's X = 0.5 (1 - Q / (T S0 c dx)) (Cunge 1969; Ponce & Yevjevich 1978,
+                    J. Hydraul. Div. 104(12)).
+    ``power_law``   as ``trapezoid`` with top width T = p d^q (DDR, Bindas et al. 2024, WRR): A = p d^(q+1)/(q+1),
+                    hydraulic radius ~ A/T = d/(q+1), closed-form depth, c = (q + 5/3)/(q + 1) Q/A. The router
+                    names p ``width_coef`` and q ``width_exp`` (``p`` / ``q`` are deprecated aliases).
+
+Adding a geometry is one class and one registration::
+
+    @register_channel
+    class Rectangle(CungeChannel):
+        name = "rectangle"
+        params = (N, SLOPE, ParamSpec("width", "width_m", "m", positive=True), LENGTH)
+
+        def celerity(self, Q, n, slope, width, length):
+            ...  # return (c, top width)
+
+Units: discharge m3/s, lengths m, celerity m/s, K s.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
 import torch
 
-__all__ = ["BOUNDS", "MIN_REFERENCE_FLOW", "trapezoid_depth", "trapezoid_celerity", "power_law_celerity"]
+from .muskingum import muskingum_coefficients
 
-BOUNDS = {
-    "n": (0.01, 0.3),  # Manning's n, s m^-1/3 (Chow 1959 tables: smooth channels to dense floodplains)
-    "p": (1.0, 200.0),  # power-law width coefficient, m^(1-q)
-    "q": (0.0, 3.0),  # power-law width exponent: 0 rectangle, 1 triangle-like
-    "celerity": (0.01, 20.0),  # m/s; a bound on wave celerity, not on discharge
-}
+__all__ = ["ParamSpec", "Channel", "CungeChannel", "CHANNELS", "register_channel", "get_channel", "channel_names",
+           "parameter_spec", "learnable_parameters", "CELERITY_BOUNDS", "MIN_REFERENCE_FLOW", "cunge_K_X",
+           "trapezoid_depth", "trapezoid_celerity", "power_law_celerity"]
+
+CELERITY_BOUNDS = (0.01, 20.0)  # m/s; a bound on wave celerity, not on discharge
 MIN_REFERENCE_FLOW = 1e-4  # m3/s: floor for the *reference flow* used to evaluate celerity only
 
 
+@dataclass(frozen=True)
+class ParamSpec:
+    """One routing parameter: its name in the router's call, the network column it defaults to (None: it
+    must be passed), units, inclusive physical bounds ``[lo, hi]`` (None: unbounded on that side),
+    ``positive`` (strictly > 0), and ``scaling`` ('log' or 'sigmoid') when a ParameterNet may learn it
+    within those bounds."""
+
+    name: str
+    column: str | None
+    units: str
+    lo: float | None = None
+    hi: float | None = None
+    positive: bool = False
+    scaling: Literal["log", "sigmoid"] | None = None
+    description: str = ""
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return (-math.inf if self.lo is None else self.lo, math.inf if self.hi is None else self.hi)
+
+    def violations(self, v: torch.Tensor) -> tuple[torch.Tensor, str] | None:
+        """Mask of the values outside the bounds and the rule they break, or None if all are inside."""
+        lo, hi = self.bounds
+        bad = (v < lo) | (v > hi)
+        if bad.any():
+            return bad, f"outside its physical bounds [{lo}, {hi}]"
+        if self.positive and (v <= 0).any():
+            return v <= 0, "must be positive"
+        return None
+
+
+N = ParamSpec("n", "n", "s m^-1/3", 0.01, 0.3, scaling="log",
+              description="Manning's n (Chow 1959 tables: smooth channels to dense floodplains)")
+SLOPE = ParamSpec("slope", "slope", "m/m", positive=True, description="bed slope S0")
+LENGTH = ParamSpec("length", "length_m", "m", positive=True, description="reach length dx")
+
+
+class Channel:
+    """A channel geometry: ``params`` (in the order ``K_X`` takes them), ``K_X(Q, *theta)`` giving the
+    Muskingum K (s) and X (-) at reference flow Q (m3/s), and ``top_width`` (m, None if the geometry has
+    none). ``flow_dependent = False`` means K and X do not depend on Q (computed once per call).
+    ``aliases`` map deprecated parameter names to current ones."""
+
+    name: ClassVar[str]
+    params: ClassVar[tuple[ParamSpec, ...]]
+    flow_dependent: ClassVar[bool] = True
+    aliases: ClassVar[dict[str, str]] = {}
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def K_X(self, Q, *theta):
+        raise NotImplementedError
+
+    def top_width(self, Q, *theta):
+        return None
+
+    def coefficients(self, dt: float, positivity: bool):
+        """``coeff_fn(r, *theta)``: Muskingum coefficients at reference flow r for this geometry."""
+        def coeff_fn(r, *theta):
+            return muskingum_coefficients(*self.K_X(r.clamp_min(MIN_REFERENCE_FLOW), *theta), dt, positivity)
+        return coeff_fn
+
+
+CHANNELS: dict[str, Channel] = {}
+"""Registered channel geometries by name (the routing modes)."""
+
+
+def register_channel(cls: type[Channel]) -> type[Channel]:
+    """Class decorator: register a :class:`Channel` subclass under its ``name``."""
+    if cls.name in CHANNELS:
+        raise ValueError(f"channel '{cls.name}' is already registered")
+    CHANNELS[cls.name] = cls()
+    return cls
+
+
+def channel_names() -> tuple[str, ...]:
+    return tuple(CHANNELS)
+
+
+def get_channel(name: str) -> Channel:
+    try:
+        return CHANNELS[name]
+    except KeyError:
+        raise ValueError(f"unknown routing mode '{name}'; choose from {list(CHANNELS)}") from None
+
+
+def parameter_spec(name: str) -> ParamSpec:
+    """The spec of a parameter name used by any registered channel (one declaration per name)."""
+    for ch in CHANNELS.values():
+        for p in ch.params:
+            if p.name == name or ch.aliases.get(name) == p.name:
+                return p
+    raise KeyError(f"no routing parameter '{name}'")
+
+
+def learnable_parameters() -> dict[str, ParamSpec]:
+    """Every routing parameter a ParameterNet may learn (those with a ``scaling``), by name."""
+    return {p.name: p for ch in CHANNELS.values() for p in ch.params if p.scaling is not None}
+
+
+def cunge_K_X(Q, c, T, S0, dx):
+    """Muskingum-Cunge K = dx/c (s) and X = 0.5 (1 - Q/(T S0 c dx)) clipped to [0, 0.5] (Cunge 1969), for
+    flow Q (m3/s), celerity c (m/s, bounded to ``CELERITY_BOUNDS``), top width T (m), slope S0, length dx (m)."""
+    c = c.clamp(*CELERITY_BOUNDS)
+    X = (0.5 * (1.0 - Q / (T * S0 * c * dx))).clamp(0.0, 0.5)
+    return dx / c, X
+
+
+class CungeChannel(Channel):
+    """Muskingum-Cunge geometry: subclasses give ``celerity(Q, *theta) -> (c, T)``; ``params`` must include
+    ``slope`` and ``length``."""
+
+    def __init__(self):
+        names = self.param_names
+        self._i_slope, self._i_length = names.index("slope"), names.index("length")
+
+    def celerity(self, Q, *theta):
+        raise NotImplementedError
+
+    def K_X(self, Q, *theta):
+        c, T = self.celerity(Q, *theta)
+        return cunge_K_X(Q, c, T, theta[self._i_slope], theta[self._i_length])
+
+    def top_width(self, Q, *theta):
+        return self.celerity(Q.clamp_min(MIN_REFERENCE_FLOW), *theta)[1]
+
+
+@register_channel
+class Static(Channel):
+    name = "static"
+    params = (ParamSpec("k", "musk_s", "s", positive=True, description="Muskingum K"),
+              ParamSpec("x", "musx", "-", description="Muskingum X"))
+    flow_dependent = False
+
+    def K_X(self, Q, k, x):
+        return k, x
+
+
+@register_channel
+class Trapezoid(CungeChannel):
+    name = "trapezoid"
+    params = (N, SLOPE, ParamSpec("bottom_width", "bottom_width_m", "m", positive=True),
+              ParamSpec("side_slope", "side_slope", "m/m (horizontal:vertical)", lo=0.0), LENGTH)
+
+    def celerity(self, Q, n, slope, bottom_width, side_slope, length):
+        return trapezoid_celerity(Q, n, slope, bottom_width, side_slope)
+
+
+@register_channel
+class PowerLaw(CungeChannel):
+    name = "power_law"
+    params = (N, SLOPE,
+              ParamSpec("width_coef", None, "m^(1-width_exp)", 1.0, 200.0, scaling="log",
+                        description="power-law top width T = width_coef d^width_exp: coefficient (DDR's p)"),
+              ParamSpec("width_exp", None, "-", 0.0, 3.0, scaling="sigmoid",
+                        description="power-law width exponent (DDR's q): 0 rectangle, 1 triangle-like"),
+              LENGTH)
+    aliases = {"p": "width_coef", "q": "width_exp"}
+
+    def celerity(self, Q, n, slope, width_coef, width_exp, length):
+        return power_law_celerity(Q, n, slope, width_coef, width_exp)
+
+
+# ------------------------------------------------------------------------------------------ geometry
 def _manning_trapezoid(h, n, S0, B, z):
     A = (B + z * h) * h
     P = B + 2.0 * h * torch.sqrt(1.0 + z * z)
@@ -33,9 +224,8 @@ def trapezoid_depth(Q: torch.Tensor, n, S0, B, z, iters: int = 30) -> torch.Tens
     """
     with torch.no_grad():
         Qd, nd, Sd, Bd, zd = (x.detach() if torch.is_tensor(x) else x for x in (Q, n, S0, B, z))
-        # wide-rectangle and triangle initial guesses; take the smaller (always on the convex side)
-        h_rect = (Qd * nd / (Bd * torch.sqrt(torch.as_tensor(Sd)))).pow(0.6)
-        h = h_rect
+        # wide-rectangle initial guess (always on the convex side)
+        h = (Qd * nd / (Bd * torch.sqrt(torch.as_tensor(Sd)))).pow(0.6)
         # quadratic convergence: once every step is below sqrt(eps), one more reaches rounding level
         tol = torch.finfo(h.dtype).eps ** 0.5
         converged = False

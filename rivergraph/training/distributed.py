@@ -75,7 +75,7 @@ def _lower_colorado_twin(n_gauges: int, steps: int, dtype: torch.dtype, min_reac
     sub = net.subset(mask)
     q = q[:, torch.from_numpy(mask)]
     g_sub, v_sub = (np.searchsorted(np.flatnonzero(mask), g) for g in (gauges, val))
-    fixed = {"p": 21.0, "q": 0.5}
+    fixed = {"width_coef": 21.0, "width_exp": 0.5}
     every = np.sort(np.concatenate([g_sub, v_sub]))
     obs = twin_observations(sub, q, every, twin_law(sub), fixed=fixed)
     col = lambda g: obs[:, np.searchsorted(every, g)]

@@ -74,9 +74,9 @@ def storm_inflow(net: RiverNetwork, hours: int, *, base: np.ndarray | None = Non
 def twin_law(net: RiverNetwork, prefactor: float = 0.0915, exponent: float = -0.131) -> np.ndarray:
     """The 'true' Manning's n of the twin: n = prefactor * A^exponent, A = drainage area (km2), clipped to the
     router's bounds (Bindas et al. 2024 used 0.0915 A^-0.131)."""
-    from ..physics.channels import BOUNDS
+    from ..physics.channels import parameter_spec
 
-    return np.clip(prefactor * net.attr("drainage_area_km2") ** exponent, *BOUNDS["n"])
+    return np.clip(prefactor * net.attr("drainage_area_km2") ** exponent, *parameter_spec("n").bounds)
 
 
 @torch.no_grad()

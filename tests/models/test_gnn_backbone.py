@@ -20,7 +20,7 @@ from rivergraph.training import (
 
 torch.set_num_threads(1)
 SPEC = {"n": OutputSpec(0.01, 0.3, "log", init=0.03)}
-FIXED = {"p": 21.0, "q": 0.5}
+FIXED = {"width_coef": 21.0, "width_exp": 0.5}
 
 
 class TwoHopGCN(torch.nn.Module):

@@ -118,7 +118,7 @@ def test_n_and_p_are_not_separately_identifiable(twin40):
     f = 2.0 ** (-2.0 / (3.0 * 1.5))
 
     def run(n, p):
-        return r(q64, outputs=gauges, n=n, p=torch.tensor(p, dtype=torch.float64), q=qe)
+        return r(q64, outputs=gauges, n=n, width_coef=torch.tensor(p, dtype=torch.float64), width_exp=qe)
 
     base = run(n, 21.0)
     same_combo = (run(n * f, 42.0) - base).abs().max()

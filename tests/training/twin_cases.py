@@ -7,7 +7,7 @@ import torch
 from rivergraph.models.params import OutputSpec, ParameterNet
 from rivergraph.training import storm_inflow, twin_law, twin_observations
 
-FIXED = {"p": 21.0, "q": 0.5}
+FIXED = {"width_coef": 21.0, "width_exp": 0.5}
 
 
 def make_twin(lc, max_up: int, hours: int, seed: int = 1):
