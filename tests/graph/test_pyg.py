@@ -106,6 +106,18 @@ def test_engine_message_equals_upstream_sum_small(name):
         assert float(ref.abs().max()) > 0
 
 
+def test_schedule_upstream_sum_equals_message_passing(lc):
+    """The engine's own A x (Schedule.upstream_sum, sorted reach order) against UpstreamSum on the same graph."""
+    from rivergraph.engine import Schedule
+
+    for net in (_net(GRAPHS["forest"]), lc[0]):
+        s = Schedule.from_network(net)
+        x = torch.randn(2, len(net), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+        ref = UpstreamSum()(x.T, net.edge_index).T  # network order
+        torch.testing.assert_close(s.upstream_sum(x.index_select(1, s.order)), ref.index_select(1, s.order),
+                                   rtol=1e-13, atol=1e-12)
+
+
 def test_engine_message_equals_upstream_sum_lower_colorado(lc):
     net, data = lc
     q = data["q_lateral"][:4].double()
