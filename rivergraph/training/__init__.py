@@ -34,7 +34,7 @@ from .twin import (
            twin_observations,
 )
 
-__all__ = ["fit", "train", "train_step", "TrainResult", "load_checkpoint", "CHECKPOINT_FORMAT", "rank_and_world",
+__all__ = ["fit", "optimizer_step", "train", "train_step", "TrainResult", "load_checkpoint", "CHECKPOINT_FORMAT", "rank_and_world",
            "Period", "LossSpec", "gauge_loss", "GaugeBatch", "make_batches", "batch_loss", "route_batch",
            "route_gauges", "upstream_router", "storm_inflow", "twin_law", "twin_observations", "fit_power_law",
            "MM_PER_H_KM2_TO_M3S", "local_area_km2", "n_sensitivity", "identifiable_reaches", "balance", "outlet_of",

@@ -34,7 +34,7 @@ import torch.distributed as dist
 from ..io.atomic import atomic_path
 from .partition import balance
 
-__all__ = ["fit", "TrainResult", "load_checkpoint", "CHECKPOINT_FORMAT", "rank_and_world"]
+__all__ = ["fit", "optimizer_step", "TrainResult", "load_checkpoint", "CHECKPOINT_FORMAT", "rank_and_world"]
 
 CHECKPOINT_FORMAT = "rivergraph-train-1"
 """``format`` entry of every training checkpoint."""
@@ -105,6 +105,26 @@ def _bcast_float(x: float) -> float:
     return float(t[0])
 
 
+def optimizer_step(params: list[torch.Tensor], optimizer: torch.optim.Optimizer,
+                   losses: Sequence[Callable[[], torch.Tensor]], group_size: int, clip: float | None = 1.0,
+                   all_reduce: bool = False) -> list[float]:
+    """One optimiser step: zero the gradients, backpropagate ``loss / group_size`` for each loss callable (this
+    rank's share of a group of ``group_size`` items), sum the gradients over ranks (``all_reduce``), clip their
+    norm, step. Returns the losses."""
+    optimizer.zero_grad(set_to_none=True)
+    out = []
+    for f in losses:
+        loss = f()
+        (loss / group_size).backward()
+        out.append(float(loss.detach()))
+    if all_reduce:
+        _allreduce_grads(params)
+    if clip:
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    optimizer.step()
+    return out
+
+
 def fit(model: torch.nn.Module, items: Sequence[Any], loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor], *,
         validate: Callable[[torch.nn.Module], float] | None = None, epochs: int = 50, lr: float = 0.01,
         clip: float | None = 1.0, patience: int = 10, seed: int = 0, items_per_step: int = 1,
@@ -161,17 +181,11 @@ def fit(model: torch.nn.Module, items: Sequence[Any], loss_fn: Callable[[torch.n
         model.train()
         for group in _step_groups(len(items), items_per_step, seed, ep):
             mine = group[balance(cost[group], world)[rank]] if world > 1 else group
-            opt.zero_grad(set_to_none=True)
-            for i in mine:
-                loss = loss_fn(model, items[i])
-                (loss / len(group)).backward()
-                total += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64)
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-            if world > 1:
-                _allreduce_grads(params)
-            if clip:
-                torch.nn.utils.clip_grad_norm_(params, clip)
-            opt.step()
+            losses = optimizer_step(params, opt, [lambda i=i: loss_fn(model, items[i]) for i in mine], len(group),
+                                    clip, world > 1)
+            total += torch.tensor([sum(losses), len(losses)], dtype=torch.float64)
+            if losses:
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
             state["steps"] += 1
         if world > 1:
             dist.all_reduce(total)

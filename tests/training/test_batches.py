@@ -8,13 +8,7 @@ from torch_geometric.data import Batch
 from twin_cases import FIXED, make_pnet
 
 from rivergraph.models.router import MuskingumCunge
-from rivergraph.training import (
-    GaugeBatch,
-    LossSpec,
-    batch_loss,
-    make_batches,
-    route_batch,
-)
+from rivergraph.training import GaugeBatch, LossSpec, batch_loss, make_batches, route_batch, train_step
 
 torch.set_num_threads(1)
 
@@ -36,6 +30,12 @@ def test_batches_route_only_upstream_and_match_full_network(twin40):
     loss.backward()
     assert sim.shape == (96, len(b.gauges)) and float(loss.detach()) > 0
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in pn.parameters())
+    # train_step: the trainer's own optimiser step on this batch, returning the same loss
+    before = [p.detach().clone() for p in pn.parameters()]
+    opt = torch.optim.Adam(pn.parameters(), lr=0.01)
+    step_loss = train_step(pn, opt, b, q, obs[:, np.searchsorted(gauges, b.gauges)], LossSpec(warmup_steps=24))
+    assert step_loss == float(loss.detach())
+    assert any(not torch.equal(a, p) for a, p in zip(before, pn.parameters()))
 
 
 def test_gauge_batches_as_pyg_batch_route_as_one(twin40):
