@@ -29,7 +29,7 @@ import torch.distributed as dist
 
 from .partition import balance, outlet_of, partition_outlet_trees
 
-__all__ = ["balance", "partition_outlet_trees", "outlet_of", "init_distributed", "main"]
+__all__ = ["balance", "partition_outlet_trees", "outlet_of", "init_distributed", "run_ddp_demo", "main"]
 
 
 # -------------------------------------------------------------------------------------------- DDP
@@ -82,21 +82,53 @@ def _lower_colorado_twin(n_gauges: int, steps: int, dtype: torch.dtype, min_reac
     return sub, q, col(g_sub), g_sub, (col(v_sub) if n_val else None), (v_sub if n_val else None), fixed
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m torch.distributed.run --nproc_per_node=K -m rivergraph.training.distributed [...]``."""
-    import argparse  # the torchrun entry point's own options (rivergraph.cli holds the package's commands)
-
+def run_ddp_demo(*, gauges: int = 8, min_reaches: int = 20, steps: int = 28, epochs: int = 2, batch_size: int = 1,
+                 batches_per_step: int = 4, lr: float = 0.01, loss: str = "l1", seed: int = 0, float64: bool = False,
+                 checkpoint: str | None = None, resume: bool = False, progress: bool = True, val_gauges: int = 0,
+                 patience: int | None = None) -> int:
+    """DDP training of Manning's n on Lower Colorado gauge sub-networks (launched with ``python -m
+    torch.distributed.run --nproc_per_node=K -m rivergraph.training.distributed [...]``); ``val_gauges`` further
+    basins validate (early stopping after ``patience`` epochs, default off)."""
     from ..models.params import ParameterNet
     from .gauges import train
     from .losses import LossSpec
+
+    torch.set_num_threads(1)
+    rank, world = init_distributed()
+    try:
+        dtype = torch.float64 if float64 else torch.float32
+        net, q, obs, g, vobs, vg, fixed = _lower_colorado_twin(gauges, steps, dtype, min_reaches, val_gauges)
+        torch.manual_seed(seed)
+        pnet = ParameterNet({"n": (0.01, 0.3, "log", 0.06)}).to(dtype)
+        pnet.scaler.fit(net)
+        res = train(pnet, net, q, obs, g, epochs=epochs, lr=lr, batch_size=batch_size,
+                    batches_per_step=batches_per_step, seed=seed, spec=LossSpec(loss), fixed=fixed,
+                    val_gauges=vg, val_obs=vobs, patience=patience or epochs, checkpoint=checkpoint, resume=resume,
+                    progress=progress)
+        if rank == 0:
+            h0, h1 = res.history[0], res.history[-1]
+            print(f"trained on {len(g)} gauges ({len(net)} reaches) with {world} process(es): {res.steps} steps, "
+                  f"loss {h0['train_loss']:.4f} -> {h1['train_loss']:.4f}"
+                  + (f", validation on {len(vg)} other gauges {h0['val_loss']:.4f} -> {h1['val_loss']:.4f}"
+                     if vg is not None else ""))
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m torch.distributed.run --nproc_per_node=K -m rivergraph.training.distributed [...]``."""
+    import argparse  # the torchrun entry point's own options
 
     p = argparse.ArgumentParser(prog="rivergraph.training.distributed",
                                 description="Data-parallel (DDP) training of Manning's n on Lower Colorado gauge "
                                             "sub-networks (real NWM inflow, twin observations). Launch with torchrun; "
                                             "without it, runs as one process.")
-    p.add_argument("--gauges", type=int, default=8, help="number of gauged basins (the smallest with inflow and >= --min-reaches reaches first)")
-    p.add_argument("--val-gauges", type=int, default=0, help="further basins held out for validation (the next "
-                   "smallest; early stopping on them)")
+    p.add_argument("--gauges", type=int, default=8,
+                   help="number of gauged basins (the smallest with inflow and >= --min-reaches reaches first)")
+    p.add_argument("--val-gauges", type=int, default=0,
+                   help="further basins held out for validation (the next smallest; early stopping on them)")
     p.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: --epochs, i.e. off)")
     p.add_argument("--min-reaches", type=int, default=20, help="smallest gauged basin used (reaches)")
     p.add_argument("--steps", type=int, default=28, help="hourly forcing steps (<= 28)")
@@ -111,33 +143,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--checkpoint", default=None, help="checkpoint file written by rank 0 after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    rank, world = init_distributed()
+    a = p.parse_args(argv)
     try:
-        dtype = torch.float64 if args.float64 else torch.float32
-        net, q, obs, gauges, vobs, vg, fixed = _lower_colorado_twin(args.gauges, args.steps, dtype, args.min_reaches,
-                                                                    args.val_gauges)
-        torch.manual_seed(args.seed)
-        pnet = ParameterNet({"n": (0.01, 0.3, "log", 0.06)}).to(dtype)
-        pnet.scaler.fit(net)
-        res = train(pnet, net, q, obs, gauges, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                    batches_per_step=args.batches_per_step, seed=args.seed, spec=LossSpec(args.loss), fixed=fixed,
-                    val_gauges=vg, val_obs=vobs, patience=args.patience or args.epochs, checkpoint=args.checkpoint,
-                    resume=args.resume, progress=not args.no_progress)
-        if rank == 0:
-            h0, h1 = res.history[0], res.history[-1]
-            print(f"trained on {len(gauges)} gauges ({len(net)} reaches) with {world} process(es): {res.steps} steps, "
-                  f"loss {h0['train_loss']:.4f} -> {h1['train_loss']:.4f}"
-                  + (f", validation on {len(vg)} other gauges {h0['val_loss']:.4f} -> {h1['val_loss']:.4f}"
-                     if vg is not None else ""))
+        return run_ddp_demo(gauges=a.gauges, min_reaches=a.min_reaches, steps=a.steps, epochs=a.epochs,
+                            batch_size=a.batch_size, batches_per_step=a.batches_per_step, lr=a.lr, loss=a.loss,
+                            seed=a.seed, float64=a.float64, checkpoint=a.checkpoint, resume=a.resume,
+                            progress=not a.no_progress, val_gauges=a.val_gauges, patience=a.patience)
     except (ValueError, FileNotFoundError) as exc:
         print(f"rivergraph.training.distributed: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
