@@ -30,7 +30,8 @@ import torch
 from rivergraph.io.atomic import atomic_path
 from rivergraph.datasets import load_lower_colorado
 from rivergraph.models.temperature import (DEFAULTS, StreamTemperature, TemperatureResult, synthetic_texas_forcing, temperature_parameter_net)
-from rivergraph.runs import plot_map, write_netcdf
+from rivergraph.io.cf import write_temperature
+from rivergraph.plots import plot_reach_map, save
 from rivergraph.training import fit
 
 LEARNED = ("shade", "ke_scale", "gw_frac")
@@ -139,14 +140,14 @@ def main(argv=None) -> int:
         tmp.write_text(json.dumps(summary, indent=1))
     with torch.no_grad():
         res = predict(learned)
-    write_netcdf(out / "temperature.nc", net, time, res)
+    write_temperature(out / "temperature.nc", net, time, res)
     series = {}
     for pos in held[:3]:
         series[f"true {net.ids[pos]}"] = t_true[:, pos].numpy()
         series[f"learned {net.ids[pos]}"] = res.temperature[:, pos].numpy()
     vals = res.temperature[spin:].mean(0).numpy().copy()
     vals[~wet] = np.nan
-    plot_map(out / "twin.png", net, vals, "mean water temperature, wet reaches (degC)", series, time)
+    save(plot_reach_map(net, vals, "mean water temperature, wet reaches (degC)", series, time), out / "twin.png")
     print(f"wrote {out / 'metrics.json'}, {out / 'temperature.nc'}, {out / 'twin.png'}")
     return 0
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from rivergraph.config.schema import load_config
+from rivergraph.config import load_config
 from rivergraph.runs import run_training
 
 

@@ -20,7 +20,8 @@ Config (YAML; see ``examples/bmi_lower_colorado.yaml``): ``network`` (``lower_co
 :func:`rivergraph.read_network`, relative to the YAML file), ``dt_s`` (routing step, s), ``time_step_s``
 (BMI step = lateral-inflow interval, a multiple of ``dt_s``), ``mode``, ``scheme``, ``positivity``,
 ``output``, ``hot_start``, ``end_time_s``, ``params`` (scalar routing parameters, e.g. ``{p: 21, q: 0.5}``),
-``dtype``, ``device``.
+``dtype``, ``device``, ``output_file`` (stream every update's discharge to a CF file, :mod:`rivergraph.io.cf`);
+see docs/config.md.
 
 Reference: Hutton, E. W. H., Piper, M. D. and Tucker, G. E. (2020), The Basic Model Interface 2.0,
 J. Open Source Softw. 5(51), 2317.
@@ -28,17 +29,16 @@ J. Open Source Softw. 5(51), 2317.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
 from bmipy import Bmi
-from pydantic import BaseModel, ConfigDict, PositiveFloat
 
-from .config.schema import read_yaml_mapping
+from .config.base import read_yaml_mapping
+from .config.bmi import BmiConfig
 from .graph.algorithms import upstream_sum
 from .models.router import MuskingumCunge, RoutingState
-from .physics.channels import CHANNELS
 
 __all__ = ["BmiRiverGraph", "BmiConfig", "LATERAL_INFLOW", "DISCHARGE"]
 
@@ -47,37 +47,12 @@ DISCHARGE = "channel_water__volume_flow_rate"
 _UNITS = {LATERAL_INFLOW: "m3 s-1", DISCHARGE: "m3 s-1"}
 
 
-class BmiConfig(BaseModel):
-    """The BMI configuration file (unknown keys are an error)."""
-
-    model_config = ConfigDict(extra="forbid", title="BMI config")
-
-    network: str
-    dt_s: PositiveFloat = 3600.0
-    time_step_s: PositiveFloat | None = None
-    mode: Literal[tuple(CHANNELS)] = "trapezoid"
-    scheme: Literal["conservative", "standard"] = "conservative"
-    positivity: bool = True
-    output: Literal["mean", "end", "rapid"] = "mean"
-    hot_start: bool = True
-    end_time_s: PositiveFloat | None = None
-    params: dict[str, float] = {}
-    dtype: Literal["float64", "float32"] = "float64"
-    device: str = "cpu"
-
-
 def _load_network(spec: str, base: Path):
-    if spec == "lower_colorado":
-        from .datasets import load_lower_colorado
+    from .datasets import is_dataset, resolve_network
 
-        return load_lower_colorado()[0]
-    from .io.readers import read_network
-
-    path = Path(spec).expanduser()
-    path = path if path.is_absolute() else base / path
-    if not path.exists():
-        raise FileNotFoundError(f"BMI config: network file {path} does not exist")
-    return read_network(path)
+    if not is_dataset(spec) and not (Path(spec).expanduser() if Path(spec).is_absolute() else base / spec).exists():
+        raise FileNotFoundError(f"BMI config: network file {base / spec} does not exist")
+    return resolve_network(spec, base)[0]
 
 
 class BmiRiverGraph(Bmi):
@@ -104,6 +79,16 @@ class BmiRiverGraph(Bmi):
         self._state: RoutingState | None = None
         self._time = 0.0
         self._step = cfg.dt_s * self._router.nsub
+        self._writer = None
+        if cfg.output_file:
+            from .io.cf import CFWriter
+
+            out = Path(cfg.output_file).expanduser()
+            out = out if out.is_absolute() else path.resolve().parent / out
+            self._writer = CFWriter(out, net, ["streamflow"], attrs={"title": "rivergraph BMI discharge"},
+                                    variable_attrs={"streamflow": {"cell_methods": "time: mean" if cfg.output != "end"
+                                                                   else "time: point"}}).__enter__()
+            self._t0 = pd.Timestamp("1970-01-01", tz="UTC")
         ds = net.downstream
         self._edges = np.stack([np.flatnonzero(ds >= 0), ds[ds >= 0]], axis=1).astype(np.int64)
 
@@ -132,10 +117,16 @@ class BmiRiverGraph(Bmi):
             Q = r(q, state=self._state, hot_start=self._cfg.hot_start, balance=False, **self._params)
         self._state = r.state
         self._values[DISCHARGE][:] = Q[-1].double().cpu().numpy()
+        if self._writer is not None:
+            times = self._t0 + pd.to_timedelta(self._time + self._step * np.arange(k), unit="s")
+            self._writer.append(times, streamflow=Q)
         self._time += k * self._step
 
     def finalize(self) -> None:
-        """Release the router and state."""
+        """Close the output file (if any); release the router and state."""
+        if getattr(self, "_writer", None) is not None:
+            self._writer.__exit__(None, None, None)
+            self._writer = None
         self._router = None
         self._state = None
 

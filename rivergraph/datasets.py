@@ -10,7 +10,9 @@ i.e. a source checkout installed with ``pip install -e .``) or at ``$RIVERGRAPH_
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -19,7 +21,8 @@ import torch
 from .io.readers import load_network_npz, read_rapid
 from .graph.network import RiverNetwork
 
-__all__ = ["data_dir", "load_lower_colorado", "load_rapid_sandbox"]
+__all__ = ["data_dir", "load_lower_colorado", "load_rapid_sandbox", "DATASETS", "register_dataset", "is_dataset",
+           "load_dataset", "resolve_network"]
 
 
 def data_dir() -> Path:
@@ -99,3 +102,53 @@ def load_rapid_sandbox() -> tuple[RiverNetwork, dict]:
         "qfinal_ref": torch.from_numpy(series(ref / "Qfinal_Sandbox_19700101_19700110.nc4", "Qout")[0]),
     }
     return net, data
+
+
+# ------------------------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class Dataset:
+    """A named dataset: ``load() -> (net, data)`` and what it is."""
+
+    name: str
+    load: Callable[[], tuple[RiverNetwork, dict]]
+    description: str
+
+
+DATASETS: dict[str, Dataset] = {}
+"""Named datasets, the one place a name such as ``lower_colorado`` is resolved (configs, CLI, BMI)."""
+
+
+def register_dataset(name: str, load: Callable[[], tuple[RiverNetwork, dict]], description: str) -> None:
+    """Make ``name`` usable wherever a network / dataset name is accepted."""
+    DATASETS[name] = Dataset(name, load, description)
+
+
+register_dataset("lower_colorado", load_lower_colorado,
+                 "NWM v2.1 Lower Colorado (TX), 11,248 reaches, 28 hourly NWM lateral inflows, USGS observations")
+register_dataset("rapid_sandbox", load_rapid_sandbox, "RAPID's 5-reach Sandbox with RAPID2's reference output")
+
+
+def is_dataset(name) -> bool:
+    """Whether ``name`` names a registered dataset (rather than a file)."""
+    return isinstance(name, str) and name in DATASETS
+
+
+def load_dataset(name: str) -> tuple[RiverNetwork, dict]:
+    """``(net, data)`` of a registered dataset; an unknown name is an error listing the known ones."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset '{name}'; known: {sorted(DATASETS)}")
+    return DATASETS[name].load()
+
+
+def resolve_network(spec: str | Path, base: str | Path | None = None, format: str | None = None,
+                    **kw) -> tuple[RiverNetwork, dict | None]:
+    """A network from a dataset name (``(net, data)``) or a file (``(net, None)``, read with
+    :func:`rivergraph.read_network`; a relative path is taken from ``base`` when given)."""
+    if is_dataset(spec):
+        return load_dataset(str(spec))
+    from .io.registry import read_network
+
+    path = Path(spec).expanduser()
+    if base is not None and not path.is_absolute():
+        path = Path(base) / path
+    return read_network(path, format=format, **kw), None

@@ -15,7 +15,7 @@ from .io.atomic import atomic_path
 from .graph.network import RiverNetwork
 
 __all__ = ["plot_hydrographs", "plot_n_vs_area", "plot_network_map", "plot_training", "network_lines", "save",
-           "register_cli"]
+           "plot_n_fit", "plot_sim_obs", "plot_reach_map", "resolve_map_values"]
 
 
 def _plt():
@@ -186,57 +186,108 @@ def plot_training(history: pd.DataFrame | Sequence[dict]):
     return fig
 
 
-# ------------------------------------------------------------------------------------------------ CLI
-def _network(spec: str) -> RiverNetwork:
-    if spec == "lower_colorado":
-        from .datasets import load_lower_colorado
-
-        return load_lower_colorado()[0]
-    from .io.readers import read_network
-
-    return read_network(spec)
-
-
-def _history(path: str) -> pd.DataFrame:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"training history {p} does not exist")
-    if p.suffix in (".pt", ".pth", ".ckpt"):
-        from .training.trainer import load_checkpoint
-
-        return pd.DataFrame(load_checkpoint(p)["history"])
-    if p.suffix == ".json":
-        return pd.read_json(p)
-    return pd.read_csv(p)
+def plot_n_fit(area_km2, n, mask, fit, truth: tuple[float, float] | None = None):
+    """Learned n against drainage area (reaches in ``mask`` highlighted) with the fitted power law ``fit = (a, b)``
+    and, for a twin, the truth law."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.scatter(area_km2[~mask], n[~mask], s=2, c="0.75", label="other reaches")
+    ax.scatter(area_km2[mask], n[mask], s=3, c="C0", label="upstream of training gauges")
+    a = np.logspace(np.log10(max(area_km2.min(), 1e-3)), np.log10(area_km2.max()), 100)
+    ax.plot(a, fit[0] * a ** fit[1], "C3", label=f"fit n = {fit[0]:.4f} A^{fit[1]:.3f}")
+    if truth is not None:
+        ax.plot(a, truth[0] * a ** truth[1], "k--", label=f"truth n = {truth[0]:.4f} A^{truth[1]:.3f}")
+    ax.set(xscale="log", yscale="log", xlabel="drainage area A (km2)", ylabel="Manning's n (s m^-1/3)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
-def _cmd_hydrograph(args) -> int:
-    from .io.writer import read_gauge_csv
+def plot_sim_obs(times, sim, obs, names, split: int | None = None, max_panels: int = 12):
+    """Observed vs simulated discharge (m3/s) [T, G] at up to ``max_panels`` gauges (largest mean flow first);
+    ``split`` marks the end of the training period."""
+    import math
 
-    sim = read_gauge_csv(args.sim)
-    obs = None
-    if args.obs == "lower_colorado":
-        from .datasets import load_lower_colorado
+    sim, obs = np.asarray(sim), np.asarray(obs)
+    with np.errstate(all="ignore"):
+        order = np.argsort(-np.nan_to_num(np.nanmean(obs, 0), nan=-1))[:max_panels]
+    k = len(order)
+    ncol = min(3, k)
+    nrow = int(math.ceil(k / ncol))
+    plt = _plt()
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 2.6 * nrow), squeeze=False, sharex=True)
+    for ax, j in zip(axes.flat, order):
+        ax.plot(times, obs[:, j], "k", lw=1, label="observed")
+        ax.plot(times, sim[:, j], "C0", lw=1, label="simulated")
+        if split is not None and split < len(times):
+            ax.axvline(times[split], color="C3", lw=0.8, ls=":")
+        ax.set_title(str(names[j]), fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[k:]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7)
+    axes.flat[0].set_ylabel("Q (m3/s)")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
 
-        obs = load_lower_colorado()[1]["usgs_obs"]
-    elif args.obs:
-        obs = read_gauge_csv(args.obs)
-    fig = plot_hydrographs(sim, obs, args.gages)
-    print(f"hydrographs at {len(args.gages or []) or min(12, sim['gage'].nunique())} gauges -> {save(fig, args.out)}")
-    return 0
+
+def plot_reach_map(net: RiverNetwork, values: np.ndarray, title: str = "water temperature (degC)",
+                   series: dict | None = None, time=None, unit: str = "degC"):
+    """Scatter map of one value per reach at reach lat/lon (marker size by stream order), optionally beside time
+    series (name -> [T] array)."""
+    if not {"lat", "lon"} <= set(net.attrs):
+        raise ValueError("plot_reach_map needs the network columns 'lat' and 'lon'")
+    plt = _plt()
+    ncol = 2 if series else 1
+    fig, axes = plt.subplots(1, ncol, figsize=(6.5 * ncol, 5.5))
+    ax = axes[0] if series else axes
+    size = 0.5 + 2.0 * net.attrs["order"].to_numpy(np.float64) if "order" in net.attrs else 2.0
+    sc = ax.scatter(net.attrs["lon"], net.attrs["lat"], c=values, s=size, cmap="coolwarm", linewidths=0)
+    fig.colorbar(sc, ax=ax, label=title)
+    ax.set_xlabel("longitude")
+    ax.set_ylabel("latitude")
+    ax.set_title(title)
+    if series:
+        for name, v in series.items():
+            axes[1].plot(time if time is not None else np.arange(len(v)), v, label=name)
+        axes[1].set_ylabel(unit)
+        axes[1].legend(fontsize=7)
+        axes[1].tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
 
 
-def _cmd_n_vs_area(args) -> int:
-    net = _network(args.network)
-    n = None
-    if args.values:
-        n = _values_for(net, args.values, args.column)
-    fig = plot_n_vs_area(net, n)
-    print(f"n vs drainage area for {len(net)} reaches -> {save(fig, args.out)}")
-    return 0
+def resolve_map_values(net: RiverNetwork, flow: str | Path, time=None, variable: str = "streamflow"):
+    """``(values [N], label)``: one time (default the last) of ``variable`` from a rivergraph output file
+    (:func:`rivergraph.io.open_output`), in the network's reach order; reaches missing from the file are an
+    error naming them."""
+    from .io.cf import open_output, reach_ids_of
+
+    with open_output(flow) as ds:
+        if variable not in ds:
+            raise ValueError(f"{flow}: no '{variable}' variable (has {sorted(ds.data_vars)})")
+        t = ds["time"].values
+        if time is None:
+            i = len(t) - 1
+        else:
+            ts = pd.Timestamp(time)
+            ts = ts.tz_convert(None) if ts.tz is not None else ts
+            i = int(np.searchsorted(t, np.datetime64(ts)))
+        if not 0 <= i < len(t):
+            raise ValueError(f"time {time} is outside the file ({t[0]} .. {t[-1]})")
+        rid = reach_ids_of(ds)
+        q = pd.Series(ds[variable].isel(time=i).values, index=rid)
+    ids = net.ids.astype(str) if rid.dtype.kind == "U" else net.ids
+    missing = [x for x in ids if x not in q.index]
+    if missing:
+        raise ValueError(f"{flow} does not cover every reach of the network (missing {missing[:5]}, "
+                         f"{len(missing)} in all)")
+    unit = "m3/s" if variable == "streamflow" else ""
+    return q.loc[ids].to_numpy(), f"{variable} ({unit}) at {pd.Timestamp(t[i])}"
 
 
-def _values_for(net: RiverNetwork, path: str, column: str) -> np.ndarray:
+def values_from_csv(net: RiverNetwork, path: str | Path, column: str) -> np.ndarray:
     """[N] values from a CSV with reach_id and ``column`` (reaches missing from it are an error)."""
     df = pd.read_csv(path)
     for c in ("reach_id", column):
@@ -250,83 +301,3 @@ def _values_for(net: RiverNetwork, path: str, column: str) -> np.ndarray:
     if missing:
         raise ValueError(f"{path}: no '{column}' for reaches {missing[:10]} ({len(missing)} in all)")
     return s.loc[net.ids].to_numpy()
-
-
-def _cmd_map(args) -> int:
-    net = _network(args.network)
-    if args.flow:
-        import xarray as xr
-
-        opener = xr.open_zarr if str(args.flow).rstrip("/").endswith(".zarr") else xr.open_dataset
-        with opener(args.flow) as ds:
-            if "streamflow" not in ds:
-                raise ValueError(f"{args.flow}: no 'streamflow' variable")
-            t = ds["time"].values
-            i = len(t) - 1 if args.time is None else int(np.searchsorted(t, np.datetime64(pd.Timestamp(
-                args.time).tz_localize(None) if pd.Timestamp(args.time).tz is None else
-                pd.Timestamp(args.time).tz_convert(None))))
-            if not 0 <= i < len(t):
-                raise ValueError(f"time {args.time} is outside the file ({t[0]} .. {t[-1]})")
-            rid = ds["reach_id"].values
-            q = pd.Series(ds["streamflow"].values[i], index=rid)
-        if not np.isin(net.ids, rid).all():
-            raise ValueError(f"{args.flow} does not cover every reach of the network")
-        values, label = q.loc[net.ids].to_numpy(), f"Q (m3/s) at {pd.Timestamp(t[i])}"
-    elif args.values:
-        values, label = _values_for(net, args.values, args.column), args.column
-    else:
-        values, label = args.column, args.column
-    fig = plot_network_map(net, values, label, log=args.log)
-    print(f"map of {label} on {len(net)} reaches -> {save(fig, args.out)}")
-    return 0
-
-
-def _cmd_training(args) -> int:
-    df = _history(args.history)
-    fig = plot_training(df)
-    print(f"training curves, {len(df)} epochs -> {save(fig, args.out)}")
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    """Add ``rivergraph plot hydrograph|n-vs-area|map|training``."""
-    p = subparsers.add_parser("plot", help="figures: hydrographs, n vs area, network maps, training curves",
-                              description="Draw a figure to a file (.png, .pdf, .svg).")
-    sub = p.add_subparsers(dest="plot", metavar="FIGURE", required=True)
-    net_help = "'lower_colorado' (shipped) or a network file for rivergraph.read_network"
-
-    h = sub.add_parser("hydrograph", help="simulated vs observed discharge at gauges",
-                       description="Hydrographs at gauges from a gauge CSV (rivergraph.io.route_to_file).")
-    h.add_argument("--sim", required=True, help="simulated gauge CSV (time, gage, reach_id, discharge_m3s)")
-    h.add_argument("--obs", default=None, help="observed: 'lower_colorado' (shipped USGS) or a CSV (time, gage, "
-                                               "discharge_m3s)")
-    h.add_argument("--gages", nargs="+", default=None, help="gauge ids (default: the first 12)")
-    h.add_argument("--out", required=True, help="figure file")
-    h.set_defaults(func=_cmd_hydrograph)
-
-    n = sub.add_parser("n-vs-area", help="Manning's n against drainage area",
-                       description="Scatter of Manning's n against drainage area with a power-law fit.")
-    n.add_argument("--network", default="lower_colorado", help=net_help)
-    n.add_argument("--values", default=None, help="CSV of learned values (reach_id + --column); default: the "
-                                                  "network's n column")
-    n.add_argument("--column", default="n", help="column of --values (default n)")
-    n.add_argument("--out", required=True, help="figure file")
-    n.set_defaults(func=_cmd_n_vs_area)
-
-    m = sub.add_parser("map", help="map of a parameter or discharge over the network",
-                       description="Colour the network's reaches by an attribute column, a CSV of values, or "
-                                   "the discharge in a rivergraph netCDF/zarr output at one time.")
-    m.add_argument("--network", default="lower_colorado", help=net_help)
-    m.add_argument("--column", default="n", help="attribute column (or column of --values) to map")
-    m.add_argument("--values", default=None, help="CSV with reach_id and --column")
-    m.add_argument("--flow", default=None, help="rivergraph output (.nc/.zarr) to map streamflow from")
-    m.add_argument("--time", default=None, help="time (UTC) to map from --flow (default: the last)")
-    m.add_argument("--log", action="store_true", help="logarithmic colour scale")
-    m.add_argument("--out", required=True, help="figure file")
-    m.set_defaults(func=_cmd_map)
-
-    t = sub.add_parser("training", help="training loss curves",
-                       description="Loss per epoch from a training checkpoint (.pt) or a history CSV/JSON.")
-    t.add_argument("history", help="checkpoint .pt (its history) or CSV/JSON with epoch, train_loss, ...")
-    t.add_argument("--out", required=True, help="figure file")
-    t.set_defaults(func=_cmd_training)

@@ -40,8 +40,8 @@ def test_chunked_stream_equals_one_call(basin, tmp_path, suffix):
         assert ds["streamflow"].attrs["units"] == "m3 s-1"
         assert ds["streamflow"].attrs["standard_name"] == "water_volume_transport_in_river_channel"
         assert ds.attrs["Conventions"] == "CF-1.8" and ds.attrs["featureType"] == "timeSeries"
-        assert ds["reach_id"].attrs["cf_role"] == "timeseries_id"
-        np.testing.assert_array_equal(ds["reach_id"].values, net.ids)
+        assert ds["feature_id"].attrs["cf_role"] == "timeseries_id"
+        np.testing.assert_array_equal(ds["feature_id"].values, net.ids)
         np.testing.assert_allclose(ds["lat"].values, net.attrs["lat"].to_numpy(np.float64))
         assert ds["lon"].attrs["units"] == "degrees_east"
         assert (pd.DatetimeIndex(ds["time"].values).tz_localize("UTC") == times).all()

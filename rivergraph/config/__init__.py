@@ -1,4 +1,8 @@
-"""Validated YAML configuration (pydantic)."""
-from .schema import BUILTIN_NETWORKS, Config, load_config, read_yaml_mapping
+"""Validated YAML configuration (pydantic): one schema per command, built from shared sections, a description
+on every field; ``python -m rivergraph.config.docs`` writes docs/config.md from it."""
+from .base import read_yaml_mapping
+from .sections import NetworkSection, OutputSection, RoutingSection
+from .train import Config, TrainConfig, load_config
 
-__all__ = ["Config", "load_config", "read_yaml_mapping", "BUILTIN_NETWORKS"]
+__all__ = ["TrainConfig", "Config", "load_config", "read_yaml_mapping", "NetworkSection", "RoutingSection",
+           "OutputSection"]

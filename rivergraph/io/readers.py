@@ -7,12 +7,13 @@ Every reader maps its source schema onto rivergraph's column names and units (se
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from ..graph.network import NetworkError, RiverNetwork, _fmt_ids, build_network
+from .registry import NETCDF_SUFFIXES, detect_format, file_fields, read_network, register_reader
 
 __all__ = ["read_network", "read_route_link", "read_rapid", "read_table_network", "SCHEMAS", "detect_format",
            "drainage_area_from_nwm_top_width", "save_network_npz", "load_network_npz"]
@@ -308,78 +309,69 @@ def _join_flowpath_attributes(df: pd.DataFrame, src) -> pd.DataFrame:
     return df
 
 
-def detect_format(path: str | Path) -> str:
-    """Guess a network file's format from its name, variables or columns."""
-    path = Path(path)
-    suf = path.suffix.lower()
-    if suf in (".nc", ".nc4", ".netcdf"):
-        from .nhm import is_nhm_file
+def _is_netcdf_with(*variables: str) -> Callable[[Path], bool]:
+    return lambda p: p.suffix.lower() in NETCDF_SUFFIXES and set(variables) <= file_fields(p)
 
-        return "nhm" if is_nhm_file(path) else "route_link"
+
+def _is_rapid(path: Path) -> bool:
+    """A ``rapid_connect*`` file, or a headerless all-numeric CSV (id, downstream id, ...)."""
     if "rapid_connect" in path.name:
-        return "rapid"
-    if suf == ".csv":
-        head = pd.read_csv(path, nrows=2, header=None)
-        if all(pd.to_numeric(head.iloc[0], errors="coerce").notna()):
-            return "rapid"
-        cols = set(pd.read_csv(path, nrows=0).columns)
-    elif suf in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        cols = set(pq.read_schema(path).names)
-    else:
-        import pyogrio
-
-        layer = None
-        if suf == ".gpkg":
-            layers = [n for n, _ in pyogrio.list_layers(path)]
-            layer = next((c for c in ("flowpaths", "flowpath", "flowlines", "NHDFlowline_Network") if c in layers), None)
-        cols = set(pyogrio.read_info(path, layer=layer)["fields"])
-    low = {str(c).lower() for c in cols}
-    if "nextdownid" in low:
-        return "merit"
-    if "comid" in low and ({"tocomid"} <= low or {"hydroseq", "dnhydroseq"} <= low):
-        return "nhdplus"
-    if {"id", "toid"} <= low:
-        return "hydrofabric"
-    raise NetworkError(f"{path}: cannot tell the network format from columns {sorted(cols)[:20]}; pass "
-                       "format=... or use read_table_network(path, columns=...)")
+        return True
+    if path.suffix.lower() != ".csv":
+        return False
+    head = pd.read_csv(path, nrows=2, header=None)
+    return bool(all(pd.to_numeric(head.iloc[0], errors="coerce").notna()))
 
 
-def read_network(path: str | Path, format: str | None = None, **kw) -> RiverNetwork:
-    """Read a river network, detecting the format when not given.
+def _has_fields(*required: str, any_of: tuple[tuple[str, ...], ...] = ()) -> Callable[[Path], bool]:
+    """A table / vector file whose (lower-cased) fields include ``required`` and one of the ``any_of`` groups."""
+    def detect(path: Path) -> bool:
+        if path.suffix.lower() in NETCDF_SUFFIXES + (".npz",):
+            return False
+        low = file_fields(path)
+        return set(required) <= low and (not any_of or any(set(g) <= low for g in any_of))
+    return detect
 
-    Formats: ``route_link`` (NWM netCDF), ``nhm`` (alias ``prms``: the USGS NHM / PRMS
-    ``parameters_dis_seg.nc`` or its folder, see :mod:`rivergraph.io.nhm`), ``rapid`` (rapid_connect CSV), ``nhdplus``, ``hydrofabric``,
-    ``merit`` (vector files read with geopandas, or CSV/parquet tables in those schemas), ``table``
-    (any table with ``columns={...}``; implied when ``columns`` is given), and ``rivergraph`` (the compact
-    ``.npz`` in ``network_data/``).
-    Validation keyword arguments (``dangling``, ``divergence``, ``min_slope``) pass to
-    :func:`rivergraph.network.build_network`.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"network file not found: {path}")
-    if format is None and path.is_dir() and (path / "parameters_dis_seg.nc").is_file():
-        format = "nhm"
-    if format is None and "columns" in kw:
-        format = "table"
-    fmt = format or ("rivergraph" if path.suffix == ".npz" else detect_format(path))
-    if fmt == "route_link":
-        return read_route_link(path, **kw)
-    if fmt == "rapid":
-        return read_rapid(path, **kw)
-    if fmt in ("nhm", "prms"):
-        from .nhm import read_nhm
 
-        return read_nhm(path, **kw)
-    if fmt in ("nhdplus", "hydrofabric", "merit"):
-        return read_table_network(path, schema=fmt, **kw)
-    if fmt == "table":
-        return read_table_network(path, **kw)
-    if fmt == "rivergraph":
-        return load_network_npz(path, **kw)
-    raise NetworkError(f"unknown network format '{fmt}'")
+def _nhm_reader(path, **kw) -> RiverNetwork:
+    from .nhm import read_nhm
+
+    return read_nhm(path, **kw)
+
+
+def _is_nhm(path: Path) -> bool:
+    if path.is_dir():
+        return (path / "parameters_dis_seg.nc").is_file()
+    if path.suffix.lower() not in NETCDF_SUFFIXES:
+        return False
+    from .nhm import is_nhm_file
+
+    return bool(is_nhm_file(path))
+
+
+def _schema_reader(schema: str) -> Callable[..., RiverNetwork]:
+    return lambda path, **kw: read_table_network(path, schema=schema, **kw)
+
+
+# One line per format (detection in this order: specific before generic).
+register_reader("rivergraph", lambda path, **kw: load_network_npz(path, **kw),
+                detect=lambda p: p.suffix.lower() == ".npz", description="rivergraph's compact .npz (network_data/)")
+register_reader("route_link", lambda path, **kw: read_route_link(path, **kw), detect=_is_netcdf_with("link"),
+                description="NWM Route_Link netCDF (link, to, Length, So, n, ...)")
+register_reader("nhm", _nhm_reader, detect=_is_nhm,
+                description="USGS NHM / PRMS parameters_dis_seg.nc or its folder (rivergraph.io.nhm)")
+register_reader("prms", _nhm_reader, description="alias of nhm")
+register_reader("rapid", lambda path, **kw: read_rapid(path, **kw), detect=_is_rapid,
+                description="RAPID rapid_connect CSV (id, downstream id) with k/x CSVs")
+register_reader("merit", _schema_reader("merit"), detect=_has_fields("comid", "nextdownid"),
+                description="MERIT-Basins riv_pfaf (COMID, NextDownID, lengthkm, slope, uparea)")
+register_reader("nhdplus", _schema_reader("nhdplus"),
+                detect=_has_fields("comid", any_of=(("tocomid",), ("hydroseq", "dnhydroseq"))),
+                description="NHDPlusV2 flowlines (COMID, toCOMID or Hydroseq/DnHydroseq, LENGTHKM, SLOPE, ...)")
+register_reader("hydrofabric", _schema_reader("hydrofabric"), detect=_has_fields("id", "toid"),
+                description="NextGen hydrofabric flowpaths (id, toid via the nexus layer, lengthkm, slope, ...)")
+register_reader("table", lambda path, **kw: read_table_network(path, **kw),
+                description="any reach table with columns={'id': ..., 'to': ..., ...}")
 
 
 def save_network_npz(net: RiverNetwork, path: str | Path) -> None:

@@ -117,41 +117,14 @@ def run_ddp_demo(*, gauges: int = 8, min_reaches: int = 20, steps: int = 28, epo
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m torch.distributed.run --nproc_per_node=K -m rivergraph.training.distributed [...]``."""
-    import argparse  # the torchrun entry point's own options
 
-    p = argparse.ArgumentParser(prog="rivergraph.training.distributed",
-                                description="Data-parallel (DDP) training of Manning's n on Lower Colorado gauge "
-                                            "sub-networks (real NWM inflow, twin observations). Launch with torchrun; "
-                                            "without it, runs as one process.")
-    p.add_argument("--gauges", type=int, default=8,
-                   help="number of gauged basins (the smallest with inflow and >= --min-reaches reaches first)")
-    p.add_argument("--val-gauges", type=int, default=0,
-                   help="further basins held out for validation (the next smallest; early stopping on them)")
-    p.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: --epochs, i.e. off)")
-    p.add_argument("--min-reaches", type=int, default=20, help="smallest gauged basin used (reaches)")
-    p.add_argument("--steps", type=int, default=28, help="hourly forcing steps (<= 28)")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=1, help="gauges per mini-batch")
-    p.add_argument("--batches-per-step", type=int, default=4, help="mini-batches per optimiser step (all ranks)")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--loss", choices=["l1", "nse", "kge"], default="l1",
-                   help="loss per gauge (l1: mean absolute error / mean flow; defined for near-constant flow)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--float64", action="store_true", help="train in float64")
-    p.add_argument("--checkpoint", default=None, help="checkpoint file written by rank 0 after every epoch")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    try:
-        return run_ddp_demo(gauges=a.gauges, min_reaches=a.min_reaches, steps=a.steps, epochs=a.epochs,
-                            batch_size=a.batch_size, batches_per_step=a.batches_per_step, lr=a.lr, loss=a.loss,
-                            seed=a.seed, float64=a.float64, checkpoint=a.checkpoint, resume=a.resume,
-                            progress=not a.no_progress, val_gauges=a.val_gauges, patience=a.patience)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"rivergraph.training.distributed: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m torch.distributed.run --nproc_per_node=K -m rivergraph.training.distributed [...]``: the
+    ``rivergraph ddp-demo`` command (its options are parsed in :mod:`rivergraph.cli`)."""
+    from ..cli import ddp_demo_main
+
+    return ddp_demo_main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
