@@ -27,8 +27,8 @@ import torch
 from rivergraph import build_network
 from rivergraph.models.params import OutputSpec
 from rivergraph.models.temperature import DEFAULTS, TEMPERATURE_OUTPUTS, HeatForcing, StreamTemperature
-from rivergraph.training import fit
 from rivergraph.physics.heat import clear_sky_shortwave
+from rivergraph.training import fit
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "delaware_river_dl"
 
