@@ -21,7 +21,9 @@ an uninterrupted run (the epoch order depends only on the seed and the epoch num
 from __future__ import annotations
 
 import copy
+import importlib
 import math
+import warnings
 import time as _time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,24 @@ __all__ = ["fit", "optimizer_step", "TrainResult", "load_checkpoint", "CHECKPOIN
 
 CHECKPOINT_FORMAT = "rivergraph-train-1"
 """``format`` entry of every training checkpoint."""
+
+_MOVED = {**dict.fromkeys(("LossSpec", "gauge_loss"), "rivergraph.training.losses"),
+          **dict.fromkeys(("GaugeBatch", "make_batches", "batch_loss", "route_gauges"), "rivergraph.training.batches"),
+          **dict.fromkeys(("train", "train_step"), "rivergraph.training.gauges"),
+          **dict.fromkeys(("storm_inflow", "twin_law", "twin_observations", "fit_power_law", "MM_PER_H_KM2_TO_M3S"),
+                          "rivergraph.training.twin"),
+          **dict.fromkeys(("n_sensitivity", "identifiable_reaches"), "rivergraph.training.sensitivity"),
+          "local_area_km2": "rivergraph.graph.algorithms"}
+
+
+def __getattr__(name: str):
+    """Deprecated (one release): names that lived in this module before the split; import them from
+    :mod:`rivergraph.training`."""
+    if name in _MOVED:
+        warnings.warn(f"rivergraph.training.trainer.{name} moved to {_MOVED[name]}; import it from "
+                      "rivergraph.training", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass

@@ -160,3 +160,15 @@ def test_twin_recovers_manning_power_law(lc):
 
 
 EPOCHS = 20
+
+
+def test_names_moved_out_of_trainer_are_deprecated_aliases():
+    import rivergraph.training as T
+    import rivergraph.training.trainer as old
+
+    for name in ("LossSpec", "make_batches", "route_gauges", "train", "twin_observations", "n_sensitivity",
+                 "local_area_km2"):
+        with pytest.warns(DeprecationWarning, match=f"trainer.{name} moved"):
+            assert getattr(old, name) is getattr(T, name)
+    with pytest.raises(AttributeError):
+        old.no_such_name  # noqa: B018
