@@ -35,6 +35,7 @@ import temperature_delaware as td  # noqa: E402
 from rivergraph.io.nhm import read_prms_gauges  # noqa: E402
 from rivergraph.models.params import OutputSpec, ParameterNet  # noqa: E402
 from rivergraph.models.temperature import TEMPERATURE_OUTPUTS, StreamTemperature  # noqa: E402
+from rivergraph.training import fit  # noqa: E402
 
 LEARNED = {"ke_scale": 1.0, "gw_tau_days": td.PRMS_TAU["gw_tau_days"], "ss_tau_days": td.PRMS_TAU["ss_tau_days"],
            "gw_offset": 0.0, "shade": 0.02}
@@ -117,20 +118,23 @@ def main(argv=None) -> dict:
                                                                 "top_width_m"), hidden=(16, 16)).double()
         pnet.scaler.fit(net)
         x = torch.as_tensor(pnet.scaler.transform(net), dtype=torch.float64)
-        opt = torch.optim.Adam(pnet.parameters(), lr=args.lr)
         tr = torch.from_numpy(train)
         obs = ref.index_select(0, rows).index_select(1, tr)
         t0 = _time.time()
-        for it in range(args.iters):
-            opt.zero_grad()
-            sim = model.temperature(hyd, f, **pnet(x)).temperature
+
+        def loss_fn(pn, _item, tr=tr, obs=obs) -> torch.Tensor:  # RMSE (degC) at this fold's training segments
+            sim = model.temperature(hyd, f, **pn(x)).temperature
             err = sim.index_select(0, rows).index_select(1, tr) - obs
-            loss = torch.sqrt((err ** 2).nanmean())
-            loss.backward()
-            opt.step()
+            return torch.sqrt((err ** 2).nanmean())
+
+        # the package's trainer: Adam on one item (the network), no clipping or early stopping
+        res_k = fit(pnet, [None], loss_fn, epochs=args.iters, lr=args.lr, clip=None, patience=args.iters,
+                    progress=False)
+        for h in res_k.history:
+            it = h["epoch"] - 1
             if it % 20 == 0 or it == args.iters - 1:
-                log.append({"fold": k, "iter": it, "train_rmse": round(loss.item(), 4)})
-                print(log[-1], f"{_time.time() - t0:.0f} s", flush=True)
+                log.append({"fold": k, "iter": it, "train_rmse": round(h["train_loss"], 4)})
+        print(log[-1], f"{_time.time() - t0:.0f} s", flush=True)
         with torch.no_grad():
             p = pnet(x)
             out = model.temperature(hyd, f, **p).temperature.numpy()
