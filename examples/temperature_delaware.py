@@ -147,6 +147,7 @@ def figure(d, sims, tabs, path: Path) -> None:
             ax.plot(time, sim[:, i], lw=0.9, label=f"rivergraph, flows {name}")
         ax.plot(time, d["seg_tave_air"][:, i], color="0.7", lw=0.5, label="air")
         ax.set_title(f"segment {seg}")
+        ax.tick_params(axis="x", rotation=30)
         ax.set_ylabel("degC")
         ax.legend(fontsize=7)
     ax = axes.flat[3]
@@ -203,8 +204,8 @@ def main(argv=None) -> dict:
         print(bud.to_string(index=False))
     if args.figures:
         fdir = Path(args.figures)
-        figure(d, sims, tabs, fdir / "delaware_vs_prms.png")
-        bud.to_csv(fdir / "delaware_heat_budget.csv", index=False, float_format="%.3f")
+        figure(d, sims, tabs, fdir / "temperature_delaware_vs_prms.png")
+        bud.to_csv(fdir / "temperature_delaware_heat_budget.csv", index=False, float_format="%.3f")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return out
