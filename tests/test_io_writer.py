@@ -121,3 +121,28 @@ def test_registering_a_format_is_one_line(tmp_path):
     with pytest.raises(NetworkError, match="cannot tell the network format"):
         read_network(path)
     assert {"rivergraph", "route_link", "nhm", "rapid", "hydrofabric", "table"} <= set(network_formats())
+
+
+def test_bmi_output_file_is_the_cf_layout(tmp_path):
+    import yaml
+
+    from rivergraph.bmi import DISCHARGE, LATERAL_INFLOW, BmiRiverGraph
+    from rivergraph.io.readers import save_network_npz
+
+    net = build_network(np.array([10, 20, 30]), np.array([30, 30, 0]),
+                        pd.DataFrame({"musk_s": [3600.0] * 3, "musx": [0.2] * 3}))
+    save_network_npz(net, tmp_path / "net.npz")
+    (tmp_path / "bmi.yaml").write_text(yaml.safe_dump({"network": "net.npz", "mode": "static",
+                                                       "output_file": "out/q.nc"}))
+    m = BmiRiverGraph()
+    m.initialize(str(tmp_path / "bmi.yaml"))
+    flows = []
+    for k in range(3):
+        m.set_value(LATERAL_INFLOW, np.array([1.0, 2.0, 0.5]) * (k + 1))
+        m.update()
+        flows.append(m.get_value(DISCHARGE, np.zeros(3)).copy())
+    m.finalize()
+    with open_output(tmp_path / "out" / "q.nc") as ds:
+        assert list(ds["feature_id"].values) == [10, 20, 30] and ds.sizes["time"] == 3
+        np.testing.assert_allclose(ds["streamflow"].values, np.array(flows), rtol=1e-6)
+        assert (pd.DatetimeIndex(ds["time"].values) == pd.date_range("1970-01-01", periods=3, freq="h")).all()

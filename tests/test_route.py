@@ -48,7 +48,7 @@ def case(tmp_path_factory):
                                                         "length_m": "length_m", "slope": "slope",
                                                         "catchment_area_km2": "area", "gage": "gauge"}},
            "runoff": {"kind": "precomputed", "path": "runoff.nc", "units": "mm/h"},
-           "routing": {"mode": "power_law", "params": {"n": 0.05, "p": 21.0, "q": 0.5}},
+           "routing": {"mode": "power_law", "params": {"n": 0.05, "width_coef": 21.0, "width_exp": 0.5}},
            "output": {"dir": "out", "progress": False, "dtype": "float64"}}
     return d, cfg, depth, ids
 
@@ -79,7 +79,7 @@ def test_chunked_equals_unchunked_and_the_router(case):
     area = net.attr("catchment_area_km2")[net.positions(ids.tolist())]
     q = torch.zeros(T, len(net), dtype=torch.float64)
     q[:, torch.from_numpy(net.positions(ids.tolist()))] = torch.from_numpy(depth.astype(np.float64) * area / 3.6)
-    Q = MuskingumCunge(net, mode="power_law")(q, n=0.05, p=21.0, q=0.5).numpy()
+    Q = MuskingumCunge(net, mode="power_law")(q, n=0.05, width_coef=21.0, width_exp=0.5).numpy()
     np.testing.assert_allclose(qa, Q[:, net.positions(fa.tolist())], rtol=1e-6)
     s = json.loads((d / "chunked" / "summary.json").read_text())
     assert s["chunks"] == 9 and s["steps"] == T and abs(s["mass_balance"]["relative_error"]) < 1e-9
@@ -166,3 +166,18 @@ def test_train_writes_a_run_directory_that_route_needs_alone(tmp_path, monkeypat
         assert ds.sizes["feature_id"] == 11248 and ds.sizes["time"] == 48
     g = read_gauge_csv(run / "gauges.csv")
     assert g["gage"].nunique() > 10
+
+
+@pytest.mark.xfail(strict=True, reason="engine (f877b25): a call continuing from a carried S reports "
+                                       "storage_start_m3 = 0 and parameter_drift_m3 = S, so the chunked run's "
+                                       "drift / scheme residual are wrong (its residual, from the first chunk's "
+                                       "start storage, is right); remove this xfail when fixed")
+def test_chunked_drift_diagnostic_matches_one_call(case):
+    d, cfg, depth, ids = case
+    net = read_network(d / "net.csv", columns=cfg["network"]["columns"])
+    q = torch.rand(T, len(net), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    kw = dict(n=0.05, width_coef=21.0, width_exp=0.5)
+    r = MuskingumCunge(net, mode="power_law")
+    r(q[:30], **kw)
+    r(q[30:], state=r.state, **kw)
+    assert r.balance.storage_start_m3 > 0 and abs(r.balance.scheme_relative_error) < 1e-9

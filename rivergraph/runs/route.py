@@ -284,15 +284,16 @@ def run_route(cfg, base: str | Path = ".") -> dict:
                           progress=cfg.output.progress, variables=cfg.output.variables, **params)
     finally:
         runoff.close()
+    final = None
     if cfg.state.final:
-        save_state(s.state, net, resolve_path(cfg.state.final, base), time=stamps[-1] + pd.Timedelta(seconds=step),
-                   mode=mode)
+        final = save_state(s.state, net, resolve_path(cfg.state.final, base),
+                           time=stamps[-1] + pd.Timedelta(seconds=step), mode=mode)
     b = s.balance
     summary = {"reaches": len(net), "steps": s.steps, "start": str(stamps[0]), "end": str(stamps[-1]),
                "forcing_dt_s": step, "dt_s": dt_s, "mode": mode, "chunks": s.chunks, "wall_s": s.seconds,
                "reach_steps_per_s": s.reach_steps_per_s, "peak_rss_mb": peak_rss_mb(),
                "discharge": None if path is None else str(path), "gauges": None if gauge_csv is None else str(gauge_csv),
-               "final_state": cfg.state.final,
+               "final_state": None if final is None else str(final),
                "mass_balance": {"inflow_m3": b.inflow_m3, "outflow_m3": b.outflow_m3,
                                 "storage_change_m3": b.storage_end_m3 - b.storage_start_m3, "residual_m3": b.residual_m3,
                                 "relative_error": b.relative_error, "parameter_drift_m3": b.parameter_drift_m3,
