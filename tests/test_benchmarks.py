@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_routing  # noqa: E402
 
 
-@pytest.mark.parametrize("method,mode", [("wavefront", "static"), ("wavefront", "mc"), ("spsolve", "static"),
+@pytest.mark.parametrize("method,mode", [("wavefront", "static"), ("wavefront", "mc"), ("heat", "linear"), ("spsolve", "static"),
                                          ("levels", "static")])
 def test_bench_routing_cases_run(method, mode):
     case = dict(network="lower_colorado", reaches=0, steps=3, method=method, mode=mode, threads=1,

@@ -485,6 +485,11 @@ def test_lstm_runoff_gradients_and_mapping():
         prov_none.lateral_inflow(pd.DatetimeIndex(["1999-01-01"]), ["a", "b"])
     with pytest.raises(R.RunoffError, match="no catchment area for catchment.*'b'"):
         R.LSTMRunoff(model, forcing, ATTRS, pd.Series({"a": 1.0}))
+    # without areas: depth rates only (a route run converts them with its own areas)
+    rates = R.LSTMRunoff(model, forcing, ATTRS, None, trainable="none")
+    torch.testing.assert_close(rates.runoff(times), prov_none.runoff(times))
+    with pytest.raises(R.RunoffError, match="no catchment areas were given"):
+        rates.lateral_inflow(times, ["a", "b"])
 
 
 def _lower_colorado_small():

@@ -9,7 +9,6 @@ import torch
 
 from rivergraph import build_network
 from rivergraph.datasets import load_lower_colorado
-from rivergraph.engine.cells import linear_transport
 from rivergraph.physics.heat import CP_W, RHO_W, V_MIN, energy_balance_equilibrium, mohseni_equilibrium
 from rivergraph.models.temperature import (HeatForcing, Hydraulics, StreamTemperature, joint_loss, synthetic_texas_forcing, temperature_parameter_net)
 from rivergraph.engine.schedule import Schedule
@@ -25,36 +24,6 @@ def _net(ids, to, **cols):
     for k, v in cols.items():
         attrs[k] = v
     return build_network(ids, to, attrs)
-
-
-# ------------------------------------------------------------------------------ engine
-def test_engine_matches_loop_and_gradcheck():
-    net = build_network([1, 2, 3, 4, 5, 6, 7], [3, 3, 5, 5, 0, 7, 0])
-    s = Schedule.from_network(net)
-    T, N = 5, 7
-    g = torch.Generator().manual_seed(0)
-    a, b = (torch.rand(T, N, generator=g, dtype=torch.float64) * 0.4 for _ in range(2))
-    c, x0 = torch.rand(T, N, generator=g, dtype=torch.float64), torch.rand(N, generator=g, dtype=torch.float64)
-
-    def loop(a, b, c, x0):
-        x, out = x0.clone(), []
-        for t in range(T):
-            xn = x.clone()
-            for i in np.argsort(-net.distance_to_outlet, kind="stable"):
-                ups = np.flatnonzero(net.downstream == i)
-                xn[i] = b[t, i] * x[i] + c[t, i] + sum(a[t, j] * xn[j] for j in ups)
-            x = xn
-            out.append(x)
-        return torch.stack(out)
-
-    o, inv = s.order, s.sorted_pos
-
-    def eng(a, b, c, x0):
-        return linear_transport(s, a[:, o], b[:, o], c[:, o], x0[o])[:, inv]
-
-    assert (eng(a, b, c, x0) - loop(a, b, c, x0)).abs().max() < 1e-13
-    args = [t.clone().requires_grad_() for t in (a, b, c, x0)]
-    assert torch.autograd.gradcheck(eng, args)
 
 
 # ------------------------------------------------------------------------------ analytic cases

@@ -1,13 +1,15 @@
 """Config of ``rivergraph temperature`` (see docs/temperature.md)."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
-from pydantic import Field, create_model, model_validator
+from pydantic import Field, SerializeAsAny, create_model, field_validator, model_validator
 
 from ..models.temperature import DEFAULTS, TEMPERATURE_OUTPUTS
 from .base import Strict
-from .sections import ModeName
+from .route import MappingSection, PeriodSection
+from .runoff import RunoffSection, runoff_section
+from .sections import ModeName, NetworkSection
 
 __all__ = ["TemperatureConfig", "TemperatureForcing", "TemperatureParameters"]
 
@@ -15,16 +17,18 @@ __all__ = ["TemperatureConfig", "TemperatureForcing", "TemperatureParameters"]
 class TemperatureForcing(Strict):
     """Weather forcing of the heat exchange."""
 
-    kind: Literal["synthetic_texas", "netcdf"] = Field("synthetic_texas", description="synthetic central-Texas "
-                                                                                      "summer weather, or a file")
+    kind: Literal["synthetic_texas", "netcdf", "prms_sntemp"] = Field(
+        "synthetic_texas", description="synthetic central-Texas summer weather, a netCDF file "
+                                       "(rivergraph.models.temperature.read_forcing_netcdf) or a PRMS-SNTemp drivers "
+                                       "file (rivergraph.io.sntemp.read_sntemp_drivers, NHM networks)")
     seed: int = Field(0, description="random seed of the synthetic weather")
-    path: Optional[str] = Field(None, description="kind netcdf: file read by "
-                                                  "rivergraph.models.temperature.read_forcing_netcdf")
+    path: Optional[str] = Field(None, description="kind netcdf / prms_sntemp: the file (relative to the config)")
+    wind: float = Field(2.0, ge=0.0, le=60.0, description="kind prms_sntemp: wind speed (m/s; PRMS has none)")
 
     @model_validator(mode="after")
     def _path(self):
-        if self.kind == "netcdf" and not self.path:
-            raise ValueError("forcing.kind 'netcdf' needs forcing.path")
+        if self.kind in ("netcdf", "prms_sntemp") and not self.path:
+            raise ValueError(f"forcing.kind '{self.kind}' needs forcing.path")
         return self
 
 
@@ -37,14 +41,22 @@ TemperatureParameters = create_model(
 
 
 class TemperatureConfig(Strict):
-    """``rivergraph temperature``: discharge and stream temperature on the shipped Lower Colorado network."""
+    """``rivergraph temperature``: discharge and stream temperature on any network and forcing."""
 
-    network: Literal["lower_colorado"] = Field("lower_colorado", description="dataset routed (its NWM lateral "
-                                                                             "inflow drives the run)")
+    network: NetworkSection = Field(default_factory=lambda: NetworkSection(source="lower_colorado"),
+                                    description="the river network (dataset name or file)")
+    runoff: Optional[SerializeAsAny[RunoffSection]] = Field(None, description="lateral inflow routed, as in "
+                                                            "rivergraph route (default: the network dataset's own)")
+    mapping: MappingSection = Field(default_factory=MappingSection, description="catchment -> reach mapping")
+    period: PeriodSection = Field(default_factory=PeriodSection, description="simulated period")
+    dt_s: Optional[float] = Field(None, gt=0, description="routing and heat step (s; default: the inflow interval)")
     mode: ModeName = Field("trapezoid", description="routing mode")
-    equilibrium: Literal["energy", "mohseni"] = Field("energy", description="equilibrium temperature: linearised "
+    routing_params: dict[str, Union[float, str]] = Field(default_factory=dict, description="routing parameters: a "
+                                                         "number or a network column (as routing.params of route)")
+    equilibrium: Literal["energy", "mohseni"] = Field("energy", description="equilibrium temperature: root of the "
                                                                             "energy balance or Mohseni's logistic")
-    spinup_hours: int = Field(48, ge=0, le=24 * 60, description="hours with the first inflow held, discarded")
+    spinup_hours: int = Field(48, ge=0, le=24 * 400, description="hours with the first inflow held, discarded")
+    dry_m3s: float = Field(0.01, ge=0.0, description="reaches with less outflow are marked not flowing (NaN)")
     forcing: TemperatureForcing = Field(default_factory=TemperatureForcing, description="weather forcing")
     parameters: TemperatureParameters = Field(default_factory=TemperatureParameters,  # type: ignore[valid-type]
                                               description="heat-exchange parameters")
@@ -52,3 +64,8 @@ class TemperatureConfig(Strict):
     plot_gauges: int = Field(4, ge=0, le=20, description="gauged reaches drawn as time series")
     dtype: Literal["float32", "float64"] = Field("float64", description="floating-point precision")
     note: Optional[str] = Field(None, description="free text, ignored")
+
+    @field_validator("runoff", mode="before")
+    @classmethod
+    def _runoff(cls, v):
+        return None if v is None else runoff_section(v)

@@ -13,7 +13,7 @@ runs its ``message`` / ``update`` hooks, except that the hot loop calls the hook
 
 To write a cell, subclass :class:`Cell`, declare ``states``, ``forcings`` and ``params`` (names), and give
 ``step`` (a pure function of band tensors). Optional, for speed: ``forward_`` (the update in place on the
-band's state views, no allocation), ``vjp`` (a closed-form vector-Jacobian product; without it the band is
+band's state views, no allocation), ``vjp_`` (a closed-form vector-Jacobian product; without it the band is
 differentiated locally with ``torch.autograd.grad`` on ``step``), ``emit_`` (with ``emits_state = False``),
 ``begin`` / ``finish`` (per-call set-up and diagnostics). See docs/routing.md, "Engine".
 """
@@ -39,6 +39,7 @@ class Cell:
         emits_state: the emission y is ``states[0]`` itself (no ``emit_`` call, no extra buffer).
         message_history: the adjoint reads the message m(t), m(t-1) (kept as a [T + 1, N] history).
         vjp_needs_new_states: the adjoint reads the states after the step (s(t)) as well as before.
+        vjp_forcings: positions of the forcings the adjoint reads (None: all); the others are not gathered.
     Instance attribute ``params``: names of the per-reach parameters (may depend on the instance, e.g.
     on the channel geometry). ``derive_first``: set by :meth:`begin` when the sweep should tell
     ``forward_`` / ``step`` which band reaches take their first step (their initial state is derived).
@@ -50,6 +51,7 @@ class Cell:
     emits_state: ClassVar[bool] = True
     message_history: ClassVar[bool] = True
     vjp_needs_new_states: ClassVar[bool] = False
+    vjp_forcings: ClassVar[tuple[int, ...] | None] = None
     params: tuple[str, ...] = ()
     derive_first: bool = False
 
@@ -86,13 +88,21 @@ class Cell:
         return torch.zeros(0, dtype=torch.float64, device=m_final.device)
 
     # ------------------------------------------------------------------ the adjoint
-    def vjp(self, y_bar, s_bar: Tensors, m_new, m_old, s_old: Tensors, s_new: Tensors | None, u: Tensors,
-            p: Tensors, n_first: int, p_bar: Tensors):
-        """Vector-Jacobian product of one band's update.
+    def vjp_(self, y_bar, m_bar, m_carry, s_carry: Tensors, m_new, m_old, s_old: Tensors, s_new: Tensors | None,
+             u: Tensors, p: Tensors, n_first: int, p_bar: Tensors) -> tuple[torch.Tensor, ...]:
+        """Vector-Jacobian product of one band's update, in place on the adjoint's band views.
 
-        Given the cotangents of the emission ``y_bar`` and of the new states ``s_bar``, return
-        ``(m_new_bar, m_old_bar, s_old_bar, u_bar)`` (None for an input the update does not read) and add
-        the parameters' cotangents into the band views ``p_bar`` in place. Default: local autograd of
+        Inputs: ``y_bar`` the cotangent of the emission y(t); the values ``m_new`` = m(t), ``m_old`` = m(t-1)
+        (None without ``message_history``), ``s_old`` = s(t-1), ``s_new`` = s(t) (only with
+        ``vjp_needs_new_states``), the forcings ``u`` (None for those not in ``vjp_forcings``), the parameters
+        ``p``. In/out views:
+
+            s_carry[k]  on entry the cotangent of s_k(t) (from step t+1 and the output); on exit that of s_k(t-1)
+            m_carry     on entry the cotangent of m(t) from step t+1; on exit that of m(t-1) from this step
+            m_bar       write the total cotangent of m(t) (m_carry on entry + this step's)
+            p_bar[j]    add the cotangent of parameter j
+
+        Returns the forcings' cotangents (consumed before the next band). Default: local autograd of
         :meth:`step` (and :meth:`emit`) on this band only.
         """
         with torch.enable_grad():
@@ -100,7 +110,7 @@ class Cell:
             ns, nu = len(s_old), len(u)
             mn, mo, so, uu, pp = ins[0], ins[1], ins[2:2 + ns], ins[2 + ns:2 + ns + nu], ins[2 + ns + nu:]
             new = self.step(mn, mo, so, uu, pp, n_first)
-            outs, cots = list(new), [x.clone() for x in s_bar]
+            outs, cots = list(new), [x.clone() for x in s_carry]
             if self.emits_state:
                 cots[0] = cots[0] + y_bar
             else:
@@ -108,6 +118,10 @@ class Cell:
                 cots.append(y_bar)
             grads = torch.autograd.grad(outs, ins, cots, allow_unused=True)
         g = [torch.zeros_like(x) if gx is None else gx for gx, x in zip(grads, ins)]
+        torch.add(m_carry, g[0], out=m_bar)
+        m_carry.copy_(g[1])
+        for c, gs in zip(s_carry, g[2:2 + ns]):
+            c.copy_(gs)
         for acc, gp in zip(p_bar, g[2 + ns + nu:]):
             acc.add_(gp)
-        return g[0], g[1], g[2:2 + ns], g[2 + ns:2 + ns + nu]
+        return tuple(g[2 + ns:2 + ns + nu])

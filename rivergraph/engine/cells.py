@@ -36,12 +36,17 @@ class StaticMuskingum(Cell):
     def forward_(self, m_new, m_old, s, u, p, n_first, n_last):
         s[0].mul_(p[2]).addcmul_(p[0], m_new).addcmul_(p[1], m_old).addcmul_(p[3], u[0])
 
-    def vjp(self, y_bar, s_bar, m_new, m_old, s_old, s_new, u, p, n_first, p_bar):
+    vjp_forcings = (0,)
+
+    def vjp_(self, y_bar, m_bar, m_carry, s_carry, m_new, m_old, s_old, s_new, u, p, n_first, p_bar):
         c1, c2, c3, c4 = p
-        Q_bar = s_bar[0] + y_bar
+        Q_bar = s_carry[0].add(y_bar)
         for acc, x in zip(p_bar, (m_new, m_old, s_old[0], u[0])):
             acc.addcmul_(Q_bar, x)
-        return Q_bar * c1, Q_bar * c2, (Q_bar * c3,), (Q_bar * c4,)
+        torch.addcmul(m_carry, Q_bar, c1, out=m_bar)
+        torch.mul(Q_bar, c2, out=m_carry)
+        torch.mul(Q_bar, c3, out=s_carry[0])
+        return (Q_bar.mul_(c4),)
 
     def finish(self, m_final, s_final, m0, s0, p):
         if not self.dt > 0:
@@ -134,9 +139,12 @@ class LinearHeat(Cell):
     def emit_(self, y, s, u):
         torch.mul(u[0], s[0], out=y)
 
-    def vjp(self, y_bar, s_bar, m_new, m_old, s_old, s_new, u, p, n_first, p_bar):
-        lam = torch.addcmul(s_bar[0], u[0], y_bar)
-        return lam, None, (u[1] * lam,), (y_bar * s_new[0], lam * s_old[0], lam)
+    vjp_forcings = (0, 1)
+
+    def vjp_(self, y_bar, m_bar, m_carry, s_carry, m_new, m_old, s_old, s_new, u, p, n_first, p_bar):
+        lam = torch.addcmul(s_carry[0], u[0], y_bar, out=m_bar)  # m(t-1) is not read: m_carry stays 0
+        torch.mul(u[1], lam, out=s_carry[0])
+        return (y_bar.mul_(s_new[0]), lam * s_old[0], lam)
 
 
 def linear_transport(sched, a: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor,

@@ -38,7 +38,7 @@ class Workspace:
     thread-safe: one sweep at a time per schedule.
 
     ``plan`` rows: ``(d, lo, hi, a, b, sa, sb, n_first, n_last, states[a:b], Y[sa:sb], Y[a:b], M_new (full),
-    M_new[a:b], M_old[a:b], down[sa:sb], base[a:b], idx, ridx, forcings (gathered), params[a:b])``, with the
+    M_new[a:b], M_old[a:b], down[sa:sb], base[a:b], idx, ridx, hidx, forcings (gathered), params[a:b])``, with the
     message M double-buffered by diagonal parity; Y is the emission (``states[0]`` when the cell emits it).
     """
 
@@ -52,7 +52,7 @@ class Workspace:
         self.M, self.row = (vec(), vec()), vec()
         self.P = torch.empty(n_p, N, dtype=dtype, device=dev)
         U = torch.empty(n_u, N, dtype=dtype, device=dev)
-        idx, ridx = (torch.empty(N, dtype=torch.long, device=dev) for _ in range(2))
+        idx, ridx, hidx = (torch.empty(N, dtype=torch.long, device=dev) for _ in range(3))
         base, down, S, Y, M, P, ls = sched.flat_base(), sched.down, self.S, self.Y, self.M, self.P, sched.lstart
         self.plan = []
         for d, lo, hi, a, b, sa, sb in sched.diagonals(n_steps):
@@ -61,7 +61,7 @@ class Workspace:
             nl = int(ls[lo + 1] - a) if lo == d - n_steps + 1 else 0  # and their last step: the bottom
             self.plan.append((d, lo, hi, a, b, sa, sb, nf, nl, tuple(S[:, a:b].unbind(0)), Y[sa:sb], Y[a:b],
                               M[d & 1], M[d & 1][a:b], M[(d + 1) & 1][a:b], down[sa:sb], base[a:b], idx[:m],
-                              ridx[:m], tuple(U[:, :m].unbind(0)), tuple(P[:, a:b].unbind(0))))
+                              ridx[:m], hidx[:m], tuple(U[:, :m].unbind(0)), tuple(P[:, a:b].unbind(0))))
 
 
 class _Rows:
@@ -174,10 +174,15 @@ class _Sweep(torch.autograd.Function):
         # reads it, and each row is permuted in place into network order once final.
         rings = [_Rows(sched, T, m0, buf=out if (full_net and k == 0) else None) for k in range(n_u)] \
             if network else []
-        ring_wrap = [(r.flat, r.wrap, r.R * N) for r in rings]
-        u_rows = [x.unbind(0) for x in ud] if network else []
-        ring_rows = [r.rows for r in rings]
-        u_flat = [x.reshape(-1) for x in ud] if not network else []
+        # per forcing: (row loads: source rows, ring rows, ring length) and (gathers: flat source, wrap modulus
+        # or 0); the common single-forcing case is unrolled below
+        loads = [(x.unbind(0), r.rows, r.R) for x, r in zip(ud, rings)]
+        gathers = [(r.flat, r.R * N if r.wrap else 0) for r in rings] if network else \
+            [(x.reshape(-1), 0) for x in ud]
+        one = len(gathers) == 1 and len(loads) <= 1
+        if one:
+            g_src, g_mod = gathers[0]
+            l_rows, l_ring, l_R = loads[0] if loads else (None, None, 0)
         isel, order, sorted_pos = torch.index_select, sched.order, sched.sorted_pos
         last_level = sched.n_levels - 1
         out_rows, row_buf = out.unbind(0), ws.row
@@ -186,34 +191,32 @@ class _Sweep(torch.autograd.Function):
         subset = run.out_pos is not None
         # the sweep is Python-bound on small networks: views prebuilt (see Workspace), no allocations; the
         # flat [T, N] index of (step t, sorted reach k) is base[k] + d * N on diagonal d = t + level_k
-        for d, lo, hi, a, b, sa, sb, nf, nl, sv, y_up, y_b, m_full, m_new, m_old, down_up, base_b, idx, ridx, uv, pv \
-                in ws.plan:
-            if d < T:
-                for k in range(len(rings)):
-                    isel(u_rows[k][d], 0, order, out=ring_rows[k][d % rings[k].R])
+        for d, lo, hi, a, b, sa, sb, nf, nl, sv, y_up, y_b, m_full, m_new, m_old, down_up, base_b, idx, ridx, hidx, \
+                uv, pv in ws.plan:
+            if one:
+                if d < T and l_R:
+                    isel(l_rows[d], 0, order, out=l_ring[d % l_R])
+            elif d < T:
+                for rows, ring, R in loads:
+                    isel(rows[d], 0, order, out=ring[d % R])
             m_new.zero_()  # message passing: upstream emissions at the same step, summed at the reach
             if sb > sa:
                 m_full.scatter_add_(0, down_up, y_up)
             torch.add(base_b, d * N, out=idx)
-            if network:
-                for k, (rf, wrap, RN) in enumerate(ring_wrap):
-                    if wrap:
-                        isel(rf, 0, torch.remainder(idx, RN, out=ridx), out=uv[k])
-                    else:
-                        isel(rf, 0, idx, out=uv[k])
+            if one:
+                isel(g_src, 0, torch.remainder(idx, g_mod, out=ridx) if g_mod else idx, out=uv[0])
             else:
-                for k, uf in enumerate(u_flat):
-                    isel(uf, 0, idx, out=uv[k])
+                for k, (src, mod) in enumerate(gathers):
+                    isel(src, 0, torch.remainder(idx, mod, out=ridx) if mod else idx, out=uv[k])
             fwd(m_new, m_old, sv, uv, pv, nf if derive else 0, nl)
             if not emits:
                 emit_(y_b, sv, uv)
             if need_grad:
-                idx.add_(N)
+                torch.add(base_b, (d + 1) * N, out=hidx)
                 for k in range(n_s):
-                    hfs[k].scatter_(0, idx, sv[k])
+                    hfs[k].scatter_(0, hidx, sv[k])
                 if keep_m:
-                    mhf.scatter_(0, idx, m_new)
-                idx.sub_(N)
+                    mhf.scatter_(0, hidx, m_new)
             if subset:
                 oa, ob = int(o_l[lo]), int(o_l[hi + 1])
                 if ob > oa:
@@ -286,10 +289,14 @@ class _Sweep(torch.autograd.Function):
                 g_direct = g_out.contiguous().view(-1)
             else:
                 g_ring = _Rows(sched, T, ref)
-        idx_buf, ridx_buf = (torch.empty(N, dtype=torch.long, device=dev) for _ in range(2))
+        idx_buf, idx1_buf, ridx_buf = (torch.empty(N, dtype=torch.long, device=dev) for _ in range(3))
         last_level = sched.n_levels - 1
         isel = torch.index_select
         need_new = cell.vjp_needs_new_states
+        reads = set(range(n_u)) if cell.vjp_forcings is None else set(cell.vjp_forcings)
+        u_src = [(ub_flat[k] if network else u_flat[k]) if k in reads else None for k in range(n_u)]
+        pb_rows = p_bar.unbind(0)
+        vjp_ = cell.vjp_
         for d, _, hi, a, b, _, _ in sched.diagonals(T, reverse=True):
             t_new = d - last_level
             if t_new >= 0:
@@ -302,29 +309,23 @@ class _Sweep(torch.autograd.Function):
                 continue
             m = b - a
             idx = torch.add(base[a:b], d * N, out=idx_buf[:m])  # sorted [T, N] index of step d - level
-            uu = [isel(ub_flat[k] if network else u_flat[k], 0, idx) for k in range(n_u)]
+            idx1 = torch.add(base[a:b], (d + 1) * N, out=idx1_buf[:m])  # its row in the histories
+            uu = [None if src is None else isel(src, 0, idx) for src in u_src]
             s_old = [isel(h, 0, idx) for h in hfs]  # row t: the state before step t
-            m_old = isel(mhf, 0, idx) if mhf is not None else None
-            idx.add_(N)
-            s_new = [isel(h, 0, idx) for h in hfs] if need_new else None
-            m_new = isel(mhf, 0, idx) if mhf is not None else None
-            idx.sub_(N)
-            y_bar = isel(m_bar, 0, sched.down[a:b])
-            s_bar = [carry_s[k][a:b].clone() for k in range(n_s)]
-            if g_ring is not None:
-                s_bar[0].add_(isel(g_ring.flat, 0, g_ring.index(base[a:b], d, ridx_buf[:m])))
-            elif g_direct is not None:
-                s_bar[0].add_(isel(g_direct, 0, idx))
-            nf = int(b - sched.lstart[d]) if (hi == d and cell.derive_first) else 0
-            mn_bar, mo_bar, so_bar, uu_bar = cell.vjp(y_bar, s_bar, m_new, m_old, s_old, s_new, uu, [x[a:b] for x in pd], nf,
-                                                      p_bar[:, a:b].unbind(0))
-            if mo_bar is None:
-                m_bar[a:b] = mn_bar
+            s_new = [isel(h, 0, idx1) for h in hfs] if need_new else None
+            if mhf is not None:
+                m_old, m_new = isel(mhf, 0, idx), isel(mhf, 0, idx1)
             else:
-                torch.add(mn_bar, carry_m[a:b], out=m_bar[a:b])
-                carry_m[a:b] = mo_bar
-            for k in range(n_s):
-                carry_s[k][a:b] = so_bar[k]
+                m_old = m_new = None
+            y_bar = isel(m_bar, 0, sched.down[a:b])
+            sc = [c[a:b] for c in carry_s]
+            if g_ring is not None:
+                sc[0].add_(isel(g_ring.flat, 0, g_ring.index(base[a:b], d, ridx_buf[:m])))
+            elif g_direct is not None:
+                sc[0].add_(isel(g_direct, 0, idx))
+            nf = int(b - sched.lstart[d]) if (hi == d and cell.derive_first) else 0
+            uu_bar = vjp_(y_bar, m_bar[a:b], carry_m[a:b], sc, m_new, m_old, s_old, s_new, uu,
+                          [x[a:b] for x in pd], nf, [x[a:b] for x in pb_rows])
             for k in range(n_u):
                 ub_flat[k].scatter_(0, idx, uu_bar[k])
             if network and d < T:

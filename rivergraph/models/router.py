@@ -165,7 +165,7 @@ class MuskingumCunge(torch.nn.Module):
         for k, v in params.items():
             if k in aliases:
                 warnings.warn(f"routing parameter '{k}' is deprecated; call it '{aliases[k]}'", DeprecationWarning,
-                              stacklevel=4)
+                              stacklevel=6)  # the caller of router(...)
                 if aliases[k] in params:
                     raise TypeError(f"routing parameter '{aliases[k]}' given twice (also as '{k}')")
                 k = aliases[k]

@@ -29,14 +29,22 @@ averages of air temperature with residence times ``ss_tau_days`` and ``gw_tau_da
 ``gw_frac`` and ``ss_frac`` (of the non-groundwater remainder).
 
 Equilibrium temperature and exchange coefficient (``equilibrium="energy"``): the net surface flux
-H(T) = (1-albedo)(1-shade) SW + eps_a sigma Ta^4 - eps_w sigma T^4 - f(U)(e_s(T) - e_a) - 0.47 f(U)(T - Ta)
-(shortwave, longwave in and out, evaporation by Dalton's law, sensible heat by the Bowen ratio; wind
-function f(U) = 9.2 + 0.46 U^2 W m-2 mmHg-1, Brady, Graves & Geyer 1969, as in Chapra 1997, Surface
-Water-Quality Modeling, lecture 30; eps_a = 1.24 (e_a/Ta)^(1/7), Brutsaert 1975, WRR 11(5); e_s Tetens 1930)
-is linearised at the air temperature (Edinger, Duttweiler & Geyer 1968, "The response of water temperatures
-to meteorological conditions", WRR 4(5)): K_e = -dH/dT, T_e = Ta + H(Ta)/K_e; then K_e is multiplied by the
-learnable ``ke_scale``. ``equilibrium="mohseni"``: T_e = mu + (alpha - mu)/(1 + exp(gamma (beta - Ta)))
-(Mohseni, Stefan & Erickson 1998, WRR 34(10)) with K_e = ke_scale x 30 W m-2 degC-1.
+H(T) = (1-albedo)(1-shade) SW + eps_a (1 + 0.17 C^2) sigma Ta^4 - eps_w sigma T^4 - f(U)(e_s(T) - e_a)
+- 0.47 f(U)(T - Ta) (shortwave, longwave in and out, evaporation by Dalton's law, sensible heat by the Bowen
+ratio; f(U) = 9.2 + 0.46 U^2 W m-2 mmHg-1, Brady, Graves & Geyer 1969, as in Chapra 1997, Surface
+Water-Quality Modeling, lecture 30; eps_a = 1.24 (e_a/Ta)^(1/7), Brutsaert 1975, WRR 11(5), cloud factor
+TVA 1972; e_s Tetens 1930) is solved for its root T_e by Newton's method with an implicit-function gradient
+(:func:`rivergraph.physics.heat.energy_balance_equilibrium`; H is decreasing and concave, so Newton converges
+monotonically). K_e is the chord slope of H between the air temperature and T_e (exact flux at both), then
+multiplied by the learnable ``ke_scale``. Before issue 17 T_e was the linearisation at the air temperature,
+Ta + H(Ta)/K_e (Edinger, Duttweiler & Geyer 1968, WRR 4(5)): one Newton step, an upper bound of the root.
+``equilibrium="mohseni"``: T_e = mu + (alpha - mu)/(1 + exp(gamma (beta - Ta))) (Mohseni, Stefan &
+Erickson 1998, WRR 34(10)) with K_e = ke_scale x 30 W m-2 degC-1.
+
+Lateral-inflow shares and snowmelt from a hydrology model (PRMS-SNTemp's ``lat_inflow``): when the forcing
+gives ``gw_share``/``ss_share`` ([T, N] fractions of the lateral inflow; the rest is surface runoff) they
+replace the parameters ``gw_frac``/``ss_frac``; ``melt_share`` ([T, N], 0-1) is the share of the surface
+and subsurface water that is snowmelt at ``MELT_TEMP`` (PRMS: melt / (melt + rain) on days with melt).
 """
 from __future__ import annotations
 
@@ -52,6 +60,7 @@ from ..engine.cells import linear_transport
 from ..graph.network import NetworkError, RiverNetwork
 from ..physics.heat import (CP_W, KE_MOHSENI, RHO_W, V_MIN,
                             clear_sky_shortwave, energy_balance_equilibrium, lateral_temperature,
+                            surface_flux_terms,
                             mohseni_equilibrium, recency_average, relaxation_factor)
 from ..physics.muskingum import water_volume_history
 from .params import OutputSpec, ParameterNet
@@ -84,12 +93,17 @@ DEFAULTS = {"shade": 0.2, "ke_scale": 1.0, "gw_frac": 0.2, "ss_frac": 0.3, "ss_t
 class HeatForcing:
     """Meteorological forcing per step and reach, each [T, N] in network order (or broadcastable):
     air temperature (degC), incoming shortwave (W m-2), relative humidity (0-1), wind speed (m/s).
-    Only ``air_temp`` is needed for ``equilibrium='mohseni'``."""
+    Only ``air_temp`` is needed for ``equilibrium='mohseni'``. Optional: cloud cover (0-1, longwave),
+    lateral-inflow shares ``gw_share``/``ss_share`` and ``melt_share`` (module docstring)."""
 
     air_temp: torch.Tensor
     shortwave: torch.Tensor | None = None
     rel_humidity: torch.Tensor | float = 0.6
     wind: torch.Tensor | float = 2.0
+    cloud_cover: torch.Tensor | float = 0.0
+    gw_share: torch.Tensor | None = None
+    ss_share: torch.Tensor | None = None
+    melt_share: torch.Tensor | None = None
 
 
 @dataclass
@@ -200,6 +214,29 @@ class StreamTemperature(torch.nn.Module):
                                     device=sched.device).index_select(0, order).expand_as(Qs)
         return Hydraulics(Qs, Is, qs, W, width)
 
+    def hydraulics_from_flows(self, Q, q_lat, width, volume_end=None) -> Hydraulics:
+        """:class:`Hydraulics` from flows routed elsewhere (e.g. a PRMS run): outflow Q and lateral inflow
+        q_lat [T, N] (m3/s, network order, >= 0), surface width [T, N] (m) and the reach volume after the last
+        step ([N] m3, default 0). Upstream inflow is the sum of the upstream outflows; the volume history
+        follows from continuity backwards (as :meth:`route`), clamped at 0: ``self.report['volume_clamped_m3']``
+        records the largest clamp, the water the given flows do not account for."""
+        sched = self.sched
+        dtype = torch.as_tensor(Q).dtype if torch.is_tensor(Q) else torch.float64
+        T = torch.as_tensor(Q).shape[0]
+        Qs, qs = self._sorted(Q, "Q", T, dtype), self._sorted(q_lat, "q_lat", T, dtype)
+        ws = self._sorted(width, "width", T, dtype)
+        for name, v in (("Q", Qs), ("q_lat", qs), ("width", ws)):
+            if (v.detach() < 0).any():
+                raise ValueError(f"'{name}' is negative at reaches "
+                                 f"{self.network.ids[sched.order[(v < 0).any(0)][:10].cpu().numpy()].tolist()}")
+        Is = sched.upstream_sum(Qs)
+        w_end = Qs.new_zeros(Qs.shape[1]) if volume_end is None else self._sorted(volume_end, "volume_end", 1, dtype)[0]
+        W = water_volume_history(Qs, Is, qs, w_end - 0.5 * self.dt * (Is[-1] - Qs[-1]), self.dt)
+        created = (W[1:] - W[:-1] - self.dt * (Is + qs - Qs)).abs().max()
+        self.report = {"volume_clamped_m3": float(created)}
+        return Hydraulics(Qs, Is, qs, W, ws)
+
+
     # ------------------------------------------------------------------ heat
     def temperature(self, hyd: Hydraulics, forcing: HeatForcing, time: pd.DatetimeIndex | None = None,
                     T0: torch.Tensor | None = None, memory_init: torch.Tensor | None = None,
@@ -234,22 +271,44 @@ class StreamTemperature(torch.nn.Module):
             sw = self._sorted(sw, "shortwave", T, dtype)
             rh = self._sorted(forcing.rel_humidity, "rel_humidity", T, dtype)
             wind = self._sorted(forcing.wind, "wind", T, dtype)
+            cc = self._sorted(forcing.cloud_cover, "cloud_cover", T, dtype)
             for name, v, lo, hi in (("shortwave", sw, 0.0, 2000.0), ("rel_humidity", rh, 0.01, 1.0),
-                                    ("wind", wind, 0.0, 60.0)):
+                                    ("wind", wind, 0.0, 60.0), ("cloud_cover", cc, 0.0, 1.0)):
                 bad = (v.detach() < lo) | (v.detach() > hi)
                 if bad.any():
                     raise ValueError(f"forcing '{name}' outside [{lo}, {hi}] at reaches "
                                      f"{self.network.ids[sched.order[bad.any(0)][:10].cpu().numpy()].tolist()}")
-            t_e, k_e = energy_balance_equilibrium(ta, sw, rh, wind, p["shade"], self.albedo)
+            t_e, k_e = energy_balance_equilibrium(ta, sw, rh, wind, p["shade"], cc, self.albedo)
+            met = (sw, rh, wind, cc)
         else:
             t_e = mohseni_equilibrium(ta)
             k_e = torch.full_like(ta, KE_MOHSENI)
+            met = None
         k_e = k_e * p["ke_scale"]
         t_e = t_e.clamp_min(0.0)  # no ice process: liquid water does not equilibrate below freezing
         m0 = ta.mean(0) if memory_init is None else self._sorted(memory_init, "memory_init", 1, dtype)[0]
         t_ss = recency_average(ta, p["ss_tau_days"] * 86400.0, dt, m0)
         t_gw = recency_average(ta, p["gw_tau_days"] * 86400.0, dt, m0) + p["gw_offset"]
-        t_lat = lateral_temperature(ta, t_ss, t_gw, p["ss_frac"], p["gw_frac"])
+        shares = {}
+        for name in ("gw_share", "ss_share", "melt_share"):
+            v = getattr(forcing, name)
+            if v is not None:
+                v = self._sorted(v, name, T, dtype)
+                if ((v.detach() < 0.0) | (v.detach() > 1.0)).any():
+                    raise ValueError(f"forcing '{name}' outside [0, 1] at reaches "
+                                     f"{self.network.ids[sched.order[((v < 0) | (v > 1)).any(0)][:10].cpu().numpy()].tolist()}")
+            shares[name] = v
+        if shares["gw_share"] is not None or shares["ss_share"] is not None:
+            gw = shares["gw_share"] if shares["gw_share"] is not None else torch.zeros_like(ta)
+            ss = shares["ss_share"] if shares["ss_share"] is not None else torch.zeros_like(ta)
+            if (gw.detach() + ss.detach() > 1.0 + 1e-6).any():
+                raise ValueError("forcing gw_share + ss_share exceeds 1 at reaches "
+                                 f"{self.network.ids[sched.order[(gw + ss > 1.0 + 1e-6).any(0)][:10].cpu().numpy()].tolist()}")
+            # lateral_temperature takes ss as a share of the non-groundwater remainder
+            ss_rest = torch.where(gw < 1.0, ss / (1.0 - gw).clamp_min(1e-12), torch.zeros_like(ss)).clamp(0.0, 1.0)
+            t_lat = lateral_temperature(ta, t_ss, t_gw, ss_rest, gw, shares["melt_share"])
+        else:
+            t_lat = lateral_temperature(ta, t_ss, t_gw, p["ss_frac"], p["gw_frac"], shares["melt_share"])
         x0 = t_lat[0] if T0 is None else self._sorted(T0, "T0", 1, dtype)[0]
         # coefficients of T(t) = sum_j a_j T_j(t) + beta T(t-1) + gamma (module docstring)
         W_prev = hyd.W[:-1] + V_MIN
@@ -269,6 +328,11 @@ class StreamTemperature(torch.nn.Module):
         if budget:
             out.budget = {k: v.index_select(1, inv) for k, v in
                           _heat_budget(hyd, temp, x0, t_lat, e, D, t_e, dt, sched).items()}
+            if met is not None:
+                t_mix = _mixed_temperature(hyd, temp.detach(), x0.detach(), t_lat.detach(), D, dt, sched)
+                out.budget.update({k: v.index_select(1, inv) for k, v in _exchange_terms(
+                    out.budget["exchange_J"].index_select(1, sched.order), t_mix, t_e.detach(), e.detach(), ta,
+                    met, p["shade"].detach(), self.albedo, hyd.width * length, dt).items()})
         return out
 
     def forward(self, q_lat, forcing: HeatForcing, time=None, routing_params: Mapping | None = None,
@@ -286,10 +350,34 @@ def _heat_budget(hyd: Hydraulics, temp, x0, t_lat, e, D, t_e, dt, sched) -> dict
         prev = torch.cat([x0.unsqueeze(0), temp[:-1]], 0)
         up = sched.upstream_sum(hyd.Q * temp)
         heat = rc * (hyd.W + V_MIN)
-        t_mix = (heat[:-1] / rc * prev + dt * up + dt * hyd.q * t_lat) / D
+        t_mix = _mixed_temperature(hyd, temp, x0, t_lat, D, dt, sched)
         return {"storage_change_J": heat[1:] * temp - heat[:-1] * prev, "advection_in_J": rc * dt * up,
                 "lateral_in_J": rc * dt * hyd.q * t_lat, "outflow_J": rc * dt * hyd.Q * temp,
                 "exchange_J": rc * D * (1.0 - e) * (t_e - t_mix)}
+
+
+def _mixed_temperature(hyd: Hydraulics, temp, x0, t_lat, D, dt, sched) -> torch.Tensor:
+    """Tm [T, N] (degC, sorted): the mixed temperature of step 1 of the scheme (module docstring)."""
+    prev = torch.cat([x0.unsqueeze(0), temp[:-1]], 0)
+    up = sched.upstream_sum(hyd.Q * temp)
+    return ((hyd.W[:-1] + V_MIN) * prev + dt * up + dt * hyd.q * t_lat) / D
+
+
+def _exchange_terms(exchange_J, t_mix, t_e, e, ta, met, shade, albedo, area, dt) -> dict:
+    """The surface exchange of the step split into the energy-balance terms (J, sorted order): each term of
+    :func:`surface_flux_terms` at the step-mean water temperature of the exponential relaxation from Tm
+    towards T_e, T_e + (Tm - T_e)(1 - e)/(-ln e), times area and dt, plus the linearisation residual
+    (exchange - sum of terms; what the linear law K_e (T_e - T) adds to the nonlinear H), so the split
+    closes exactly."""
+    sw, rh, wind, cc = met
+    with torch.no_grad():
+        lam = -torch.log(e)
+        frac = torch.where(lam > 1e-12, -torch.expm1(-lam) / lam.clamp_min(1e-12), torch.ones_like(lam))
+        t_mean = t_e + (t_mix - t_e) * frac
+        terms = surface_flux_terms(t_mean, ta, sw, rh, wind, shade, cc, albedo)
+        out = {f"{k}_J": v * area * dt for k, v in terms.items()}
+        out["linearisation_residual_J"] = exchange_J - sum(out.values())
+    return out
 
 
 # -------------------------------------------------------------------------------- learning helpers

@@ -15,6 +15,7 @@ KELVIN = 273.15
 HPA_TO_MMHG = 0.750062
 V_MIN = 1.0  # m3: a film of water kept in every reach so a dry reach has a defined temperature
 EPS_WATER = 0.97  # emissivity of water
+MELT_TEMP = 1.5  # degC: snowmelt water temperature (PRMS-SNTemp melt_temp default)
 KE_MOHSENI = 30.0  # W m-2 degC-1: base exchange coefficient for the Mohseni mode (Caissie 2006: ~10-60)
 
 
@@ -44,22 +45,97 @@ def clear_sky_shortwave(time: pd.DatetimeIndex, lat_deg, lon_deg, transmissivity
     return torch.from_numpy(transmissivity * 1361.0 * dr * np.clip(cosz, 0.0, None))
 
 
-def energy_balance_equilibrium(air_temp, shortwave, rel_humidity, wind, shade, albedo: float = 0.1):
-    """Linearised surface energy balance: returns (T_e degC, K_e W m-2 degC-1).
+def surface_flux_terms(t_w, air_temp, shortwave, rel_humidity, wind, shade, cloud_cover=0.0,
+                       albedo: float = 0.1) -> dict[str, torch.Tensor]:
+    """Surface heat-flux terms (W m-2, positive into the water) at water temperature t_w (degC).
 
-    Args: air temperature (degC), incoming shortwave (W m-2), relative humidity (0-1), wind (m/s), shade
-    (0-1), water albedo (PRMS-SNTemp default 0.1). See the module docstring for the terms and sources.
+    shortwave   (1 - albedo)(1 - shade) SW                                   net solar
+    longwave_in eps_a (1 + 0.17 C^2) sigma Ta^4                             atmosphere; eps_a = 1.24 (e_a/Ta)^(1/7)
+                (Brutsaert 1975, WRR 11(5), e_a hPa, Ta K); cloud factor TVA (1972) as in Chapra (1997) eq. 30.11
+                and PRMS-SNTemp (Sanders et al. 2017, USGS TM 6-D4, eq. 10)
+    longwave_out -eps_w sigma T^4                                            water emission, eps_w = 0.97
+    evaporation -f(U) (e_s(T) - e_a)                                         Dalton's law, e in mmHg
+    sensible    -0.47 f(U) (T - Ta)                                          Bowen ratio, c1 = 0.47 mmHg degC-1
+    with f(U) = 9.2 + 0.46 U^2 W m-2 mmHg-1 (Brady, Graves & Geyer 1969; Chapra 1997, lecture 30), e_s Tetens
+    (1930), e_a = RH e_s(Ta). Args: t_w, air_temp (degC), shortwave (W m-2), rel_humidity (0-1), wind (m/s),
+    shade (0-1, shortwave only), cloud_cover (0-1).
     """
     ta_k = air_temp + KELVIN
-    es = saturation_vapor_pressure(air_temp)
-    ea = rel_humidity * es
+    ea = rel_humidity * saturation_vapor_pressure(air_temp)
     f_u = 9.2 + 0.46 * wind * wind  # W m-2 mmHg-1
-    eps_a = 1.24 * (ea / ta_k).pow(1.0 / 7.0)
-    h_at_ta = ((1.0 - albedo) * (1.0 - shade) * shortwave + (eps_a - EPS_WATER) * SIGMA * ta_k.pow(4)
-               - f_u * HPA_TO_MMHG * (es - ea))
-    des_dt = es * 17.27 * 237.3 / (air_temp + 237.3).pow(2)
-    k_e = 4.0 * EPS_WATER * SIGMA * ta_k.pow(3) + f_u * HPA_TO_MMHG * des_dt + 0.47 * f_u
-    return air_temp + h_at_ta / k_e, k_e
+    eps_a = 1.24 * (ea / ta_k).pow(1.0 / 7.0) * (1.0 + 0.17 * cloud_cover * cloud_cover)
+    return {"shortwave": (1.0 - albedo) * (1.0 - shade) * shortwave,
+            "longwave_in": eps_a * SIGMA * ta_k.pow(4),
+            "longwave_out": -EPS_WATER * SIGMA * (t_w + KELVIN).pow(4),
+            "evaporation": -f_u * HPA_TO_MMHG * (saturation_vapor_pressure(t_w) - ea),
+            "sensible": -0.47 * f_u * (t_w - air_temp)}
+
+
+def net_surface_flux(t_w, air_temp, shortwave, rel_humidity, wind, shade, cloud_cover=0.0,
+                     albedo: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """H(T) = sum of :func:`surface_flux_terms` (W m-2) and dH/dT (W m-2 degC-1, analytic, always < 0).
+
+    H is strictly decreasing and concave in T (-T^4 and -e_s(T) are concave; e_s of Tetens is convex for
+    T < ~1800 degC), the property the Newton solver of :func:`energy_balance_equilibrium` rests on."""
+    terms = surface_flux_terms(t_w, air_temp, shortwave, rel_humidity, wind, shade, cloud_cover, albedo)
+    h = sum(terms.values())
+    f_u = 9.2 + 0.46 * wind * wind
+    es = saturation_vapor_pressure(t_w)
+    dh = (-4.0 * EPS_WATER * SIGMA * (t_w + KELVIN).pow(3)
+          - f_u * HPA_TO_MMHG * es * 17.27 * 237.3 / (t_w + 237.3).pow(2) - 0.47 * f_u)
+    return h, dh
+
+
+def linearised_equilibrium(air_temp, shortwave, rel_humidity, wind, shade, cloud_cover=0.0, albedo: float = 0.1):
+    """The air-temperature linearisation T_e = Ta + H(Ta)/K_e(Ta), K_e = -dH/dT(Ta) (Edinger, Duttweiler &
+    Geyer 1968): one Newton step from Ta. Because H is concave it is an UPPER bound of the true root
+    (the tangent lies above H), the bias behind issue 17's too-warm water. Kept for comparison."""
+    h, dh = net_surface_flux(air_temp, air_temp, shortwave, rel_humidity, wind, shade, cloud_cover, albedo)
+    return air_temp - h / dh, -dh
+
+
+def energy_balance_equilibrium(air_temp, shortwave, rel_humidity, wind, shade, cloud_cover=0.0,
+                               albedo: float = 0.1, tol: float = 1e-9, max_iter: int = 50):
+    """Equilibrium temperature T_e (degC), the root of the surface energy balance H(T_e) = 0, and the exchange
+    coefficient K_e (W m-2 degC-1) of the linear law H(T) ~ K_e (T_e - T) used by the transport scheme.
+
+    Root: Newton's method from the air temperature (as SNTEMP, Theurer, Voos & Miller 1984, and PRMS-SNTemp's
+    ``teak1``, Sanders et al. 2017, USGS TM 6-D4, solve their energy balance). H is strictly decreasing and
+    concave (:func:`net_surface_flux`), so the first step lands at or above the root (it is the classical
+    linearisation, :func:`linearised_equilibrium`) and every later step decreases monotonically to it: the
+    iteration converges from any start without damping or bracketing. Iterates run without autograd until
+    |step| < tol degC (raised to 64 ulp of T in kelvin in float32; float64: ~5 steps); the gradient comes from the implicit-function theorem,
+    dT_e/dtheta = -(dH/dtheta)/(dH/dT) at the root, through ONE differentiable Newton step
+    T_e = T* - H(T*; theta)/H'(T*), T* and H'(T*) detached (its value is T* to rounding).
+
+    K_e: the chord slope K_e = H(Ta)/(T_e - Ta) through the air temperature and the root (the tangent -H'(Ta)
+    where T_e ~ Ta), so the linear law is exact both at the air temperature (the flux the classical
+    linearisation gets right) and at the equilibrium (which it overshoots). The tangent at the root would
+    overstate the flux far from it (up to ~2x for noon sun); the chord lies between the tangents at Ta and T_e,
+    so K_e > 0 always. Args as :func:`surface_flux_terms` (tensors broadcast together).
+    """
+    args = (air_temp, shortwave, rel_humidity, wind, shade, cloud_cover)
+    with torch.no_grad():
+        det = [a.detach() if torch.is_tensor(a) else a for a in args]
+        x = torch.broadcast_tensors(*[torch.as_tensor(a, dtype=torch.as_tensor(det[0]).dtype) for a in det])[0].clone()
+        tol = max(tol, 64.0 * torch.finfo(x.dtype).eps * (KELVIN + float(x.abs().max())))  # float32: ~1e-4 degC
+        for _ in range(max_iter):
+            h, dh = net_surface_flux(x, *det, albedo=albedo)
+            step = h / dh
+            x = x - step
+            if float(step.abs().max()) < tol:
+                break
+        else:
+            raise RuntimeError(f"equilibrium temperature: Newton did not converge in {max_iter} iterations "
+                               f"(last step {float(step.abs().max()):.3g} degC)")
+        _, dh_star = net_surface_flux(x, *det, albedo=albedo)
+    h, _ = net_surface_flux(x, *args, albedo=albedo)
+    t_e = x - h / dh_star
+    h_a, dh_a = net_surface_flux(air_temp, *args, albedo=albedo)
+    gap = t_e - air_temp
+    small = gap.detach().abs() < 1e-6
+    k_e = torch.where(small, -dh_a, h_a / torch.where(small, torch.ones_like(gap), gap))
+    return t_e, k_e
 
 
 def mohseni_equilibrium(air_temp, alpha: float = 30.0, beta: float = 13.3, gamma: float = 0.18, mu: float = 0.0):
@@ -86,12 +162,18 @@ def recency_average(x: torch.Tensor, tau_s: torch.Tensor, dt: float, init: torch
     return torch.stack(out)
 
 
-def lateral_temperature(air_temp, t_ss, t_gw, ss_frac, gw_frac):
+def lateral_temperature(air_temp, t_ss, t_gw, ss_frac, gw_frac, melt_share=None, melt_temp: float = MELT_TEMP):
     """Temperature (degC) of lateral inflow: groundwater share gw_frac at t_gw, subsurface share
     (1 - gw_frac) ss_frac at t_ss, the rest surface runoff at the air temperature; liquid water, so each
-    source is floored at 0 degC (as PRMS-SNTemp floors water temperature)."""
+    source is floored at 0 degC (PRMS-SNTemp floors the mixture instead). ``melt_share`` (0-1): share of the
+    surface and subsurface water that is snowmelt at ``melt_temp`` (PRMS-SNTemp ``lat_inflow``: melt/(melt +
+    rain), melt_temp 1.5 degC; Sanders et al. 2017)."""
     t_sur = air_temp.clamp_min(0.0)
-    return gw_frac * t_gw.clamp_min(0.0) + (1.0 - gw_frac) * (ss_frac * t_ss.clamp_min(0.0) + (1.0 - ss_frac) * t_sur)
+    t_ss = t_ss.clamp_min(0.0)
+    if melt_share is not None:
+        t_sur = melt_share * melt_temp + (1.0 - melt_share) * t_sur
+        t_ss = melt_share * melt_temp + (1.0 - melt_share) * t_ss
+    return gw_frac * t_gw.clamp_min(0.0) + (1.0 - gw_frac) * (ss_frac * t_ss + (1.0 - ss_frac) * t_sur)
 
 
 def relaxation_factor(k_e, area_m2, dt: float, volume_m3):

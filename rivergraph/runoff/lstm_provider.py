@@ -32,7 +32,8 @@ class LSTMRunoff(nn.Module):
         forcing: ``{catchment id: DataFrame}`` of dynamic inputs (physical units, model frequency,
             common UTC index) -- see :meth:`NeuralHydrologyLSTM.inputs_from_frames`.
         attributes: static attributes per catchment (index = catchment id).
-        area_km2: local catchment area per catchment id (km2), a Series or mapping.
+        area_km2: local catchment area per catchment id (km2), a Series or mapping; ``None``: only
+            :meth:`runoff` (depth rates) is available, :meth:`discharge` and :meth:`lateral_inflow` raise.
         mapping: a :class:`CatchmentReachMap`; default one-to-one (catchment id = reach id).
         mode: ``'stateful'`` (one sequential run from ``warmup`` before the first requested time; for
             long runs) or ``'windowed'`` (neuralhydrology's evaluation: each time from a fresh
@@ -57,7 +58,7 @@ class LSTMRunoff(nn.Module):
     """
 
     def __init__(self, model: NeuralHydrologyLSTM, forcing: Mapping[object, pd.DataFrame],
-                 attributes: pd.DataFrame | None, area_km2: pd.Series | Mapping,
+                 attributes: pd.DataFrame | None, area_km2: pd.Series | Mapping | None = None,
                  mapping: CatchmentReachMap | None = None,
                  mode: Literal["stateful", "windowed"] = "stateful",
                  warmup: pd.Timedelta | int | None = None,
@@ -74,16 +75,17 @@ class LSTMRunoff(nn.Module):
         self.times, x_dyn, x_stat = model.inputs_from_frames(forcing, attributes, self.catchment_ids)
         self.register_buffer("x_dyn", x_dyn, persistent=False)
         self.register_buffer("x_stat", x_stat, persistent=False)
-        area = pd.Series(area_km2) if not isinstance(area_km2, pd.Series) else area_km2
-        miss = [c for c in self.catchment_ids if c not in area.index]
-        if miss:
-            raise RunoffError(f"no catchment area for catchment(s) {_fmt(miss)}{_id_hint(miss, area.index)}")
-        a = area.reindex(self.catchment_ids).to_numpy(dtype=float)
-        if not (np.isfinite(a) & (a > 0)).all():
-            raise RunoffError(f"catchment area must be positive for "
-                              f"{_fmt([c for c, v in zip(self.catchment_ids, a) if not (v > 0)])}")
-        self.register_buffer("area_km2", torch.tensor(a, dtype=torch.float32, device=x_dyn.device),
-                             persistent=False)
+        self.register_buffer("area_km2", None, persistent=False)  # [C] km2, or None: depth rates only
+        if area_km2 is not None:
+            area = pd.Series(area_km2) if not isinstance(area_km2, pd.Series) else area_km2
+            miss = [c for c in self.catchment_ids if c not in area.index]
+            if miss:
+                raise RunoffError(f"no catchment area for catchment(s) {_fmt(miss)}{_id_hint(miss, area.index)}")
+            a = area.reindex(self.catchment_ids).to_numpy(dtype=float)
+            if not (np.isfinite(a) & (a > 0)).all():
+                raise RunoffError(f"catchment area must be positive for "
+                                  f"{_fmt([c for c, v in zip(self.catchment_ids, a) if not (v > 0)])}")
+            self.area_km2 = torch.tensor(a, dtype=torch.float32, device=x_dyn.device)
         self.target = target or model.target_variables[0]
         if self.target not in model.target_variables:
             raise RunoffError(f"target {self.target!r} is not a model target ({model.target_variables})")
@@ -198,6 +200,9 @@ class LSTMRunoff(nn.Module):
 
     def discharge(self, times: pd.DatetimeIndex | Sequence) -> torch.Tensor:
         """Catchment outflow ``[T, C]`` in m3/s (runoff rate times local catchment area)."""
+        if self.area_km2 is None:
+            raise RunoffError("no catchment areas were given (area_km2=None): only runoff() depth rates are "
+                              "available")
         return depth_rate_to_discharge(self.runoff(times), self.area_km2, self.units)
 
     def lateral_inflow(self, times: pd.DatetimeIndex | Sequence, reach_ids: Sequence) -> torch.Tensor:
@@ -216,7 +221,7 @@ class LSTMRunoff(nn.Module):
 
 
 def lstm_runoff(run_dir: str | Path, forcing: Mapping[object, pd.DataFrame], attributes: pd.DataFrame | None,
-                area_km2: pd.Series | Mapping, mapping: CatchmentReachMap | None = None, *,
+                area_km2: pd.Series | Mapping | None, mapping: CatchmentReachMap | None = None, *,
                 inputs: str | InputSpec | None = None, epoch: int | None = None,
                 period: tuple | None = None, device: str | torch.device = "cpu", **kwargs) -> LSTMRunoff:
     """The LSTM runoff provider in one call: run directory + forcing + catchment map -> a

@@ -167,6 +167,30 @@ def _reach_map(cfg, runoff: CatchmentRunoff, net: RiverNetwork, base: Path):
     return cmap, area
 
 
+def runoff_factor(runoff: CatchmentRunoff, area) -> torch.Tensor:
+    """Multiplier turning the provider's values into m3/s per catchment ([C] for depth rates, else a scalar)."""
+    if runoff.units in _DEPTH_S:
+        factor = torch.from_numpy(np.asarray(area, np.float64) * 1e3 / _DEPTH_S[runoff.units])  # mm*km2 -> m3
+        if not torch.isfinite(factor).all() or (factor < 0).any():
+            bad = [runoff.catchment_ids[i] for i in np.flatnonzero(~np.isfinite(area) | (area < 0))[:10]]
+            raise ValueError(f"catchment area missing or negative for catchment(s) {bad}")
+        return factor
+    return torch.tensor(_CFS if runoff.units == "ft3/s" else 1.0, dtype=torch.float64)
+
+
+def read_lateral_inflow(cfg, net: RiverNetwork, base: Path) -> tuple[pd.DatetimeIndex, float, torch.Tensor]:
+    """The whole period's lateral inflow of a config with ``runoff``, ``mapping`` and ``period`` sections:
+    ``(stamps [T] UTC, row interval s, q [T, N] m3/s float64 in network order)`` (memory T x N)."""
+    runoff = build_runoff(cfg.runoff, net, base)
+    try:
+        rows, stamps, step = _period(runoff.times, cfg.period, None)
+        cmap, area = _reach_map(cfg, runoff, net, base)
+        q = cmap.apply(torch.from_numpy(runoff.read(rows)) * runoff_factor(runoff, area))
+    finally:
+        runoff.close()
+    return stamps, step, q
+
+
 def route_parameters(routing, net: RiverNetwork, base: Path | None = None) -> dict:
     """Routing parameters from the routing section: constants / network columns (``params``), a parameter file
     (``parameter_file``: reach_id + one column per parameter) and a trained run's parameter network
@@ -229,13 +253,7 @@ def run_route(cfg, base: str | Path = ".") -> dict:
     try:
         rows, stamps, step = _period(runoff.times, cfg.period, r.forcing_dt_s)
         cmap, area = _reach_map(cfg, runoff, net, base)
-        if runoff.units in _DEPTH_S:
-            factor = torch.from_numpy(np.asarray(area, np.float64) * 1e3 / _DEPTH_S[runoff.units])  # mm*km2 -> m3
-            if not torch.isfinite(factor).all() or (factor < 0).any():
-                bad = [runoff.catchment_ids[i] for i in np.flatnonzero(~np.isfinite(area) | (area < 0))[:10]]
-                raise ValueError(f"catchment area missing or negative for catchment(s) {bad}")
-        else:
-            factor = torch.tensor(_CFS if runoff.units == "ft3/s" else 1.0, dtype=torch.float64)
+        factor = runoff_factor(runoff, area)
         router = MuskingumCunge(net, dt=dt_s, forcing_dt=step, mode=mode, scheme=r.scheme, output=r.output)
         params = {**route_parameters(r.model_copy(update={"mode": mode}), net, base), **params}
         state, hot = None, cfg.state.initial == "hot"
