@@ -164,8 +164,8 @@ def figures(res: NgenRun, out: Path) -> list[Path]:
     net = res.hydrofabric.network
     import xarray as xr
 
-    with xr.open_dataset(res.summary.path) as ds:  # the file just written: reach_id order = network order
-        qmean = pd.Series(ds["streamflow"].mean("time").values, index=ds["reach_id"].values.astype(str))
+    with xr.open_dataset(res.summary.path) as ds:  # the file just written: feature_id order = network order
+        qmean = pd.Series(ds["streamflow"].mean("time").values, index=ds["feature_id"].values.astype(str))
     fig = plot_network_map(net, qmean.reindex(net.ids.astype(str)).to_numpy(), label="mean discharge (m3/s)")
     ax = fig.axes[0]
     dv = res.hydrofabric.divides.copy()

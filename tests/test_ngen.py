@@ -140,7 +140,7 @@ def test_ngen_pipeline_short_window(tmp_path):
     import xarray as xr
 
     with xr.open_dataset(res.summary.path) as ds:
-        assert ds["reach_id"].values.astype(str).tolist() == FLOWPATHS
+        assert ds["feature_id"].values.astype(str).tolist() == FLOWPATHS
         q_nc = ds["streamflow"].values[:, FLOWPATHS.index("wb-11224")]
     np.testing.assert_allclose(res.gauge.to_numpy(), q_nc, rtol=1e-5)  # the CSV holds 6 digits
     assert (res.gauge > 0).all() and res.gauge.max() < 50  # m3/s on a 31.7 km2 basin

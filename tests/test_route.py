@@ -181,3 +181,24 @@ def test_chunked_drift_diagnostic_matches_one_call(case):
     r(q[:30], **kw)
     r(q[30:], state=r.state, **kw)
     assert r.balance.storage_start_m3 > 0 and abs(r.balance.scheme_relative_error) < 1e-9
+
+
+def test_temperature_output_opens_in_plot_map(tmp_path):
+    """``rivergraph temperature``'s file is the same CF layout: ``plot map --flow --variable water_temperature``."""
+    from rivergraph.io.cf import write_temperature
+    from rivergraph.io.readers import save_network_npz
+    from rivergraph.models.temperature import TemperatureResult
+
+    from rivergraph.graph.network import build_network
+
+    net = build_network(np.array([1, 2, 3]), np.array([3, 3, 0]),
+                        pd.DataFrame({"lat": [30.0, 30.1, 30.2], "lon": [-97.0, -97.1, -97.2]}))
+    save_network_npz(net, tmp_path / "n.npz")
+    times = pd.date_range("2021-08-23", periods=4, freq="h", tz="UTC")
+    x = torch.arange(12, dtype=torch.float64).reshape(4, 3) + 20.0
+    write_temperature(tmp_path / "t.nc", net, times, TemperatureResult(x, x / 10, x + 1, x - 1))
+    assert main(["plot", "map", "--network", str(tmp_path / "n.npz"), "--flow", str(tmp_path / "t.nc"),
+                 "--variable", "water_temperature", "--out", str(tmp_path / "t.png")]) == 0
+    with open_output(tmp_path / "t.nc") as ds:
+        np.testing.assert_allclose(ds["water_temperature"].values, x.numpy())
+        assert ds["water_temperature"].attrs["units"] == "degC"
