@@ -166,6 +166,19 @@ def test_train_writes_a_run_directory_that_route_needs_alone(tmp_path, monkeypat
         assert ds.sizes["feature_id"] == 11248 and ds.sizes["time"] == 48
     g = read_gauge_csv(run / "gauges.csv")
     assert g["gage"].nunique() > 10
+    # the run's learned parameters on another forcing: routing.run_dir, and its parameters.csv as a parameter file
+    base = {"network": "lower_colorado", "runoff": {"kind": "dataset", "name": "lower_colorado"}}
+    (run / "r1.yaml").write_text(yaml.safe_dump({**base, "routing": {"run_dir": "."},
+                                                 "output": {"dir": "r1", "progress": False, "dtype": "float64"}}))
+    (run / "r2.yaml").write_text(yaml.safe_dump({**base, "routing": {
+        "mode": "power_law", "parameter_file": str(run / "parameters.csv"),
+        "params": {"width_coef": 21.0, "width_exp": 0.5}},
+        "output": {"dir": "r2", "progress": False, "dtype": "float64"}}))
+    assert main(["route", str(run / "r1.yaml")]) == 0 and main(["route", str(run / "r2.yaml")]) == 0
+    q1, _ = _flow(run / "r1" / "discharge.nc")
+    q2, _ = _flow(run / "r2" / "discharge.nc")
+    assert q1.shape == (28, 11248)
+    np.testing.assert_allclose(q1, q2, rtol=1e-5)   # parameters.csv holds n to float64 text precision
 
 
 @pytest.mark.xfail(strict=True, reason="engine (f877b25): a call continuing from a carried S reports "
