@@ -49,6 +49,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+_clock = time.perf_counter  # set per case: wall time, or the process's CPU time (--clock cpu)
 SHARED = REPO.parent / "shared"
 
 
@@ -126,16 +127,16 @@ def _wavefront_case(case, net, q, dt, dtype, device, sync):
             qq = q.clone().requires_grad_(True)
             pp = {k: v.clone().requires_grad_(True) for k, v in params.items()}
         sync()
-        t0 = time.perf_counter()
+        t0 = _clock()
         Q = router(qq, outputs=outputs if backward else None, balance=False, hot_start=False, **pp)
         sync()
-        t_fwd = time.perf_counter() - t0
+        t_fwd = _clock() - t0
         if not backward:
             return t_fwd, 0.0
-        t0 = time.perf_counter()
+        t0 = _clock()
         Q.square().sum().backward()
         sync()
-        return t_fwd, time.perf_counter() - t0
+        return t_fwd, _clock() - t0
     return run
 
 
@@ -161,20 +162,20 @@ def _spsolve_case(net, q, dt):
     def run(backward):
         Qp, Ip = np.zeros(N), np.zeros(N)
         hist = []
-        t0 = time.perf_counter()
+        t0 = _clock()
         for t in range(T):
             rhs = c2 * Ip + c3 * Qp + c4 * qn[t]
             Qp = spsolve_triangular(M, rhs, lower=True)
             Ip = A @ Qp
             hist.append(Qp)
-        t_fwd = time.perf_counter() - t0
+        t_fwd = _clock() - t0
         if not backward:
             return t_fwd, 0.0
-        t0 = time.perf_counter()  # adjoint: one transposed (upper-triangular) solve per step, in reverse
+        t0 = _clock()  # adjoint: one transposed (upper-triangular) solve per step, in reverse
         lam = np.zeros(N)
         for t in range(T - 1, -1, -1):
             lam = spsolve_triangular(MT, 2.0 * hist[t] + c3 * lam + A.T @ (c2 * lam), lower=False)
-        return t_fwd, time.perf_counter() - t0
+        return t_fwd, _clock() - t0
     return run
 
 
@@ -192,7 +193,7 @@ def _levels_case(net, q, dt, dtype, device, sync):
         I = torch.zeros(N, dtype=dtype, device=device)
         outs = []
         sync()
-        t0 = time.perf_counter()
+        t0 = _clock()
         with torch.enable_grad() if backward else torch.no_grad():
             for t in range(T):
                 I_new = torch.zeros(N, dtype=dtype, device=device)
@@ -208,13 +209,13 @@ def _levels_case(net, q, dt, dtype, device, sync):
                 Q, I = Q_new, I_new
                 outs.append(Q)
         sync()
-        t_fwd = time.perf_counter() - t0
+        t_fwd = _clock() - t0
         if not backward:
             return t_fwd, 0.0
-        t0 = time.perf_counter()
+        t0 = _clock()
         torch.stack(outs).square().sum().backward()
         sync()
-        return t_fwd, time.perf_counter() - t0
+        return t_fwd, _clock() - t0
     return run
 
 
@@ -251,22 +252,24 @@ def _heat_case(net, T, dtype, device, sync):
     def run(backward):
         args = [t.clone().requires_grad_(True) if backward else t for t in (a, beta, gamma)]
         sync()
-        t0 = time.perf_counter()
+        t0 = _clock()
         x = linear_transport(sched, *args, x0)
         sync()
-        t_fwd = time.perf_counter() - t0
+        t_fwd = _clock() - t0
         if not backward:
             return t_fwd, 0.0
-        t0 = time.perf_counter()
+        t0 = _clock()
         x.square().sum().backward()
         sync()
-        return t_fwd, time.perf_counter() - t0
+        return t_fwd, _clock() - t0
     return run
 
 
 def run_case(case: dict) -> dict:
     import torch
 
+    global _clock
+    _clock = time.process_time if case.get("clock") == "cpu" else time.perf_counter
     torch.set_num_threads(case["threads"])
     dtype = getattr(torch, case["dtype"])
     device = torch.device(case["device"])
@@ -326,6 +329,9 @@ def main() -> None:
                     help="comma-separated subset of wavefront, heat, spsolve, levels")
     ap.add_argument("--compare", metavar="PATH", default=None,
                     help="another rivergraph checkout: its wavefront and heat cases are timed in the same rounds")
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                    help="time with the wall clock, or with the process's CPU time (all its threads: use with "
+                         "--threads 1; on a loaded shared machine it leaves out the time spent waiting for a core)")
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     a = ap.parse_args()
     if a.quick:
@@ -341,7 +347,7 @@ def main() -> None:
             if a.network in (n, "all")]
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the rivergraph CLI does (docs/routing.md)
     print(f"# rivergraph routing benchmark: {a.threads} thread(s), {a.dtype}, device {a.device}, best of {a.rounds} "
-          f"interleaved round(s) x {a.repeat} run(s), "
+          f"interleaved round(s) x {a.repeat} run(s), {a.clock} clock, "
           f"THP_MEM_ALLOC_ENABLE={os.environ['THP_MEM_ALLOC_ENABLE']}")
     if other:
         print(f"# this checkout: {REPO}; compared with: {other}")
@@ -355,7 +361,7 @@ def main() -> None:
             n_steps = {"spsolve": a.spsolve_steps, "levels": a.baseline_steps}.get(method, steps)
             case = dict(network=net_name, reaches=a.reaches, steps=n_steps, method=method, mode=mode,
                         threads=a.threads, repeat=a.repeat, dtype=a.dtype,
-                        device=a.device if method != "spsolve" else "cpu", impl=None)
+                        device=a.device if method != "spsolve" else "cpu", impl=None, clock=a.clock)
             cases.append(case)
             if other and method in ("wavefront", "heat"):
                 cases.append({**case, "impl": other})

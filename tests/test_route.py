@@ -181,10 +181,6 @@ def test_train_writes_a_run_directory_that_route_needs_alone(tmp_path, monkeypat
     np.testing.assert_allclose(q1, q2, rtol=1e-5)   # parameters.csv holds n to float64 text precision
 
 
-@pytest.mark.xfail(strict=True, reason="engine (f877b25): a call continuing from a carried S reports "
-                                       "storage_start_m3 = 0 and parameter_drift_m3 = S, so the chunked run's "
-                                       "drift / scheme residual are wrong (its residual, from the first chunk's "
-                                       "start storage, is right); remove this xfail when fixed")
 def test_chunked_drift_diagnostic_matches_one_call(case):
     d, cfg, depth, ids = case
     net = read_network(d / "net.csv", columns=cfg["network"]["columns"])

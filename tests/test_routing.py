@@ -143,6 +143,17 @@ def test_two_chunks_equal_one_run(small, mode, scheme):
     torch.testing.assert_close(torch.cat([first, second]), whole, rtol=1e-12, atol=1e-12)
 
 
+def test_chunked_balance_counts_the_carried_storage(small):
+    """A call continuing from a carried S starts from that storage: no drift in the conservative form."""
+    q = _storm(20, len(small))
+    r = MuskingumCunge(small, dt=1200.0, forcing_dt=3600.0)
+    r(q[:8])
+    S = r.state.S.sum().item()
+    r(q[8:], state=r.state)
+    assert S > 0 and r.balance.storage_start_m3 == pytest.approx(S, rel=1e-12)
+    assert abs(r.balance.parameter_drift_m3) < 1e-9 * S and abs(r.balance.scheme_relative_error) < 1e-9
+
+
 def test_repeated_calls_share_no_visible_state(small):
     """The sweep reuses its workspace between calls with the same step count: results and returned states
     must not change with what ran before or after."""

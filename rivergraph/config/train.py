@@ -9,11 +9,14 @@ from typing import Literal, Optional, Union
 from pydantic import Field, field_validator, model_validator
 
 from ..models.params import DEFAULT_ATTRIBUTES, ROUTING_OUTPUTS
-from ..physics.channels import parameter_spec
+from ..physics.channels import CHANNELS, parameter_spec
 from .base import Strict, existing_path, read_yaml_mapping
 from .sections import NetworkSection, OutputSection, RoutingSection, mode_parameters
 
 __all__ = ["TrainConfig", "Config", "load_config"]
+
+_LEARNABLE_N_MODES = tuple(name for name, ch in CHANNELS.items() if "n" in ch.param_names)
+"""The registry's geometries with a Manning's n (the parameter training learns by default)."""
 
 
 def _datasets() -> tuple[str, ...]:
@@ -76,8 +79,8 @@ class ObservationSpec(Strict):
 class TrainRoutingSection(RoutingSection):
     """Routing during training (the shared routing section, power_law by default)."""
 
-    mode: Literal["power_law", "trapezoid"] = Field("power_law", description="routing mode with a Manning's n "
-                                                                             "to learn: power_law or trapezoid")
+    mode: Literal[_LEARNABLE_N_MODES] = Field("power_law", description="routing mode with a Manning's n to learn "
+                                                                       f"({', '.join(_LEARNABLE_N_MODES)})")
     params: dict[str, Union[float, str]] = Field(
         default_factory=lambda: {"width_coef": 21.0, "width_exp": 0.5}, validation_alias=RoutingSection.model_fields["params"]
         .validation_alias, description="non-learned routing parameters: a number, or a network column name "

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..graph.algorithms import upstream_sum
 from ..graph.network import RiverNetwork
 
 __all__ = ["Schedule"]
@@ -88,9 +89,9 @@ class Schedule:
         return torch.arange(self.n, device=self.device) - self.level * self.n
 
     def upstream_sum(self, x: torch.Tensor) -> torch.Tensor:
-        """A x: for every reach (sorted order, last dimension), the sum of ``x`` over its upstream reaches."""
-        out = x.new_zeros(*x.shape[:-1], self.n + 1)
-        return out.index_add_(-1, self.down, x)[..., :self.n]
+        """A x: for every reach (sorted order, last dimension), the sum of ``x`` over its upstream reaches
+        (:func:`rivergraph.graph.algorithms.upstream_sum` with the sorted downstream positions)."""
+        return upstream_sum(x, self.down, dim=x.ndim - 1)
 
     def accumulate(self, local: torch.Tensor) -> torch.Tensor:
         """(I - A)^-1 local: each reach plus everything upstream (sorted order), level by level."""

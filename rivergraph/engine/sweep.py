@@ -149,13 +149,13 @@ class _Sweep(torch.autograd.Function):
         cell.begin(s0d, pd)
         keep_m = need_grad and cell.message_history
         if need_grad:  # the adjoint reads the state (and message) histories
-            hists = [dtype_empty(T + 1, N, like=m0) for _ in range(n_s)]
+            hists = [_empty(T + 1, N, like=m0) for _ in range(n_s)]
             for k in range(n_s):
                 hists[k][0] = S[k]
             hfs = [h.view(-1) for h in hists]
             hist0_rows = hists[0].unbind(0)
             if keep_m:
-                mhist = dtype_empty(T + 1, N, like=m0)
+                mhist = _empty(T + 1, N, like=m0)
                 mhist[0] = M[0]
                 mhf = mhist.view(-1)
         full_net = run.out_pos is None and not run.out_sorted
@@ -186,7 +186,7 @@ class _Sweep(torch.autograd.Function):
         isel, order, sorted_pos = torch.index_select, sched.order, sched.sorted_pos
         last_level = sched.n_levels - 1
         out_rows, row_buf = out.unbind(0), ws.row
-        emits, derive = cell.emits_state, cell.derive_first
+        emits = cell.emits_state
         fwd, emit_ = cell.forward_, cell.emit_
         subset = run.out_pos is not None
         # the sweep is Python-bound on small networks: views prebuilt (see Workspace), no allocations; the
@@ -208,7 +208,7 @@ class _Sweep(torch.autograd.Function):
             else:
                 for k, (src, mod) in enumerate(gathers):
                     isel(src, 0, torch.remainder(idx, mod, out=ridx) if mod else idx, out=uv[k])
-            fwd(m_new, m_old, sv, uv, pv, nf if derive else 0, nl)
+            fwd(m_new, m_old, sv, uv, pv, nf, nl)
             if not emits:
                 emit_(y_b, sv, uv)
             if need_grad:
@@ -337,7 +337,7 @@ class _Sweep(torch.autograd.Function):
         return (None, carry_m, *g_s0, *u_bar, *p_bar.unbind(0))
 
 
-def dtype_empty(*shape: int, like: torch.Tensor) -> torch.Tensor:
+def _empty(*shape: int, like: torch.Tensor) -> torch.Tensor:
     return torch.empty(*shape, dtype=like.dtype, device=like.device)
 
 

@@ -35,7 +35,7 @@ import torch
 
 from .muskingum import muskingum_coefficients
 
-__all__ = ["ParamSpec", "Channel", "CungeChannel", "CHANNELS", "register_channel", "get_channel", "channel_names",
+__all__ = ["ParamSpec", "Channel", "CungeChannel", "CHANNELS", "register_channel", "get_channel",
            "parameter_spec", "learnable_parameters", "CELERITY_BOUNDS", "MIN_REFERENCE_FLOW", "cunge_K_X",
            "trapezoid_depth", "trapezoid_celerity", "power_law_celerity"]
 
@@ -118,10 +118,6 @@ def register_channel(cls: type[Channel]) -> type[Channel]:
         raise ValueError(f"channel '{cls.name}' is already registered")
     CHANNELS[cls.name] = cls()
     return cls
-
-
-def channel_names() -> tuple[str, ...]:
-    return tuple(CHANNELS)
 
 
 def get_channel(name: str) -> Channel:
