@@ -119,16 +119,9 @@ def figures(res: NgenRun, out: Path) -> list[Path]:
     fig.autofmt_xdate()
     png1 = save(fig, out / "hydrograph.png")
     net = res.hydrofabric.network
-<<<<<<< HEAD
-    import xarray as xr
-
-    with xr.open_dataset(res.summary.path) as ds:  # the file just written: feature_id order = network order
-        qmean = pd.Series(ds["streamflow"].mean("time").values, index=ds["feature_id"].values.astype(str))
-=======
     with xr.open_dataset(res.summary["discharge"]) as ds:
         rid = ds["feature_id"].values.astype(str)  # the CF writer's reach-id coordinate, network order
         qmean = pd.Series(ds["streamflow"].mean("time").values, index=rid)
->>>>>>> main
     fig = plot_network_map(net, qmean.reindex(net.ids.astype(str)).to_numpy(), label="mean discharge (m3/s)")
     ax = fig.axes[0]
     dv = res.hydrofabric.divides.copy()
