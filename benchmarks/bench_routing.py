@@ -99,6 +99,13 @@ def _coefficients(net, dt, dtype, device):
     return muskingum_coefficients(K, X, dt, positivity=True)
 
 
+def _outputs_keyword(router) -> str:
+    """``output_positions`` (this checkout) or ``outputs`` (a checkout compared with ``--compare``)."""
+    import inspect
+
+    return "output_positions" if "output_positions" in inspect.signature(router.forward).parameters else "outputs"
+
+
 def _wavefront_case(case, net, q, dt, dtype, device, sync):
     import warnings
 
@@ -127,8 +134,9 @@ def _wavefront_case(case, net, q, dt, dtype, device, sync):
             qq = q.clone().requires_grad_(True)
             pp = {k: v.clone().requires_grad_(True) for k, v in params.items()}
         sync()
+        sel = {_outputs_keyword(router): outputs if backward else None}
         t0 = _clock()
-        Q = router(qq, outputs=outputs if backward else None, balance=False, hot_start=False, **pp)
+        Q = router(qq, balance=False, hot_start=False, **sel, **pp)
         sync()
         t_fwd = _clock() - t0
         if not backward:

@@ -52,7 +52,8 @@ from rivergraph.datasets import load_lower_colorado
 from rivergraph.graph.network import RiverNetwork
 from rivergraph.models.router import MassBalance, MuskingumCunge
 
-DATA = Path(os.environ.get("RIVERGRAPH_DATA", "/work/shared/data"))
+DATA = Path(os.environ.get("RIVERGRAPH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+"""The reference data: ``$RIVERGRAPH_DATA``, else ``../shared/data`` beside the repository."""
 CAMELS_DIR = DATA / "camels_us_4basins"
 RUN_DIR = DATA / "pretrained_lstm_nwm_aorc_hourly"
 
@@ -169,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> LSTMRoutingResult:
         lat = provider.lateral_inflow(times, net.ids.tolist()).double()  # [T, N] m3/s, network order
         runoff = provider.runoff(times)[:, 0].double()                   # mm/h
         router = MuskingumCunge(net, dt=3600.0, mode="trapezoid")
-        Q = router(lat, outputs=net.outlets)                             # [T, 1] m3/s
+        Q = router(lat, output_positions=net.outlets)                           # [T, 1] m3/s
     bal = router.balance
     table = pd.DataFrame({"precip_mm_h": forcing["APCP_surface"].reindex(times).to_numpy(),
                           "runoff_mm_h": runoff.numpy(), "lateral_total_m3s": lat.sum(1).numpy(),

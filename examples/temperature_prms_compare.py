@@ -1,7 +1,7 @@
 """Compare rivergraph's reach heat model with PRMS-SNTemp on one Delaware River Basin segment (daily).
 
 pywatershed 2.0.4 (PyPI) ships no stream-temperature process, so the independent reference is the
-PRMS-SNTemp simulation shipped in /work/shared/data/delaware_river_dl/prms_sntemp_drivers (river-dl test
+PRMS-SNTemp simulation in ../shared/data/delaware_river_dl/prms_sntemp_drivers beside the repository (river-dl test
 data, CC0): ``seg_tave_water`` (PRMS-SNTemp water temperature) driven by ``seg_tave_air``, ``seg_humid``
 and ``seg_outflow``, plus observed daily water temperature (obs_temp.csv).
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,9 @@ from rivergraph.models.params import OutputSpec
 from rivergraph.models.temperature import DEFAULTS, TEMPERATURE_OUTPUTS, HeatForcing, StreamTemperature
 from rivergraph.physics.heat import clear_sky_shortwave
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "delaware_river_dl"
+DATA = Path(os.environ.get("RIVERGRAPH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data") \
+    / "delaware_river_dl"
+"""``$RIVERGRAPH_DATA/delaware_river_dl``, else ``../shared/data/delaware_river_dl`` beside the repository."""
 
 
 def stats(sim: np.ndarray, ref: np.ndarray) -> dict:

@@ -1,5 +1,6 @@
 """Tests for rivergraph.runoff (pretrained neuralhydrology LSTM, units, disaggregation, mapping,
-providers) and rivergraph.metrics, partly on real data in ../shared/data (beside the repository)."""
+providers) and rivergraph.metrics, partly on real data in ../shared/data beside the repository (or $RIVERGRAPH_DATA);
+tests that need it fail, not skip, where it is missing."""
 from __future__ import annotations
 
 import os
@@ -16,7 +17,7 @@ import yaml
 from rivergraph import runoff as R
 from rivergraph.metrics import kge, kge_components, nse
 
-from conftest import SHARED_DATA, load_example
+from conftest import SHARED_DATA, load_example, require_shared
 
 DATA = Path(os.environ.get("RIVERGRAPH_DATA", SHARED_DATA))
 RUN_DIR = DATA / "pretrained_lstm_nwm_aorc_hourly"
@@ -27,9 +28,9 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lstm_camels.py"
 ROUTING_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lstm_routing.py"
 
 def _require(*paths: Path) -> None:
-    """Shared data a test needs: missing data is a failure naming it, not a skip."""
-    missing = [str(p) for p in paths if not p.exists()]
-    assert not missing, f"shared data missing: {missing} (the workspace's ../shared/data beside the repository)"
+    """Shared data a test needs: missing data is a failure naming it, not a skip (conftest.require_shared)."""
+    for p in paths:
+        require_shared(p)
 
 
 @pytest.fixture

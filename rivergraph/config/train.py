@@ -195,7 +195,18 @@ Config = TrainConfig
 """Deprecated name of :class:`TrainConfig`."""
 
 
+REQUIRED_KEYS = ("network", "forcing", "observations")
+"""Keys a training run cannot guess: an empty or partial config is an error rather than a default training."""
+
+
 def load_config(path: str | Path) -> TrainConfig:
-    """Read and validate a training YAML config; a missing file, bad YAML, unknown keys or bad paths raise clear
-    errors."""
-    return TrainConfig.model_validate(read_yaml_mapping(path))
+    """Read and validate a training YAML config; a missing file, bad YAML, unknown keys, bad paths or a missing
+    ``network`` / ``forcing`` / ``observations`` key raise clear errors."""
+    raw = read_yaml_mapping(path)
+    missing = [k for k in REQUIRED_KEYS if k not in raw]
+    if missing:
+        raise ValueError(f"{path}: missing required key(s) {', '.join(missing)} (what to route, its lateral inflow "
+                         "and what to compare with), e.g. 'network: lower_colorado', 'forcing: {source: "
+                         "synthetic_storms}', 'observations: {source: twin}'; see "
+                         "examples/configs/lower_colorado_twin.yaml")
+    return TrainConfig.model_validate(raw)

@@ -24,6 +24,7 @@ from ..training import (LossSpec, fit_power_law, identifiable_reaches, load_chec
 def _load_inputs(cfg):
     """(net, q_lat [T, N] float32, times, base [N] or None) for a :class:`~rivergraph.config.Config`."""
     from ..datasets import is_dataset, resolve_network
+    from ..io.readers import read_forcing_npz
 
     ns = cfg.network
     net, data = resolve_network(ns.source, None, ns.format, **ns.reader_kwargs())
@@ -39,16 +40,7 @@ def _load_inputs(cfg):
                          dt_s=cfg.routing.dt_s)
         times = pd.date_range(pd.Timestamp(s.start), periods=s.hours, freq=pd.Timedelta(seconds=cfg.routing.dt_s))
     else:
-        with np.load(src, allow_pickle=False) as z:
-            missing = [k for k in ("q_lateral", "reach_ids", "time") if k not in z]
-            if missing:
-                raise ValueError(f"forcing file {src} lacks array(s) {missing}")
-            cols = net.positions(z["reach_ids"].tolist())
-            if len(cols) != len(net):
-                raise NetworkError(f"forcing file {src} has {len(cols)} reaches, the network {len(net)}")
-            q = torch.zeros(z["q_lateral"].shape[0], len(net), dtype=torch.float64)
-            q[:, torch.from_numpy(cols)] = torch.from_numpy(np.asarray(z["q_lateral"], dtype=np.float64))
-            times = pd.DatetimeIndex(pd.to_datetime(z["time"], utc=True))
+        q, times = read_forcing_npz(src, net)
     if len(times) != q.shape[0]:
         raise ValueError(f"forcing has {q.shape[0]} rows but {len(times)} times")
     return net, q.float(), times
@@ -119,6 +111,9 @@ def run_training(cfg, resume: bool = True, progress: bool = True) -> int:
     net, q, times = _load_inputs(cfg)
     fixed = _fixed_params(cfg, net)
     gauges, gauge_ids = _select_gauges(cfg, net)
+    print(f"rivergraph train: network {cfg.network.source} ({len(net)} reaches), forcing {cfg.forcing.source} "
+          f"({q.shape[0]} steps of {cfg.routing.dt_s:g} s), observations {cfg.observations.source} at "
+          f"{len(gauges)} gauges, {cfg.training.epochs} epochs -> {cfg.output.dir}", flush=True)
     obs, n_true = _observations(cfg, net, q, times, gauges, gauge_ids, fixed)
     pnet = _build_pnet(cfg)
     pnet.scaler.fit(net)
