@@ -153,6 +153,7 @@ def test_train_writes_a_run_directory_that_route_needs_alone(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     (tmp_path / "t.yaml").write_text(yaml.safe_dump({
         "network": "lower_colorado", "forcing": {"source": "synthetic_storms", "storms": {"hours": 48, "quiet_h": 0}},
+        "observations": {"source": "twin"},
         "gauges": {"max_upstream_reaches": 12}, "training": {"epochs": 1, "warmup_hours": 6, "patience": 1},
         "output": {"dir": "run", "plots": False}}))
     assert main(["train", "t.yaml"]) == 0
