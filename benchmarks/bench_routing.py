@@ -391,6 +391,8 @@ def main() -> None:
                          "--threads 1; on a loaded shared machine it leaves out the time spent waiting for a core)")
     ap.add_argument("--engines", default="torch,compiled",
                     help="router engines to time: torch (the wavefront, the GPU path), compiled (numba, CPU)")
+    ap.add_argument("--modes", default=None,
+                    help="comma-separated subset of the modes: static, power_law, mc (trapezoid), linear, nwm")
     ap.add_argument("--no-checkpoint", dest="checkpoint", action="store_false",
                     help="leave out the checkpointed (memory-bounded) forward+backward cases")
     ap.add_argument("--json", metavar="PATH", default=None, help="write every case's figures to this JSON file")
@@ -423,9 +425,11 @@ def main() -> None:
                 ("heat", "linear", None, None), ("lagged", "nwm", None, None),
                 ("spsolve", "static", None, None), ("levels", "static", None, None)]
     engines = {e.strip() for e in a.engines.split(",")}
+    modes = {m.strip() for m in a.modes.split(",")} if a.modes else None
     for net_name, steps in nets:
         for method, mode, engine, ckpt in variants:
-            if method not in methods or (engine and engine not in engines) or (ckpt and not a.checkpoint):
+            if method not in methods or (engine and engine not in engines) or (ckpt and not a.checkpoint) or \
+                    (modes and mode not in modes):
                 continue
             if engine == "compiled" and a.device != "cpu":
                 continue

@@ -61,12 +61,39 @@ def test_compiled_checkpoint_bit_identical(small, every):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("scheme", ["conservative", "standard"])
+@pytest.mark.parametrize("positivity", [True, False])
+def test_compiled_power_law_forward_matches_torch(small, scheme, positivity):
+    N = len(small)
+    g = torch.Generator().manual_seed(2)
+    q = 0.05 + 3.0 * torch.rand(23, N, generator=g, dtype=F64)
+    kw = dict(width_coef=torch.linspace(3.0, 40.0, N, dtype=F64), width_exp=torch.linspace(0.2, 1.5, N, dtype=F64))
+    res = {}
+    for eng in ("torch", "compiled"):
+        r = MuskingumCunge(small, dt=900.0, mode="power_law", engine=eng, scheme=scheme, positivity=positivity)
+        with torch.no_grad():
+            Q1 = r(q[:9], hot_start=False, **kw)
+            Q2 = r(q[9:], state=r.state, output_positions=[0, 3, 4], **kw)
+        res[eng] = (Q1, Q2, r.state.S, r.balance)
+    a, b = res["torch"], res["compiled"]
+    for x, y in zip(a[:3], b[:3]):
+        assert torch.allclose(x, y, rtol=1e-12, atol=1e-12 * float(x.abs().max()))
+    vol = a[3].inflow_m3
+    for f in ("residual_m3", "parameter_drift_m3", "storage_start_m3", "storage_end_m3"):
+        assert abs(getattr(a[3], f) - getattr(b[3], f)) <= 1e-10 * vol, f
+
+
 def test_engine_choice(small):
     sched = Schedule.from_network(small)
     mc = MuskingumCungeCell(get_channel("trapezoid"), 600.0)
+    pl = MuskingumCungeCell(get_channel("power_law"), 600.0)
     assert use_compiled(sched, StaticMuskingum(), "auto") and not use_compiled(sched, StaticMuskingum(), "torch")
+    assert use_compiled(sched, StaticMuskingum(), "auto", needs_grad=True)
     assert not use_compiled(sched, mc, "auto")
+    assert use_compiled(sched, pl, "auto") and not use_compiled(sched, pl, "auto", needs_grad=True)
     with pytest.raises(ValueError, match="no compiled kernel for MuskingumCungeCell"):
         use_compiled(sched, mc, "compiled")
+    with pytest.raises(ValueError, match="without gradients"):
+        use_compiled(sched, pl, "compiled", needs_grad=True)
     with pytest.raises(ValueError, match="engine must be one of"):
         MuskingumCunge(small, mode="static", engine="fast")

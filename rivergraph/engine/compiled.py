@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .cell import Cell
-from .cells import StaticMuskingum
+from .cells import MuskingumCungeCell, StaticMuskingum
 from .schedule import Schedule
 
 try:  # numba is a dependency; without it (or on an exotic platform) the torch wavefront runs
@@ -42,18 +42,22 @@ def available() -> bool:
     return numba is not None
 
 
-def use_compiled(sched: Schedule, cell: Cell, engine: str) -> bool:
+def use_compiled(sched: Schedule, cell: Cell, engine: str, needs_grad: bool = False) -> bool:
     """Whether a sweep of ``cell`` runs compiled: ``engine`` is ``"compiled"`` (an error if it cannot), or
-    ``"auto"`` on a CPU for a cell with a compiled kernel."""
+    ``"auto"`` on a CPU for a cell with a compiled kernel (the power-law one has no adjoint yet: only
+    without ``needs_grad``)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if engine == "torch":
         return False
-    ok = available() and sched.device.type == "cpu" and type(cell) in _KERNELS
+    kernel = _kernel(cell)
+    ok = available() and sched.device.type == "cpu" and kernel is not None and (kernel == "static" or not needs_grad)
     if engine == "compiled" and not ok:
+        what = type(cell).__name__ + (f" ({cell.channel.name})" if hasattr(cell, "channel") else "")
         why = ("numba is not installed" if not available() else
                f"it runs on CPU only (device {sched.device})" if sched.device.type != "cpu" else
-               f"no compiled kernel for {type(cell).__name__} (compiled: {[c.__name__ for c in _KERNELS]})")
+               f"no compiled kernel for {what} (compiled: static Muskingum; power-law Muskingum-Cunge "
+               "without gradients)")
         raise ValueError(f"engine='compiled' is not available: {why}")
     return ok
 
@@ -142,7 +146,126 @@ if numba is not None:
                     ut[order[k]] = grow[k]
 
 
-_KERNELS = {StaticMuskingum: "static"}
+    @_jit
+    def _power_law_fwd(a_d, b_t, inv_e, g_t, e, S0, dx, down, order, q, T, Q, S, I_old, I_new, out, out_mode,
+                       out_pos, row, dt, positivity, conservative, derive, stor, q_min, c_lo,
+                       c_hi):  # pragma: no cover - compiled
+        """Muskingum-Cunge on a power-law channel (no gradients), steps 0..T-1 in place on Q, S, I_old (sorted),
+        the formulas of :func:`rivergraph.physics.muskingum.mc_step` with
+        :func:`rivergraph.physics.channels.power_law_celerity` and :func:`~rivergraph.physics.channels.cunge_K_X`
+        per reach, the depth d = a_d Q^(1/e) and top width T = b_t Q^(g_t) from per-reach constants (one log
+        and two exp per reach-step; :func:`_power_law_constants`). stor (float64 [4]): sums of the step-start
+        and step-end storages, first-step starts, last-step ends."""
+        N = Q.shape[0]
+        for t in range(T):
+            qt = q[t]
+            for k in range(N):
+                row[k] = qt[order[k]]
+            s_all = 0.0
+            e_all = 0.0
+            for k in range(N):
+                Ii, Io, Qo, ql = I_new[k], I_old[k], Q[k], row[k]
+                r = (Io + Ii + Qo + 2.0 * ql) / 3.0
+                Qr = max(r, q_min)
+                lq = np.log(Qr)
+                d = a_d[k] * np.exp(lq * inv_e[k])
+                Tw = b_t[k] * np.exp(lq * g_t[k])
+                c = e[k] * Qr / (Tw * d)  # (q + 5/3)/(q + 1) Q/A with A = T d/(q + 1)
+                c = min(max(c, c_lo), c_hi)
+                X = min(max(0.5 * (1.0 - Qr / (Tw * S0[k] * c * dx[k])), 0.0), 0.5)
+                K = dx[k] / c
+                if positivity:
+                    h = dt / (2.0 * K)
+                    X = min(min(X, h), 1.0 - h)
+                two_k = 2.0 * K
+                D = two_k * (1.0 - X) + dt
+                c1 = (dt - two_k * X) / D
+                c2 = (dt + two_k * X) / D
+                c3 = (two_k * (1.0 - X) - dt) / D
+                c4 = 2.0 * dt / D
+                Dw = 2.0 * dt / c4
+                kx = (c2 - c1) * Dw / 4.0
+                k1x = (c3 * Dw + dt) / 2.0
+                if conservative:
+                    Sp = S[k]
+                    if derive and t == 0:
+                        Sp = kx * Io + k1x * Qo
+                    Qn = c1 * Ii + c4 * ql + (c4 / dt) * (Sp + 0.5 * dt * (Io - Qo))
+                else:
+                    Sp = kx * Io + k1x * Qo
+                    Qn = c1 * Ii + c2 * Io + c3 * Qo + c4 * ql
+                Sn = kx * Ii + k1x * Qn
+                s_all += Sp
+                e_all += Sn
+                Q[k] = Qn
+                S[k] = Sn
+                dk = down[k]
+                if dk < N:
+                    I_new[dk] += Qn
+            stor[0] += s_all
+            stor[1] += e_all
+            if t == 0:
+                stor[2] += s_all
+            if t == T - 1:
+                stor[3] += e_all
+            ot = out[t]
+            if out_mode == 0:
+                for k in range(N):
+                    ot[order[k]] = Q[k]
+            elif out_mode == 1:
+                for k in range(N):
+                    ot[k] = Q[k]
+            else:
+                for j in range(out_pos.shape[0]):
+                    ot[j] = Q[out_pos[j]]
+            for k in range(N):
+                I_old[k] = I_new[k]
+                I_new[k] = 0.0
+
+
+_KERNELS = {StaticMuskingum: "static", MuskingumCungeCell: "power_law"}
+
+
+def _kernel(cell: Cell) -> str | None:
+    """The compiled kernel of a cell: static Muskingum, or Muskingum-Cunge on the power-law channel."""
+    name = _KERNELS.get(type(cell))
+    if name == "power_law" and cell.channel.name != "power_law":
+        return None
+    return name
+
+
+def _power_law_constants(n, S0, wc, we):
+    """Per-reach constants of the power-law geometry (float64): with e = q + 5/3 (q = ``we``),
+    d = [Q n (q+1)^(5/3) / (p sqrt(S0))]^(1/e) = a_d Q^(1/e) and T = p d^q = b_t Q^(q/e)
+    (:func:`rivergraph.physics.channels.power_law_celerity`); returns (a_d, b_t, 1/e, q/e, e)."""
+    e = we + 5.0 / 3.0
+    a_d = (n * (we + 1.0) ** (5.0 / 3.0) / (wc * np.sqrt(S0))) ** (1.0 / e)
+    return a_d, wc * a_d ** we, 1.0 / e, we / e, e
+
+
+def _power_law_sweep(sched: Schedule, cell: MuskingumCungeCell, q, params, init_states, init_message, out_pos,
+                     out_sorted):
+    """Forward-only compiled Muskingum-Cunge on a power-law channel (as ``compiled_sweep``)."""
+    from ..physics.channels import CELERITY_BOUNDS, MIN_REFERENCE_FLOW
+
+    T, N = q.shape
+    Q, S = (x.detach().clone() for x in init_states)
+    I_old = init_message.detach().clone()
+    I_new = torch.zeros_like(Q)
+    derive = bool(torch.isnan(S).any())
+    if out_pos is None:
+        out = q.new_empty(T, N)
+        mode, opos = (1 if out_sorted else 0), np.zeros(0, dtype=np.int64)
+    else:
+        out = q.new_empty(T, len(out_pos))
+        mode, opos = 2, _np(out_pos)
+    stor = np.zeros(4)
+    n, S0, wc, we, dx = (p.detach().double().numpy() for p in params)
+    _power_law_fwd(*_power_law_constants(n, S0, wc, we), S0, dx, _np(sched.down), _np(sched.order),
+                   _np(q.detach()), T, _np(Q), _np(S), _np(I_old), _np(I_new), _np(out), mode, opos,
+                   np.empty(N, dtype=_np(q).dtype), cell.dt, bool(cell.positivity), bool(cell.conservative), derive,
+                   stor, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS)
+    return out, I_old, (Q, S), torch.from_numpy(stor)
 
 
 def _np(x: torch.Tensor) -> np.ndarray:
@@ -246,6 +369,8 @@ def compiled_sweep(sched: Schedule, cell: Cell, forcings, params, init_states, i
                    checkpoint_every: int | None, keep_history: bool):
     """The compiled sweep's ``(out, message, states, diagnostics)``; ``checkpoint_every`` counts steps."""
     q = forcings[0].contiguous()
+    if _kernel(cell) == "power_law":
+        return _power_law_sweep(sched, cell, q, params, init_states, init_message, out_pos, out_sorted)
     res = _CompiledStatic.apply((sched, cell, out_pos, out_sorted, checkpoint_every, keep_history), init_message,
                                 init_states[0], q, *params)
     return res[0], res[1], (res[2],), res[3]

@@ -536,7 +536,9 @@ def sweep(sched: Schedule, cell: Cell, forcings: Sequence[torch.Tensor], params:
     if pos is None and outputs not in ("network", "sorted"):
         raise ValueError("outputs must be 'network', 'sorted' or a tensor of sorted positions")
     ckpt = resolve_checkpoint(sched, cell, T, m0.dtype, checkpoint_every, memory_budget)
-    if use_compiled(sched, cell, engine):
+    needs_grad = keep_history or (torch.is_grad_enabled() and any(
+        t.requires_grad for t in (*forcings, *params, *init_states, m0)))
+    if use_compiled(sched, cell, engine, needs_grad):
         out, msg, states, diag = compiled_sweep(sched, cell, forcings, params, init_states, m0, pos,
                                                 outputs == "sorted", None if ckpt is None else min(ckpt, T),
                                                 keep_history)
