@@ -28,7 +28,8 @@ import torch
 from rivergraph import runoff as R
 from rivergraph.metrics import kge, kge_components, nse
 
-DATA = Path(os.environ.get("RIVERGRAPH_DATA", "/work/shared/data"))
+DATA = Path(os.environ.get("RIVERGRAPH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+"""The reference data: ``$RIVERGRAPH_DATA``, else ``../shared/data`` beside the repository."""
 CAMELS_DIR = DATA / "camels_us_4basins"
 RUN_DIR = DATA / "pretrained_lstm_nwm_aorc_hourly"
 BASINS = ("01022500", "01547700", "02064000", "03015500")

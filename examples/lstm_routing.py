@@ -49,10 +49,11 @@ import torch
 from rivergraph import runoff as R
 from rivergraph.io.atomic import atomic_path
 from rivergraph.datasets import load_lower_colorado
-from rivergraph.graph.network import RiverNetwork
+from rivergraph.graph import RiverNetwork, incremental_area_km2
 from rivergraph.models.router import MassBalance, MuskingumCunge
 
-DATA = Path(os.environ.get("RIVERGRAPH_DATA", "/work/shared/data"))
+DATA = Path(os.environ.get("RIVERGRAPH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+"""The reference data: ``$RIVERGRAPH_DATA``, else ``../shared/data`` beside the repository."""
 CAMELS_DIR = DATA / "camels_us_4basins"
 RUN_DIR = DATA / "pretrained_lstm_nwm_aorc_hourly"
 
@@ -74,11 +75,7 @@ def local_catchment_area(net: RiverNetwork) -> np.ndarray:
     reaches flowing into it, floored at 0 (the inverted NWM areas decrease downstream on a few reaches of
     the full network; none in the default subnetwork). Sums to the outlets' drainage area when no floor
     binds."""
-    A = net.attr("drainage_area_km2")
-    down = net.downstream
-    upstream = np.zeros(len(net))
-    np.add.at(upstream, down[down >= 0], A[down >= 0])
-    return np.clip(A - upstream, 0.0, None)
+    return incremental_area_km2(net)
 
 
 def subnetwork_above_gauge(gauge: str) -> RiverNetwork:
@@ -169,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> LSTMRoutingResult:
         lat = provider.lateral_inflow(times, net.ids.tolist()).double()  # [T, N] m3/s, network order
         runoff = provider.runoff(times)[:, 0].double()                   # mm/h
         router = MuskingumCunge(net, dt=3600.0, mode="trapezoid")
-        Q = router(lat, outputs=net.outlets)                             # [T, 1] m3/s
+        Q = router(lat, output_positions=net.outlets)                           # [T, 1] m3/s
     bal = router.balance
     table = pd.DataFrame({"precip_mm_h": forcing["APCP_surface"].reindex(times).to_numpy(),
                           "runoff_mm_h": runoff.numpy(), "lateral_total_m3s": lat.sum(1).numpy(),

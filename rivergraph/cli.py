@@ -1,8 +1,11 @@
 """``rivergraph`` command line: every subcommand; the only module that imports argparse.
 
 :func:`build_parser` imports nothing heavy (no torch, numpy or pandas), so ``rivergraph --help`` answers at
-once; each command imports what it needs when it runs. Bad input (ValueError, NetworkError, FileNotFoundError,
-pydantic ValidationError, KeyError) becomes one line ``rivergraph: error: <reason>`` on stderr and exit code 2.
+once; each command imports what it needs when it runs. Bad input (ValueError, NetworkError, pydantic
+ValidationError, KeyError) and file-system errors (missing file, a folder where a file was expected, a folder
+that cannot be written: any OSError) become one line ``rivergraph: error: <reason>`` on stderr and exit code 2,
+never a traceback. Ctrl-C prints one line ``rivergraph: interrupted ...`` (a command may set
+``args.on_interrupt``, a callable returning how to resume) and exits 130, the shell's code for SIGINT.
 Side effects (the transparent-huge-pages switch) happen in :func:`main`, not at import.
 """
 from __future__ import annotations
@@ -26,7 +29,23 @@ def _cmd_train(args) -> int:
     cfg = load_config(args.config)
     if args.epochs is not None:
         cfg.training.epochs = args.epochs
+    args.on_interrupt = lambda: _resume_hint(cfg, args.config)
     return run_training(cfg, resume=not args.no_resume)
+
+
+def _resume_hint(cfg, config_path) -> str:
+    """What Ctrl-C during ``rivergraph train`` leaves behind and how to go on (one line)."""
+    from .training.trainer import load_checkpoint
+
+    ck = cfg.checkpoint_path
+    if not ck.is_file():
+        return f"no epoch had finished, nothing saved; rerun 'rivergraph train {config_path}' to start again"
+    try:
+        epoch = load_checkpoint(ck).get("epoch", "?")
+    except Exception:  # an unreadable checkpoint: say where it is all the same
+        epoch = "?"
+    return (f"epoch {epoch} is saved in {ck}; rerun 'rivergraph train {config_path}' to resume from it "
+            "(--no-resume starts afresh)")
 
 
 def _cmd_route(args) -> int:
@@ -71,7 +90,7 @@ def _network(spec: str):
 
 def _cmd_hydrograph(args) -> int:
     from .io.gauges import read_gauge_csv
-    from .plots import plot_hydrographs, save
+    from .plots import informative_gauges, plot_hydrographs, save
 
     sim = read_gauge_csv(args.sim)
     obs = None
@@ -79,8 +98,11 @@ def _cmd_hydrograph(args) -> int:
         from .datasets import is_dataset, load_dataset
 
         obs = load_dataset(args.obs)[1]["usgs_obs"] if is_dataset(args.obs) else read_gauge_csv(args.obs)
-    fig = plot_hydrographs(sim, obs, args.gages)
-    print(f"hydrographs at {len(args.gages or []) or min(12, sim['gage'].nunique())} gauges -> {save(fig, args.out)}")
+    gages = args.gages or informative_gauges(sim, obs)
+    fig = plot_hydrographs(sim, obs, gages)
+    how = "" if args.gages else (" (those with observations, largest mean observed flow first)" if obs is not None
+                                 else " (largest mean simulated flow first)")
+    print(f"hydrographs at {len(gages)} gauges{how} -> {save(fig, args.out)}")
     return 0
 
 
@@ -138,7 +160,8 @@ def _cmd_ddp_demo(args) -> int:
     return run_ddp_demo(gauges=args.gauges, min_reaches=args.min_reaches, steps=args.steps, epochs=args.epochs,
                         batch_size=args.batch_size, batches_per_step=args.batches_per_step, lr=args.lr,
                         loss=args.loss, seed=args.seed, float64=args.float64, checkpoint=args.checkpoint,
-                        resume=args.resume, progress=not args.no_progress)
+                        resume=args.resume, progress=not args.no_progress, val_gauges=args.val_gauges,
+                        patience=args.patience)
 
 
 # -------------------------------------------------------------------------------------------- parser
@@ -184,6 +207,9 @@ def _add_run_commands(sub) -> None:
                                    "as one process.")
     d.add_argument("--gauges", type=int, default=8, help="number of gauged basins (the smallest with inflow and >= "
                                                          "--min-reaches reaches first)")
+    d.add_argument("--val-gauges", type=int, default=0, help="further basins held out for validation (the next "
+                                                             "smallest; early stopping on them)")
+    d.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: --epochs, i.e. off)")
     d.add_argument("--min-reaches", type=int, default=20, help="smallest gauged basin used (reaches)")
     d.add_argument("--steps", type=int, default=28, help="hourly forcing steps (<= 28)")
     d.add_argument("--epochs", type=int, default=2, help="epochs")
@@ -209,7 +235,8 @@ def _add_plot_commands(sub) -> None:
     h.add_argument("--sim", required=True, help="simulated gauge CSV (time, gage, reach_id, discharge_m3s)")
     h.add_argument("--obs", default=None, help="observed: a dataset name (lower_colorado: shipped USGS) or a gauge "
                                                "CSV (time, gage, discharge_m3s)")
-    h.add_argument("--gages", nargs="+", default=None, help="gauge ids (default: the first 12)")
+    h.add_argument("--gages", nargs="+", default=None,
+                   help="gauge ids (default: 12 with observations, largest mean observed flow first)")
     h.add_argument("--out", required=True, help="figure file")
     h.set_defaults(func=_cmd_hydrograph)
 
@@ -268,6 +295,8 @@ def _error_message(exc: BaseException) -> str:
         return f"invalid {title}: " + "; ".join(parts)
     if isinstance(exc, KeyError) and exc.args:
         return str(exc.args[0])
+    if isinstance(exc, OSError) and exc.strerror and exc.filename and len(exc.args) == 2:
+        return f"{exc.filename}: {exc.strerror}"  # e.g. open() on a folder: the user's path, not an errno line
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
@@ -288,9 +317,14 @@ def main(argv: Sequence[str] | None = None, prog_error: str = "rivergraph") -> i
 
     try:
         return int(args.func(args) or 0)
-    except (ValueError, NetworkError, FileNotFoundError, KeyError, ValidationError) as exc:
+    except (ValueError, NetworkError, OSError, KeyError, ValidationError) as exc:
         print(f"{prog_error}: error: {_error_message(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        hint = getattr(args, "on_interrupt", None)
+        hint = hint() if callable(hint) else hint
+        print(f"{prog_error}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
+        return 130
 
 
 def ddp_demo_main(argv: Sequence[str] | None = None) -> int:

@@ -14,8 +14,8 @@ import pandas as pd
 from .io.atomic import atomic_path
 from .graph.network import RiverNetwork
 
-__all__ = ["plot_hydrographs", "plot_n_vs_area", "plot_network_map", "plot_training", "network_lines", "save",
-           "plot_n_fit", "plot_sim_obs", "plot_reach_map", "resolve_map_values"]
+__all__ = ["plot_hydrographs", "informative_gauges", "plot_n_vs_area", "plot_network_map", "plot_training",
+           "network_lines", "save", "plot_n_fit", "plot_sim_obs", "plot_reach_map", "resolve_map_values"]
 
 
 def _plt():
@@ -39,6 +39,34 @@ def save(fig, path: str | Path, dpi: int = 120) -> Path:
     return path
 
 
+NSE_FLOOR = -10.0
+"""Panel titles print NSE values below this as ``NSE < -10``: such scores come from near-constant observations
+(tiny headwater gauges) and say only that the fit is poor."""
+
+
+def _valid_obs(obs: pd.DataFrame | None) -> pd.DataFrame | None:
+    if obs is not None and "quality" in obs:
+        obs = obs[obs["quality"] != 0]
+    return obs if obs is None else obs.dropna(subset=["discharge_m3s"])
+
+
+def informative_gauges(sim: pd.DataFrame, obs: pd.DataFrame | None = None, k: int = 12) -> list[str]:
+    """The ``k`` gauges of ``sim`` worth a panel: those with at least two observations at simulated times,
+    largest mean observed flow first, then (if fewer than ``k``) the others by largest mean simulated flow.
+    Small headwater gauges, whose near-constant flows give meaningless scores, come last."""
+    sim_mean = sim.assign(gage=sim["gage"].astype(str)).groupby("gage", sort=False)["discharge_m3s"].mean()
+    with_obs: pd.Series = pd.Series(dtype=float)
+    obs = _valid_obs(obs)
+    if obs is not None and len(obs):
+        o = obs.assign(gage=obs["gage"].astype(str))
+        o = o[o["gage"].isin(sim_mean.index) & o["time"].isin(sim["time"])]
+        counts = o.groupby("gage")["discharge_m3s"].count()
+        with_obs = o.groupby("gage")["discharge_m3s"].mean()[counts >= 2]
+    first = with_obs.sort_values(ascending=False, kind="stable").index.tolist()
+    rest = sim_mean.drop(first).sort_values(ascending=False, kind="stable").index.tolist()
+    return (first + rest)[:k]
+
+
 def plot_hydrographs(sim: pd.DataFrame, obs: pd.DataFrame | None = None, gages: Sequence[str] | None = None,
                      ncols: int = 3):
     """Simulated (and observed) discharge (m3/s) at gauges, one panel each, with NSE where both overlap.
@@ -46,7 +74,9 @@ def plot_hydrographs(sim: pd.DataFrame, obs: pd.DataFrame | None = None, gages: 
     Args:
         sim, obs: long tables (time, gage, discharge_m3s), e.g. :func:`rivergraph.io.read_gauge_csv` and
             ``load_lower_colorado()[1]["usgs_obs"]`` (rows with ``quality == 0`` are treated as missing).
-        gages: which gauges (default: every gauge in ``sim``, at most 12).
+        gages: which gauges (default: :func:`informative_gauges`, at most 12: gauges with observations,
+            largest mean observed flow first). A panel without observations says so in its title; NSE
+            below ``NSE_FLOOR`` is printed as ``NSE < -10``.
     """
     from .metrics import nse
 
@@ -54,12 +84,11 @@ def plot_hydrographs(sim: pd.DataFrame, obs: pd.DataFrame | None = None, gages: 
         if df is not None and not {"time", "gage", "discharge_m3s"} <= set(df.columns):
             raise ValueError(f"{name} table needs columns time, gage, discharge_m3s; has {list(df.columns)}")
     all_g = list(dict.fromkeys(sim["gage"].astype(str)))
-    gages = all_g[:12] if gages is None else [str(g) for g in gages]
+    gages = informative_gauges(sim, obs) if gages is None else [str(g) for g in gages]
     missing = [g for g in gages if g not in all_g]
     if missing:
         raise ValueError(f"gauge(s) {missing[:10]} not in the simulated table (has {len(all_g)} gauges)")
-    if obs is not None and "quality" in obs:
-        obs = obs[obs["quality"] != 0]
+    obs = _valid_obs(obs)
     plt = _plt()
     nrows = -(-len(gages) // ncols)
     fig, axes = plt.subplots(nrows, min(ncols, len(gages)), figsize=(4 * min(ncols, len(gages)), 2.6 * nrows),
@@ -72,11 +101,17 @@ def plot_hydrographs(sim: pd.DataFrame, obs: pd.DataFrame | None = None, gages: 
             o = obs[obs["gage"].astype(str) == g].set_index("time")["discharge_m3s"].sort_index()
             ax.plot(o.index, o.to_numpy(), "k.", ms=2, label="observed")
             both = pd.concat([s.rename("s"), o.rename("o")], axis=1, join="inner").dropna()
-            if len(both) >= 2:
+            if len(both) < 2:
+                title += "  (no observations)" if len(o) == 0 else "  (no observations at simulated times)"
+            else:
                 import torch
 
                 v = float(nse(torch.tensor(both["s"].to_numpy()), torch.tensor(both["o"].to_numpy())))
-                if np.isfinite(v):
+                if not np.isfinite(v):
+                    title += f"  (observations constant, n={len(both)})"
+                elif v < NSE_FLOOR:
+                    title += f"  NSE < {NSE_FLOOR:g} (n={len(both)})"
+                else:
                     title += f"  NSE {v:.2f} (n={len(both)})"
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("Q (m3/s)")

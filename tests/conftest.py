@@ -1,23 +1,32 @@
 """Shared test fixtures.
 
-``shared_data``: the read-only real reference data (``<repo>/../shared/data``, see its README.md). Tests
-that need it skip cleanly, saying why, where the folder is absent (e.g. a clone outside the workspace).
+``shared_data``: the read-only real reference data (``<repo>/../shared/data``, see its README.md, or
+``$RIVERGRAPH_DATA``). A test that needs it FAILS, saying where it looked, when the folder is absent: CI runs
+with the data beside the clone, so a missing folder is a broken setup, not a reason to pass quietly.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("RIVERGRAPH_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+
+
+def require_shared(path: Path | None = None) -> Path:
+    """``path`` (default: the shared data folder) if it exists; otherwise fail the calling test naming it."""
+    path = SHARED_DATA if path is None else Path(path)
+    if not path.exists():
+        pytest.fail(f"real reference data not found at {path} (expected the shared/data folder beside the "
+                    "repository, or set RIVERGRAPH_DATA); tests that need it fail rather than skip", pytrace=False)
+    return path
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Path of the shared real-data folder; skips the test if it is not there."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real reference data not found at {SHARED_DATA} (the workspace's shared/data folder)")
-    return SHARED_DATA
+    """Path of the shared real-data folder; fails the test if it is not there."""
+    return require_shared()
 
 
 @pytest.fixture(scope="session")

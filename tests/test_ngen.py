@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from rivergraph import runoff as R
 from rivergraph.graph.network import NetworkError
 from rivergraph.io import read_network
 from rivergraph.io.forcing import ForcingError, read_ngen_forcing
@@ -21,6 +22,7 @@ GPKG = NGEN / "gauge_01073000.gpkg"
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "ngen_01073000.py"
 CONFIG = ROOT / "examples" / "configs" / "ngen_01073000.yaml"
+RUN_DIR = SHARED_DATA / "pretrained_lstm_nwm_aorc_hourly"
 FLOWPATHS = ["wb-11223", "wb-11371", "wb-11509", "wb-11410", "wb-11224"]
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -110,45 +112,88 @@ def _example():
 
 
 def test_ngen_pipeline_short_window(tmp_path):
-    """The shipped config on 4 days (cold start, chunks of 30 h): files, units and the water balance.
-    Lateral inflow = LSTM runoff (mm/h) x divide area / 3.6; the routed volume at the gauge = lateral inflow
-    volume minus the storage change; chunked routing = one call."""
+    """``rivergraph route`` on the shipped config, 4 days (cold start, chunks of 30 h), through the example: files,
+    units and the water balance. Lateral inflow = LSTM runoff (mm/h) x divide area / 3.6; the routed volume =
+    lateral inflow volume minus the storage change; chunked LSTM + routing = one unchunked call."""
+    from rivergraph.models.router import MuskingumCunge
+
     ex = _example()
     res = ex.run(CONFIG, tmp_path / "out", overrides={
-        "runoff": {"spinup_cycles": 0}, "output": {"chunk": 30},
-        "period": {"start": "2015-12-01 00:00", "end": "2015-12-04 23:00"}})
-    assert len(res.times) == 96
+        "runoff": {"spinup_cycles": 0}, "output": {"chunk_size": 30},
+        "period": {"start": "2015-12-01T00:00", "end": "2015-12-04T23:00"}})
+    s = res.summary
+    assert len(res.times) == 96 and s["steps"] == 96 and s["chunks"] == 4 and s["reaches"] == 5
     assert [p.name for p in res.pngs] == ["hydrograph.png", "map.png"]
     assert all(p.stat().st_size > 20_000 for p in res.pngs)
-    assert res.summary.chunks == 4 and res.summary.steps == 96 and res.summary.reaches == 5
-    # the LSTM inputs: statics of CAMELS 01073000, precipitation converted mm/s -> mm/h
-    prov = res.provider
-    assert prov.x_stat[0].tolist() == pytest.approx([37.67, 4.75043])
-    f = read_ngen_forcing(NGEN / "forcing", ["cat-11223"])["cat-11223"]
-    np.testing.assert_allclose(prov.x_dyn[prov.catchment_ids.index("cat-11223"), :, 0].numpy(),
-                               f["precip_rate"].to_numpy()[:96] * 3600.0, rtol=1e-6)
-    # lateral inflow (m3/s) = runoff (mm/h) x area (km2) / 3.6, summed over the divides
+    # the LSTM inputs: statics of CAMELS 01073000, precipitation converted mm/s -> mm/h, areas of the divides
+    hf = res.hydrofabric
+    cats = list(res.runoff_mm_h.columns)
+    forcing = read_ngen_forcing(NGEN / "forcing", cats)
+    attrs = pd.DataFrame({"elev_mean": 37.67, "slope_mean": 4.75043}, index=cats)
+    frames = {c: f.assign(APCP_surface=f["precip_rate"] * 3600.0).iloc[:96] for c, f in forcing.items()}
+    model = R.NeuralHydrologyLSTM.from_run_dir(RUN_DIR)
+    prov = R.LSTMRunoff(model, frames, attrs, hf.catchment_area_km2, trainable="none",
+                        mapping=R.CatchmentReachMap.from_table(hf.catchment_table(), cats, FLOWPATHS))
     with torch.no_grad():
-        r = prov.runoff(res.times).numpy()
-    area = res.hydrofabric.catchment_area_km2.reindex(prov.catchment_ids).to_numpy()
-    np.testing.assert_allclose(res.lateral_total.to_numpy(), (r * area / 3.6).sum(1), rtol=1e-5)
+        r = prov.runoff(prov.times).numpy()
+        lat = prov.lateral_inflow(prov.times, FLOWPATHS).double()
+    np.testing.assert_allclose(res.runoff_mm_h.to_numpy(), r, rtol=1e-5, atol=1e-7)  # the route run's LSTM
     assert (r >= 0).all() and np.isfinite(r).all()
-    # water balance of the routed run (volumes from the written files)
-    b = res.summary.balance
-    assert b.inflow_m3 == pytest.approx(3600.0 * res.lateral_total.sum(), rel=1e-6)
-    assert abs(b.relative_error) < 1e-9
+    area = hf.catchment_area_km2.reindex(cats).to_numpy()
+    np.testing.assert_allclose(res.lateral_total.to_numpy(), (r * area / 3.6).sum(1), rtol=1e-5)
+    # water balance of the routed run (summary.json) against the lateral inflow volume
+    b = s["mass_balance"]
+    assert b["inflow_m3"] == pytest.approx(3600.0 * lat.sum().item(), rel=1e-5)
+    assert abs(b["relative_error"]) < 1e-9
     import xarray as xr
 
-    with xr.open_dataset(res.summary.path) as ds:
-        assert ds["feature_id"].values.astype(str).tolist() == FLOWPATHS
+    with xr.open_dataset(s["discharge"]) as ds:
+        ids = ds["feature_id"].values.astype(str)
+        assert ids.tolist() == FLOWPATHS
         q_nc = ds["streamflow"].values[:, FLOWPATHS.index("wb-11224")]
     np.testing.assert_allclose(res.gauge.to_numpy(), q_nc, rtol=1e-5)  # the CSV holds 6 digits
     assert (res.gauge > 0).all() and res.gauge.max() < 50  # m3/s on a 31.7 km2 basin
-    # chunked LSTM + routing == one unchunked call
-    from rivergraph.models.router import MuskingumCunge
-
-    prov.reset()
+    # chunked (4 x 30 h, LSTM state and routing state carried) == one unchunked call
     with torch.no_grad():
-        lat = prov.lateral_inflow(res.times, FLOWPATHS).double()
-        Q = MuskingumCunge(res.hydrofabric.network, dt=3600.0, mode="trapezoid")(lat)
+        Q = MuskingumCunge(hf.network, dt=3600.0, mode="trapezoid")(lat)
     np.testing.assert_allclose(res.gauge.to_numpy(), Q[:, 4].numpy(), rtol=1e-5)
+
+
+def test_lstm_runoff_section_validation():
+    """The ``lstm`` provider of ``rivergraph route``: registered, strict, and its static attributes need one
+    source."""
+    from rivergraph.config.route import RouteConfig
+    from rivergraph.config.runoff import RUNOFF_PROVIDERS, LSTMRunoffSection
+
+    assert RUNOFF_PROVIDERS["lstm"] == (LSTMRunoffSection, "rivergraph.runs.route:lstm_runoff_source")
+    base = {"network": {"source": str(GPKG)}, "runoff": {"kind": "lstm", "run_dir": "r", "forcing": "f"}}
+    cfg = RouteConfig.model_validate(base)
+    assert cfg.runoff.inputs == "aorc_ngen" and cfg.runoff.mode == "stateful" and cfg.runoff.spinup_cycles == 0
+    with pytest.raises(ValueError, match="give table, or camels_dir and basin"):
+        RouteConfig.model_validate({**base, "runoff": {**base["runoff"], "static_attributes": {"camels_dir": "x"}}})
+    with pytest.raises(ValueError, match="spinup"):
+        RouteConfig.model_validate({**base, "runoff": {**base["runoff"], "spinup": 2}})
+    with pytest.raises(ValueError, match="spinup_cycles"):
+        RouteConfig.model_validate({**base, "runoff": {**base["runoff"], "spinup_cycles": -1}})
+
+
+def test_lstm_runoff_source_reads_chunks_with_a_static_table(tmp_path):
+    """The route builder: static attributes from a per-catchment table; rows read chunk after chunk equal one
+    read of the whole period (the LSTM state carries); depth rates in mm/h, no areas needed."""
+    from rivergraph.config.runoff import LSTMRunoffSection
+    from rivergraph.runs.route import lstm_runoff_source
+
+    cats = ["cat-11223", "cat-11224", "cat-11371", "cat-11410", "cat-11509"]
+    pd.DataFrame({"elev_mean": 37.67, "slope_mean": 4.75043}, index=pd.Index(cats, name="id")).to_csv(
+        tmp_path / "statics.csv")
+    sec = LSTMRunoffSection(run_dir=str(RUN_DIR), forcing=str(NGEN / "forcing.nc"),
+                            static_attributes={"table": "statics.csv"})
+    src = lstm_runoff_source(sec, None, tmp_path)
+    assert sorted(src.catchment_ids) == cats and src.units == "mm/h" and len(src.times) == 720
+    parts = np.concatenate([src.read(slice(a, a + 16)) for a in range(0, 48, 16)])
+    whole = lstm_runoff_source(sec, None, tmp_path).read(slice(0, 48))
+    np.testing.assert_allclose(parts, whole, rtol=1e-5, atol=1e-7)
+    assert parts.shape == (48, 5) and (parts >= 0).all()
+    pd.DataFrame({"elev_mean": [1.0], "slope_mean": [1.0]}, index=["cat-1"]).to_csv(tmp_path / "statics.csv")
+    with pytest.raises(ValueError, match="no row for catchment"):
+        lstm_runoff_source(sec, None, tmp_path)

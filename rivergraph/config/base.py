@@ -31,14 +31,42 @@ def existing_path(v: str | None, key: str, builtins: tuple = ()) -> str | None:
     return v
 
 
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects a key given twice in one mapping (YAML requires unique keys; PyYAML
+    silently keeps the last one). Keys brought in by a merge (``<<: *anchor``) may still be overridden."""
+
+    def construct_mapping(self, node, deep=False):
+        first_line: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first_line:
+                    raise _DuplicateKey(f"duplicate key '{key}' (line {first_line[key]} and line {line}); each "
+                                        "key may appear once in a mapping")
+                first_line[key] = line
+            except TypeError:  # unhashable key: PyYAML reports it
+                continue
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml_mapping(path: str | Path) -> dict:
-    """The top-level mapping of a YAML config file (empty file = {}); a missing file, bad YAML or a
-    non-mapping raise one-line errors naming the file. Shared by every command's and the BMI's config."""
+    """The top-level mapping of a YAML config file (empty file = {}); a missing file, bad YAML, a key given
+    twice or a non-mapping raise one-line errors naming the file. Shared by every command's and the BMI's
+    config."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except _DuplicateKey as e:
+        raise ValueError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from e
     if raw is None:

@@ -13,13 +13,14 @@ The builder is called as ``build(section, network, base_dir) -> rivergraph.runs.
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .base import Strict
 
-__all__ = ["RunoffSection", "PrecomputedRunoffSection", "DatasetRunoffSection", "RUNOFF_PROVIDERS",
+__all__ = ["RunoffSection", "PrecomputedRunoffSection", "DatasetRunoffSection", "LSTMRunoffSection",
+           "StaticAttributesSection", "RUNOFF_PROVIDERS",
            "register_runoff_provider", "runoff_section", "RUNOFF_UNITS"]
 
 RUNOFF_UNITS = ("m3/s", "ft3/s", "mm/h", "mm/day", "mm/s")
@@ -77,5 +78,45 @@ class DatasetRunoffSection(RunoffSection):
     name: str = Field("lower_colorado", description="dataset name")
 
 
+class StaticAttributesSection(Strict):
+    """The LSTM's static attributes per catchment: a table, or one CAMELS basin's values for every catchment."""
+
+    table: Optional[str] = Field(None, description="CSV indexed by catchment id (first column), one column per "
+                                                   "static attribute of the model, in the units of training")
+    camels_dir: Optional[str] = Field(None, description="CAMELS attribute folder (camels_*.txt), with basin")
+    basin: Optional[str] = Field(None, description="CAMELS gauge id whose attributes every catchment gets")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.table is None) == (self.camels_dir is None or self.basin is None):
+            raise ValueError("static_attributes: give table, or camels_dir and basin")
+        return self
+
+
+class LSTMRunoffSection(RunoffSection):
+    """Runoff from a pretrained neuralhydrology LSTM run on forcing per catchment (rivergraph.runoff.lstm_runoff):
+    a depth rate in the model's target units (mm/h) per catchment, computed chunk by chunk with the LSTM state
+    carried. Catchment ids are the forcing's (ngen: cat-N; map them with mapping.id_replace {'cat-': 'wb-'})."""
+
+    kind: Literal["lstm"] = Field("lstm", description="a pretrained LSTM run on forcing per catchment")
+    run_dir: str = Field(description="neuralhydrology run directory (config.yml, model_epochNNN.pt, "
+                                     "train_data/train_data_scaler.yml), relative to the config file")
+    forcing: str = Field(description="forcing per catchment: a folder of <catchment id>.csv files (ngen cat-N.csv, "
+                                     "a time column in UTC) or an ngen forcing.nc")
+    inputs: Union[str, dict] = Field("aorc_ngen", description="forcing columns -> model inputs: a preset of "
+                                     "rivergraph.runoff.INPUT_PRESETS (aorc_ngen: APCP_surface mm/h = precip_rate "
+                                     "mm/s x 3600) or {input: source | [source, scale, offset]}")
+    static_attributes: Optional[StaticAttributesSection] = Field(None, description="the model's static "
+                                                                                   "attributes per catchment")
+    mode: Literal["stateful", "windowed"] = Field("stateful", description="stateful: one sequential run; windowed: "
+                                                  "neuralhydrology's seq_length windows (seq_length times costlier)")
+    spinup_cycles: int = Field(0, ge=0, description="cyclic spin-up passes over the forcing before the run "
+                                                    "(0: zero initial state, as neuralhydrology)")
+    epoch: Optional[int] = Field(None, description="weights epoch (default: the last)")
+    area: str = Field("catchment_area_km2", description="the catchment area (km2): a network column (id mapping) "
+                                                        "or a mapping-table column")
+
+
 register_runoff_provider(PrecomputedRunoffSection, "rivergraph.runs.route:precomputed_runoff")
 register_runoff_provider(DatasetRunoffSection, "rivergraph.runs.route:dataset_runoff")
+register_runoff_provider(LSTMRunoffSection, "rivergraph.runs.route:lstm_runoff_source")

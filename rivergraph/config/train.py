@@ -44,8 +44,10 @@ class ForcingSpec(Strict):
     """Lateral inflow for training."""
 
     source: str = Field("synthetic_storms", description="synthetic_storms, a dataset name (its lateral inflow, "
-                                                        "e.g. lower_colorado's 28 NWM hours) or an .npz file with "
-                                                        "q_lateral [T, N] (m3/s), reach_ids [N] and time [T]")
+                                                        "e.g. lower_colorado's 28 NWM hours), an .npz file with "
+                                                        "q_lateral [T, N] (m3/s), reach_ids [N] and time [T], or a "
+                                                        "PRMS / pywatershed segment series .nc (seg_lateral_inflow, "
+                                                        "cfs); rows coarser than routing.dt_s are held constant")
     storms: StormSpec = Field(default_factory=StormSpec, description="the synthetic storm sequence")
 
     @field_validator("source")
@@ -67,7 +69,9 @@ class ObservationSpec(Strict):
     """Gauge observations to train against."""
 
     source: str = Field("twin", description="twin (route with the twin law) or a gauge CSV (rivergraph.io.gauges "
-                                            "format: time, gage, discharge_m3s[, quality], quality 0 = missing)")
+                                            "format: time, gage, discharge_m3s[, quality], quality 0 = missing), or a PRMS POI "
+                                            "observation .nc (drb_2yr_gage_poi_obs.nc, ft3/s; daily values held "
+                                            "over the day's routing steps: use training.aggregate daily)")
     twin: TwinSpec = Field(default_factory=TwinSpec, description="the twin's truth law")
 
     @field_validator("source")
@@ -130,6 +134,10 @@ class GaugeSpec(Strict):
 
     ids: Optional[list[str]] = Field(None, description="gauge ids to use (default: every gauged reach)")
     max_upstream_reaches: Optional[int] = Field(None, ge=1, description="drop gauges with larger upstream networks")
+    complete_only: bool = Field(False, description="keep only gauges observed at every forcing row")
+    holdout_roots: list[str] = Field(default_factory=list, description=(
+        "spatial split: gauge ids of tree roots (rivergraph.training.gauge_splits); every gauge in their trees is "
+        "held out of training and scored separately"))
 
 
 class TrainingSpec(Strict):
@@ -145,12 +153,30 @@ class TrainingSpec(Strict):
     warmup_hours: float = Field(48.0, ge=0, description="hours discarded from every loss (spin-up)")
     loss: Literal["nse", "kge", "l1"] = Field("nse", description="loss per gauge")
     aggregate: Literal["hourly", "daily"] = Field("hourly", description="score hourly values or daily means")
+    train_end: Optional[str] = Field(None, description=(
+        "temporal split: forcing rows before this time train, the rest is the test period; the trainer then sees "
+        "only the training rows (early stopping on the training loss) and train_fraction is ignored"))
 
 
 class TrainOutputSection(OutputSection):
     """The run directory (config.yml, checkpoints, summary, outputs)."""
 
     checkpoint: str = Field("checkpoint.pt", description="checkpoint file name inside dir")
+    sensitivity_probes: int = Field(16, ge=1, description="Hutchinson probes of the n-sensitivity estimate")
+
+
+class EvaluationSpec(Strict):
+    """Scores by split (train / holdout gauges x train / test period), on daily means, beside baselines."""
+
+    baseline_n: Optional[str] = Field(None, description="network column of a reference n routed as 'before' "
+                                                        "(e.g. n)")
+    reference: Optional[str] = Field(None, description=(
+        "segment series netCDF of another model's routed flow scored beside (e.g. PRMS's seg_outflow.nc)"))
+
+    @field_validator("reference")
+    @classmethod
+    def _ref(cls, v):
+        return existing_path(v, "evaluation.reference")
 
 
 class TrainConfig(Strict):
@@ -165,6 +191,7 @@ class TrainConfig(Strict):
     gauges: GaugeSpec = Field(default_factory=GaugeSpec, description="gauges trained on")
     training: TrainingSpec = Field(default_factory=TrainingSpec, description="optimisation")
     output: TrainOutputSection = Field(default_factory=TrainOutputSection, description="run directory")
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec, description="split scores and baselines")
 
     @field_validator("network")
     @classmethod
@@ -195,7 +222,18 @@ Config = TrainConfig
 """Deprecated name of :class:`TrainConfig`."""
 
 
+REQUIRED_KEYS = ("network", "forcing", "observations")
+"""Keys a training run cannot guess: an empty or partial config is an error rather than a default training."""
+
+
 def load_config(path: str | Path) -> TrainConfig:
-    """Read and validate a training YAML config; a missing file, bad YAML, unknown keys or bad paths raise clear
-    errors."""
-    return TrainConfig.model_validate(read_yaml_mapping(path))
+    """Read and validate a training YAML config; a missing file, bad YAML, unknown keys, bad paths or a missing
+    ``network`` / ``forcing`` / ``observations`` key raise clear errors."""
+    raw = read_yaml_mapping(path)
+    missing = [k for k in REQUIRED_KEYS if k not in raw]
+    if missing:
+        raise ValueError(f"{path}: missing required key(s) {', '.join(missing)} (what to route, its lateral inflow "
+                         "and what to compare with), e.g. 'network: lower_colorado', 'forcing: {source: "
+                         "synthetic_storms}', 'observations: {source: twin}'; see "
+                         "examples/configs/lower_colorado_twin.yaml")
+    return TrainConfig.model_validate(raw)

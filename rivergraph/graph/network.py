@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["RiverNetwork", "NetworkError", "build_network", "DEFAULT_MIN_SLOPE"]
+__all__ = ["RiverNetwork", "NetworkError", "build_network", "DEFAULT_MIN_SLOPE", "GENERIC_OUTLET_CODES"]
 
 DEFAULT_MIN_SLOPE = 1e-5
 """Floor applied to non-positive bed slopes (m/m); the NWM Route_Link's own minimum."""
@@ -286,13 +286,66 @@ def _levels_from_headwaters(downstream: np.ndarray) -> np.ndarray:
     return level
 
 
+GENERIC_OUTLET_CODES = (0, "")
+"""Outlet codes of a generic table (``outlet_ids=None``), with missing values and negative numbers; each is an
+outlet only where no reach has that id."""
+
+
+def _is_generic_code(v) -> bool:
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return bool(v <= 0)
+    return isinstance(v, str) and v == ""
+
+
+def _matches(values: np.ndarray, codes: Sequence) -> np.ndarray:
+    """Elementwise ``values in codes`` without mixing numbers and strings."""
+    if values.dtype.kind in "iuf":
+        num = [c for c in codes if isinstance(c, (int, float, np.integer, np.floating)) and not isinstance(c, bool)]
+        return np.isin(values, num) if num else np.zeros(len(values), dtype=bool)
+    if values.dtype.kind in "US":
+        txt = [c for c in codes if isinstance(c, str)]
+        return np.isin(values, txt) if txt else np.zeros(len(values), dtype=bool)
+    return pd.Series(values, dtype=object).isin(list(codes)).to_numpy()
+
+
+def _negative(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind in "iuf":
+        with np.errstate(invalid="ignore"):
+            return values < 0
+    if values.dtype.kind != "O":
+        return np.zeros(len(values), dtype=bool)
+    return np.array([isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+                     and v < 0 for v in values], dtype=bool)
+
+
+def _outlet_rows(ids: np.ndarray, to_ids: np.ndarray, outlet_ids: Iterable | None) -> tuple[np.ndarray, str]:
+    """Rows whose downstream value marks an outlet, and a note of the rule applied (see :func:`build_network`)."""
+    missing = np.asarray(pd.isna(to_ids), dtype=bool)
+    if outlet_ids is None:
+        coded = (_matches(to_ids, GENERIC_OUTLET_CODES) | _negative(to_ids)) & ~missing
+        if coded.any():
+            rows = np.flatnonzero(coded)
+            real = pd.Series(to_ids[rows], dtype=object).isin(pd.unique(ids)).to_numpy()  # a reach's id: a link
+            coded[rows[real]] = False
+        return missing | coded, "missing, 0, '' or negative where not a reach id"
+    codes = list(outlet_ids)
+    clash = _matches(ids, codes)
+    if clash.any():
+        raise NetworkError(f"reach id(s) {_fmt_ids(ids[clash])} equal this format's outlet code(s) "
+                           f"{_fmt_ids([repr(c) for c in codes])}: reaches draining to them would be taken as outlets; pass "
+                           "outlet_ids=[...] with a code that is not a reach id")
+    return missing | _matches(to_ids, codes), "missing or " + _fmt_ids([repr(c) for c in codes])
+
+
 def build_network(
     ids: Sequence,
     to_ids: Sequence,
     attrs: pd.DataFrame | None = None,
     geometry=None,
     *,
-    outlet_ids: Iterable = (0,),
+    outlet_ids: Iterable | None = None,
     dangling: Literal["error", "outlet"] = "error",
     divergence: Literal["error", "first", "largest_area"] = "error",
     min_slope: float = DEFAULT_MIN_SLOPE,
@@ -303,9 +356,15 @@ def build_network(
     Args:
         ids: reach ids, one per row (a reach listed on several rows with different ``to_ids`` is a
             divergence).
-        to_ids: downstream reach id per row; values in ``outlet_ids``, NaN or negative mark outlets.
+        to_ids: downstream reach id per row; missing values (NaN/None) and outlet codes mark outlets.
         attrs: per-row attributes in rivergraph's column names/units (see module docstring).
         geometry: optional GeoSeries aligned with the rows.
+        outlet_ids: the format's outlet code(s), e.g. ``(0,)`` for RAPID and the NWM Route_Link. Explicit
+            codes are exact: a downstream value in them (or missing) is an outlet, and a reach whose own id is
+            one of them is an error (it could never be routed into). ``None`` (default, for generic tables):
+            a missing value, ``0``, ``''`` or a negative number marks an outlet *unless it is the id of a reach
+            in the table*, in which case it is a link to that reach (a table whose ids start at 0 routes
+            reach 0 like any other). ``report["outlet_codes"]`` says which rule was applied.
         dangling: ``"error"`` (default) rejects downstream ids not in the network; ``"outlet"`` treats
             them as outlets, warns naming them and counts them in ``report["dangling_as_outlets"]``.
         divergence: ``"error"`` (default) rejects reaches with two downstreams; ``"first"`` keeps the
@@ -328,7 +387,9 @@ def build_network(
     if len(ids) == 0:
         raise NetworkError("the network has no reaches")
     if pd.isna(ids).any():
-        raise NetworkError(f"{int(pd.isna(ids).sum())} reach id(s) are missing (NaN)")
+        rows = np.flatnonzero(pd.isna(ids))
+        raise NetworkError(f"{len(rows)} reach id(s) are missing (NaN/blank) at row(s) {_fmt_ids(rows)} "
+                           "(0-based positions in the table)")
     if dangling not in ("error", "outlet"):
         raise NetworkError(f"unknown dangling resolution '{dangling}'; use 'error' or 'outlet'")
     if divergence not in ("error", "first", "largest_area"):
@@ -337,12 +398,7 @@ def build_network(
     if source:
         report["source"] = source
 
-    to_ser = pd.Series(to_ids, dtype=object)
-    outlet_set = set(outlet_ids)
-    is_outlet = to_ser.isna() | to_ser.isin(outlet_set)
-    if np.issubdtype(to_ids.dtype, np.number):
-        is_outlet |= pd.Series(to_ids < 0)
-    is_outlet = is_outlet.to_numpy()
+    is_outlet, report["outlet_codes"] = _outlet_rows(ids, to_ids, outlet_ids)
 
     # duplicates and divergences
     dup = pd.Series(ids).duplicated(keep=False).to_numpy()
@@ -395,7 +451,12 @@ def build_network(
     down[nz] = loc
     self_loop = np.flatnonzero(down == np.arange(len(ids)))
     if len(self_loop):
-        raise NetworkError(f"the network has a cycle: reaches drain into themselves: {_fmt_ids(ids[self_loop])}")
+        hint = ""
+        if outlet_ids is None and any(_is_generic_code(ids[i]) for i in self_loop):
+            hint = ("; reach ids 0, '' and negative numbers are links when a reach has that id: if it is your "
+                    "table's outlet code, pass outlet_ids=[...] with a code that is not a reach id")
+        raise NetworkError(f"the network has a cycle: reaches drain into themselves: {_fmt_ids(ids[self_loop])}"
+                           + hint)
 
     # attribute checks
     if "length_m" in attrs:

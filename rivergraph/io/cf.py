@@ -25,17 +25,13 @@ before this one (``reach_id`` / ``reach`` coordinates, ``discharge`` variable) a
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
+from .atomic import atomic_dir, atomic_path
 
 __all__ = ["CFWriter", "VARIABLES", "TIME_UNITS", "REACH_DIM", "open_output", "reach_ids_of", "write_discharge",
            "write_temperature",
@@ -79,27 +75,6 @@ def _reach_coords(net, cols: np.ndarray) -> dict[str, np.ndarray]:
         out["lat"] = net.attrs["lat"].to_numpy(np.float64)[cols]
         out["lon"] = net.attrs["lon"].to_numpy(np.float64)[cols]
     return out
-
-
-@contextmanager
-def _atomic_dir(path: Path) -> Iterator[Path]:
-    """:func:`atomic_path` for a directory store (zarr): build it under a temporary name beside ``path``, then
-    swap it in (an existing store is moved aside and removed only after)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    shutil.rmtree(tmp)
-    try:
-        yield tmp
-        old = None
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / path.name)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 class CFWriter:
@@ -152,7 +127,7 @@ class CFWriter:
 
     # -------------------------------------------------------------------------------- lifecycle
     def __enter__(self) -> "CFWriter":
-        self._ctx = _atomic_dir(self.path) if self.zarr else atomic_path(self.path)
+        self._ctx = atomic_dir(self.path) if self.zarr else atomic_path(self.path)
         self._tmp = self._ctx.__enter__()
         if not self.zarr:
             self._open_netcdf()

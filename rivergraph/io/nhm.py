@@ -161,6 +161,7 @@ def read_nhm(path: str | Path, *, min_slope: float = PRMS_MIN_SLOPE, min_drainag
         zero = attrs["drainage_area_km2"].to_numpy() < min_drainage_area_km2
         report["zero_drainage_area"] = ids[zero].tolist()
         attrs.loc[zero, "drainage_area_km2"] = min_drainage_area_km2
+    kw.setdefault("outlet_ids", (0,))  # tosegment 0 = outlet: an nhm_seg id 0 is an error, not an outlet
     net = build_network(ids, to, attrs, source=f"nhm:{f['seg'].name}", min_slope=min_slope, **kw)
     net.report.update(report)
     return net

@@ -6,6 +6,8 @@ Every reader maps its source schema onto rivergraph's column names and units (se
 """
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -16,20 +18,22 @@ from ..graph.network import NetworkError, RiverNetwork, _fmt_ids, build_network
 from .registry import NETCDF_SUFFIXES, detect_format, file_fields, read_network, register_reader
 
 __all__ = ["read_network", "read_route_link", "read_rapid", "read_table_network", "SCHEMAS", "detect_format",
-           "drainage_area_from_nwm_top_width", "save_network_npz", "load_network_npz"]
+           "drainage_area_from_nwm_top_width", "save_network_npz", "load_network_npz", "nwm_side_slope",
+           "read_lakeparm", "LAKEPARM_COLUMNS", "read_forcing_npz"]
 
 NWM_TOP_WIDTH_COEF = 2.44
 NWM_TOP_WIDTH_EXPONENT = 0.34
 """The NWM's regional hydraulic-geometry power law for bankfull top width, TW (m) = 2.44 * DA (km2) ** 0.34."""
 
-# Source column -> (rivergraph column, multiplier to SI/rivergraph units)
+# Source column -> (rivergraph column, multiplier to SI/rivergraph units, or the name of a conversion in
+# _CONVERSIONS)
 SCHEMAS: dict[str, dict] = {
     "route_link": {
         "id": "link", "to": "to",
         "columns": {"Length": ("length_m", 1.0), "So": ("slope", 1.0), "n": ("n", 1.0),
                     "nCC": ("n_floodplain", 1.0), "BtmWdth": ("bottom_width_m", 1.0),
                     "TopWdth": ("top_width_m", 1.0), "TopWdthCC": ("top_width_floodplain_m", 1.0),
-                    "ChSlp": ("side_slope", 1.0), "MusK": ("musk_s", 1.0), "MusX": ("musx", 1.0),
+                    "ChSlp": ("side_slope", "nwm_z"), "MusK": ("musk_s", 1.0), "MusX": ("musx", 1.0),
                     "order": ("order", 1.0), "alt": ("elevation_m", 1.0), "lat": ("lat", 1.0),
                     "lon": ("lon", 1.0), "NHDWaterbodyComID": ("waterbody", 1.0)},
     },
@@ -44,7 +48,9 @@ SCHEMAS: dict[str, dict] = {
         "columns": {"lengthkm": ("length_m", 1000.0), "slope": ("slope", 1.0),
                     "tot_drainage_areasqkm": ("drainage_area_km2", 1.0), "areasqkm": ("catchment_area_km2", 1.0),
                     "order": ("order", 1.0), "n": ("n", 1.0), "BtmWdth": ("bottom_width_m", 1.0),
-                    "TopWdth": ("top_width_m", 1.0), "ChSlp": ("side_slope", 1.0),
+                    "TopWdth": ("top_width_m", 1.0), "ChSlp": ("side_slope", "nwm_z"),
+                    "TopWdthCC": ("top_width_floodplain_m", 1.0), "nCC": ("n_floodplain", 1.0),
+                    "rl_NHDWaterbodyComID": ("waterbody", 1.0),
                     # flowpath_attributes (joined on id): NWM channel fields, preferred over the above
                     "So": ("slope", 1.0), "length_m": ("length_m", 1.0), "MusK": ("musk_s", 1.0),
                     "MusX": ("musx", 1.0)},
@@ -62,12 +68,36 @@ _UNIT_ALIASES = {"length_km": ("length_m", 1000.0)}
 multiplier)."""
 
 
+def nwm_side_slope(chslp, ids=None) -> np.ndarray:
+    """Trapezoid side slope z (horizontal : vertical) from an NWM ``ChSlp``: ``z = 1 / ChSlp``.
+
+    ``ChSlp`` in the Route_Link (and in hydrofabric ``flowpath_attributes``) is the side slope as the NWM
+    uses it, vertical per horizontal: WRF-Hydro ``module_channel_routing.F90`` (``SUBMUSKINGCUNGE``,
+    ``MANNING``, ``DIFFUSION``) and t-route ``MCsingleSegStime_f2py_NOLOOP.f90`` (``muskingcungenwm``)
+    all take ``z = 1.0/Cs``. ``ChSlp = 0`` is read as ``z = 1`` (45 degrees), as both do
+    (``if(Cs .eq. 0) z = 1.0``); the Lower Colorado has none. NaN stays NaN (missing); a negative
+    ``ChSlp`` is an error naming the reaches.
+    """
+    c = np.asarray(chslp, dtype=np.float64)
+    bad = c < 0
+    if bad.any():
+        where = np.asarray(ids)[bad] if ids is not None else np.nonzero(bad)[0]
+        raise NetworkError(f"negative ChSlp (side slope) at reaches {_fmt_ids(where)}")
+    with np.errstate(divide="ignore"):
+        return np.where(c == 0, 1.0, 1.0 / c)
+
+
+_CONVERSIONS = {"nwm_z": nwm_side_slope}
+"""Source-column conversions that are not a unit multiplier (name -> function(values, ids))."""
+
+
 def _map_columns(df: pd.DataFrame, schema: Mapping) -> pd.DataFrame:
     out = pd.DataFrame(index=range(len(df)))
+    ids = df[schema["id"]].to_numpy() if schema.get("id") in df.columns else None
     for src, (dst, mult) in schema["columns"].items():
         if src in df.columns:
-            col = df[src].to_numpy()
-            out[dst] = pd.to_numeric(pd.Series(col), errors="coerce").to_numpy(dtype=float) * mult
+            col = pd.to_numeric(pd.Series(df[src].to_numpy()), errors="coerce").to_numpy(dtype=float)
+            out[dst] = _CONVERSIONS[mult](col, ids) if isinstance(mult, str) else col * mult
     return out
 
 
@@ -93,8 +123,12 @@ def drainage_area_from_nwm_top_width(top_width_m, coef: float = NWM_TOP_WIDTH_CO
 
 
 def read_route_link(path: str | Path, **kw) -> RiverNetwork:
-    """Read an NWM Route_Link netCDF (link, to, Length m, So, n, BtmWdth m, TopWdth m, ChSlp, MusK s,
-    MusX, order, gages, lat/lon).
+    """Read an NWM Route_Link netCDF (link, to, Length m, So, n, nCC, BtmWdth m, TopWdth m, TopWdthCC m,
+    ChSlp, MusK s, MusX, order, NHDWaterbodyComID, gages, lat/lon).
+
+    ``side_slope`` is the NWM's ``z = 1 / ChSlp`` (:func:`nwm_side_slope`); the compound channel is
+    ``top_width_floodplain_m`` (TopWdthCC) and ``n_floodplain`` (nCC); lake membership is ``waterbody``
+    (NHDWaterbodyComID, -9999 where none).
 
     The Route_Link carries no drainage area; ``drainage_area_km2`` is added by inverting the NWM's
     top-width power law (:func:`drainage_area_from_nwm_top_width`), recorded in
@@ -114,11 +148,52 @@ def read_route_link(path: str | Path, **kw) -> RiverNetwork:
     if "drainage_area_km2" not in attrs and "top_width_m" in attrs:
         attrs["drainage_area_km2"] = drainage_area_from_nwm_top_width(attrs["top_width_m"].to_numpy())
         da_note = f"inverted from NWM TopWdth = {NWM_TOP_WIDTH_COEF} DA^{NWM_TOP_WIDTH_EXPONENT}"
-    net = build_network(df["link"].to_numpy(np.int64), df["to"].to_numpy(np.int64), attrs,
+    kw.setdefault("outlet_ids", (0,))  # the NWM's outlet code; a link id 0 is an error, not an outlet
+    link, to = _reach_ids(df["link"].to_numpy(), df["to"].to_numpy(), ("link", "to"), str(path), integer=True)
+    net = build_network(link, to, attrs,
                         source=f"route_link:{Path(path).name}", **kw)
     if da_note:
         net.report["drainage_area"] = da_note
     return net
+
+
+LAKEPARM_COLUMNS = {"LkArea": "km2", "LkMxE": "m", "WeirE": "m", "WeirC": "-", "WeirL": "m", "OrificeE": "m",
+                    "OrificeC": "-", "OrificeA": "m2", "Dam_Length": "m", "ifd": "-"}
+"""NWM LAKEPARM level-pool columns and units (WRF-Hydro ``module_levelpool.F90``, ``LEVELPOOL_PHYSICS``):
+lake area, maximum (overtop) elevation, weir crest elevation, weir coefficient and length, orifice
+elevation, coefficient and area, dam length, initial fractional depth. Elevations are m above a common
+datum."""
+
+
+def read_lakeparm(path: str | Path, lake_ids=None) -> pd.DataFrame:
+    """Read an NWM ``LAKEPARM.nc`` into a DataFrame indexed by ``lake_id`` (NHD waterbody COMID) with
+    the columns of :data:`LAKEPARM_COLUMNS` (float64, the file's names and units).
+
+    Args:
+        lake_ids: keep these lakes, in this order (e.g. the ``waterbody`` ids of a network); a lake
+            missing from the file is an error naming it.
+    Raises:
+        NetworkError: a missing column, or a non-finite / non-positive-area lake (named).
+    """
+    import xarray as xr
+
+    with xr.open_dataset(path, decode_times=False) as ds:
+        missing = [c for c in ["lake_id", *LAKEPARM_COLUMNS] if c not in ds.variables]
+        if missing:
+            raise NetworkError(f"{path}: not an NWM LAKEPARM file, missing variable(s) {missing}")
+        df = pd.DataFrame({c: ds[c].values.astype(np.float64) for c in LAKEPARM_COLUMNS},
+                          index=pd.Index(ds["lake_id"].values.astype(np.int64), name="lake_id"))
+    if lake_ids is not None:
+        want = pd.Index(np.asarray(lake_ids, dtype=np.int64))
+        absent = want[~want.isin(df.index)]
+        if len(absent):
+            raise NetworkError(f"{path}: lake(s) {_fmt_ids(absent.tolist())} not in LAKEPARM")
+        df = df[~df.index.duplicated()].loc[want]
+    bad = ~np.isfinite(df.to_numpy()).all(1) | (df["LkArea"].to_numpy() <= 0)
+    if bad.any():
+        raise NetworkError(f"{path}: non-finite parameters or LkArea <= 0 for lake(s) "
+                           f"{_fmt_ids(df.index[bad].tolist())}")
+    return df
 
 
 def read_rapid(path: str | Path, k_csv: str | Path | None = None, x_csv: str | Path | None = None,
@@ -127,11 +202,14 @@ def read_rapid(path: str | Path, k_csv: str | Path | None = None, x_csv: str | P
     with optional Muskingum k (s) and x CSVs in the same row order. If not given, ``k_*.csv``/``x_*.csv``
     beside a ``rapid_connect_*.csv`` are picked up."""
     path = Path(path)
-    con = pd.read_csv(path, header=None)
+    _require_file(path, "network")
+    con = pd.read_csv(path, header=None, dtype=str, skipinitialspace=True)
     if con.shape[1] < 2:
         raise NetworkError(f"{path}: rapid_connect needs at least two columns (id, downstream id)")
-    ids = con.iloc[:, 0].to_numpy(np.int64)
-    to = con.iloc[:, 1].to_numpy(np.int64)
+    rows = np.arange(len(con)) + 1   # file lines (no header)
+    ids, to = _reach_ids(con.iloc[:, 0].to_numpy(), con.iloc[:, 1].to_numpy(), ("1 (reach id)", "2 (downstream id)"),
+                         str(path), rows, integer=True, to_may_be_blank=False)
+    kw.setdefault("outlet_ids", (0,))  # RAPID's outlet code; a reach id 0 is an error, not an outlet
     attrs = pd.DataFrame(index=range(len(ids)))
     suffix = path.name.replace("rapid_connect", "") if "rapid_connect" in path.name else None
     if suffix is not None:
@@ -159,11 +237,17 @@ def read_table_network(df_or_path, columns: Mapping[str, str] | None = None, *, 
     """
     geometry = None
     if isinstance(df_or_path, (str, Path)):
-        text = [columns["gage"]] if columns and "gage" in columns else []   # keep gauge ids' leading zeros
+        text = [columns[k] for k in ("gage", "id", "to") if columns and k in columns]  # leading zeros, exact ids
+        if schema in SCHEMAS:
+            text += [SCHEMAS[schema]["id"], SCHEMAS[schema]["to"]]
         df = _read_any_table(Path(df_or_path), layer, text)
         name = Path(df_or_path).name
+        # rows as a person finds them: file lines for CSV (header = line 1), else 0-based row numbers
+        rows = np.arange(len(df)) + 2 if Path(df_or_path).suffix.lower() == ".csv" else np.arange(len(df))
+        row_word = "line" if Path(df_or_path).suffix.lower() == ".csv" else "row"
     else:
         df, name = df_or_path, "table"
+        rows, row_word = df.index.to_numpy(), "row"
     if "geometry" in getattr(df, "columns", []) and hasattr(df, "geometry"):
         geometry = df.geometry
     if schema is not None:
@@ -192,28 +276,107 @@ def read_table_network(df_or_path, columns: Mapping[str, str] | None = None, *, 
             dst, mult = _UNIT_ALIASES.get(k, (k, 1.0))
             attrs[dst] = pd.to_numeric(df[v], errors="coerce").to_numpy(dtype=float) * mult
         id_col, to_col = columns["id"], columns["to"]
-    ids = df[id_col].to_numpy()
-    to = df[to_col].to_numpy()
+    ids, to = _reach_ids(df[id_col].to_numpy(), df[to_col].to_numpy(), (id_col, to_col), name, rows,
+                         row_word=row_word)
     if geometry is not None:
         geometry = geometry.reset_index(drop=True)
-    net = build_network(_as_int_if_possible(ids), _as_int_if_possible(to), attrs, geometry,
-                        source=f"{schema or 'table'}:{name}", **kw)
+    net = build_network(ids, to, attrs, geometry, source=f"{schema or 'table'}:{name}", **kw)
     if df.attrs.get("subset_outlets"):
         net.report["subset_outlets"] = df.attrs["subset_outlets"]
     return net
 
 
-def _as_int_if_possible(a: np.ndarray) -> np.ndarray:
-    if a.dtype.kind in "iu":
-        return a.astype(np.int64)
-    if a.dtype.kind == "f" and np.all(np.isnan(a) | (a == np.round(a))):
-        return np.where(np.isnan(a), 0, a).astype(np.int64)
-    return a
+_INT_TEXT = re.compile(r"^[+-]?\d+(\.0*)?$")
+"""Text that spells a whole number: '12', '-3', '12.0' (a float column written by pandas)."""
+
+
+def _as_text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values stripped (bytes decoded) as an object array, and the mask of blank / missing ones."""
+    s = pd.Series(values, dtype=object).map(
+        lambda v: v.strip() if isinstance(v, str) else (v.decode().strip() if isinstance(v, bytes) else v))
+    missing = (s.isna() | (s == "")).to_numpy(dtype=bool)
+    return s.to_numpy(dtype=object), missing
+
+
+def _whole(v) -> int | None:
+    if isinstance(v, (bool, np.bool_)):
+        return None
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return int(v) if float(v).is_integer() and abs(v) < 2.0 ** 53 else None
+    if isinstance(v, str) and _INT_TEXT.match(v):
+        return int(v.split(".")[0])
+    return None
+
+
+def _as_ints(text: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """int64 of the present values if every one is a whole number within int64, else None; and the mask of
+    present values that are not."""
+    vals = [_whole(v) for v in text[~missing]]
+    not_int = np.zeros(len(text), dtype=bool)
+    not_int[np.flatnonzero(~missing)] = [v is None or not -2 ** 63 <= v < 2 ** 63 for v in vals]
+    if not_int.any():
+        return None, not_int
+    return np.array(vals, dtype=np.int64), not_int
+
+
+def _reach_ids(id_values: np.ndarray, to_values: np.ndarray, columns: tuple[str, str], label: str,
+               rows: np.ndarray | None = None, *, integer: bool = False, to_may_be_blank: bool = True,
+               row_word: str = "line") -> tuple[np.ndarray, np.ndarray]:
+    """Reach ids and downstream ids of a table's two columns, decided together.
+
+    Both become int64 when every present value of both spells a whole number (text, float or integer columns) and
+    no two distinct id texts name the same number (e.g. '7' and '007'); otherwise both stay text as given
+    (stripped), so that an id and the downstream values naming it always compare equal. A blank / NaN reach id is
+    an error naming its rows; a blank downstream id marks an outlet (``None`` in an object array) unless
+    ``to_may_be_blank`` is false. ``integer``: non-integer values are an error naming their rows (RAPID, NWM).
+    """
+    if id_values.dtype.kind in "iu" and to_values.dtype.kind in "iu":  # fast path: NWM, parquet, numpy
+        return id_values.astype(np.int64), to_values.astype(np.int64)
+    rows = np.arange(len(id_values)) if rows is None else np.asarray(rows)
+    id_text, id_missing = _as_text(id_values)
+    to_text, to_missing = _as_text(to_values)
+    for col, miss in ((columns[0], id_missing), (columns[1], None if to_may_be_blank else to_missing)):
+        if miss is not None and miss.any():
+            raise NetworkError(f"{label}: blank or missing reach id in column {col} at {row_word}(s) "
+                               f"{_fmt_ids(rows[miss])}")
+    id_int, id_bad = _as_ints(id_text, id_missing)
+    to_int, to_bad = _as_ints(to_text, to_missing)
+    if integer and (id_int is None or to_int is None):
+        col, bad, text = (columns[0], id_bad, id_text) if id_int is None else (columns[1], to_bad, to_text)
+        raise NetworkError(f"{label}: column {col} must hold integer reach ids; not an integer at {row_word}(s) "
+                           + _fmt_ids([f"{r} ({t!r})" for r, t in zip(rows[bad], text[bad])]))
+    use_int = id_int is not None and to_int is not None
+    if use_int and len(np.unique(id_int)) != len(pd.unique(id_text)):
+        use_int = False  # distinct text ids that are one number ('7', '007'): keep the text
+    if use_int:
+        if not to_missing.any():
+            return id_int, to_int
+        to = np.empty(len(to_text), dtype=object)
+        to[~to_missing] = to_int.tolist()
+        to[to_missing] = None
+        return id_int, to
+    to = to_text.copy()
+    to[to_missing] = None
+    return id_text, to
+
+
+def _require_file(path: Path, what: str) -> None:
+    """A one-line error for a path that is missing or a folder (a file was expected)."""
+    if not path.exists():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    if path.is_dir() and path.suffix.lower() not in _FOLDER_FORMATS:
+        raise NetworkError(f"{what} path {path} is a folder, not a file (folders are read only as "
+                           f"{', '.join(_FOLDER_FORMATS)})")
+
+
+_FOLDER_FORMATS = (".gdb",)
+"""Network 'files' that are folders: Esri file geodatabases (NHDPlus HR), read with GDAL."""
 
 
 def _read_any_table(path: Path, layer: str | None, text_columns=()):
-    if not path.exists():
-        raise FileNotFoundError(f"network file not found: {path}")
+    _require_file(path, "network")
     suf = path.suffix.lower()
     if suf == ".csv":
         return pd.read_csv(path, dtype={c: str for c in text_columns})
@@ -251,7 +414,10 @@ def _prepare_schema(df: pd.DataFrame, schema: str, src, layer) -> pd.DataFrame:
     if schema == "nhdplus" and "toCOMID" not in df.columns:
         _require(df, ["COMID", "Hydroseq", "DnHydroseq"], "NHDPlus (toCOMID or Hydroseq/DnHydroseq)", label)
         hs = dict(zip(df["Hydroseq"].to_numpy(), df["COMID"].to_numpy()))
-        df["toCOMID"] = [hs.get(h, 0) for h in df["DnHydroseq"].to_numpy()]
+        # DnHydroseq 0 = outlet; a Hydroseq not in the table is a dangling link: keep it visible (as a
+        # negative placeholder id) so that build_network errors or warns and counts it per `dangling`
+        df["toCOMID"] = [hs.get(h, 0 if h == 0 or pd.isna(h) else f"DnHydroseq {h}")
+                         for h in df["DnHydroseq"].to_numpy()]
     if schema == "hydrofabric":
         _require(df, ["id", "toid"], "the hydrofabric schema", label)
         gpkg_layers: list[str] = []
@@ -270,18 +436,29 @@ def _prepare_schema(df: pd.DataFrame, schema: str, src, layer) -> pd.DataFrame:
                                    "resolve them")
             nexus = pyogrio.read_dataframe(src, layer="nexus", read_geometry=False)
             nx_to = dict(zip(nexus["id"].astype(str), nexus["toid"].astype(str)))
-            # a nexus with no downstream flowpath (terminal 'tnx-', or toid 'wb-0'/empty) is an outlet; so is a
-            # nexus whose downstream flowpath lies outside this file (the outlet nexus of a subset, e.g. a gauge)
+            # a nexus with no downstream flowpath (toid 'wb-0'/empty), or a terminal nexus ('tnx-') the layer lacks,
+            # is an outlet; so is a nexus whose downstream flowpath lies outside this file (the outlet nexus of a
+            # subset, e.g. a gauge: warned, counted in report["subset_outlets"]). Any other nexus missing from the
+            # layer is a dangling link, reported by build_network (error by default; dangling='outlet' warns, counts)
             known = set(df["id"].astype(str))
             new_to, outside = [], {}
             for fp, t, v in zip(df["id"].astype(str), to, via_nexus):
-                d = nx_to.get(t, "0") if v else t
-                if v and d not in known and d not in ("", "0", "wb-0", "None", "nan"):
+                if not v:
+                    new_to.append(t)
+                    continue
+                if t not in nx_to:
+                    new_to.append("0" if t.startswith("tnx-") else f"{t} (not in the nexus layer)")
+                    continue
+                d = nx_to[t]
+                if d not in known and d not in ("", "0", "wb-0", "None", "nan"):
                     outside[fp] = f"{t} -> {d}"
                     d = "0"
                 new_to.append(d)
             df["toid"] = new_to
             if outside:
+                warnings.warn(f"{len(outside)} flowpath(s) drain through a nexus to flowpaths outside this file and "
+                              f"became outlets (report['subset_outlets']): "
+                              + _fmt_ids([f"{k} ({v})" for k, v in outside.items()], 5), stacklevel=4)
                 df.attrs["subset_outlets"] = outside
         df["toid"] = df["toid"].where(~df["toid"].astype(str).isin(["", "0", "wb-0", "None", "nan"]), 0)
     return df
@@ -374,17 +551,29 @@ register_reader("table", lambda path, **kw: read_table_network(path, **kw),
                 description="any reach table with columns={'id': ..., 'to': ..., ...}")
 
 
+def _free_outlet_code(ids: np.ndarray):
+    """An outlet code that is no reach's id: 0 / '' where free, else -1, min - 1 (numbers) or '<outlet>'."""
+    if ids.dtype.kind in "iu":
+        for code in (0, -1):
+            if not (ids == code).any():
+                return code
+        return int(ids.min()) - 1
+    taken = set(ids.tolist())
+    return next(c for c in ("", "<outlet>", "<outlet-0>") if c not in taken)
+
+
 def save_network_npz(net: RiverNetwork, path: str | Path) -> None:
     """Write a network compactly (ids, downstream ids, numeric attributes, gauge ids, the validation
-    report as JSON) as ``.npz``; geometry is not stored. Outlets are marked 0 (numeric ids) or '' (string
-    ids)."""
+    report as JSON) as ``.npz``; geometry is not stored. Outlets are marked with the code stored in
+    ``outlet``: 0 (integer ids) or '' (string ids) unless a reach has that id (then -1 / '<outlet>')."""
     import json
 
     from .atomic import atomic_path
 
-    outlet = 0 if net.ids.dtype.kind in "iuf" else ""
-    ids = net.ids if outlet == 0 else net.ids.astype(str)
-    arrays = {"ids": ids, "to": np.where(net.downstream >= 0, ids[np.maximum(net.downstream, 0)], outlet)}
+    ids = net.ids if net.ids.dtype.kind in "iu" else net.ids.astype(str)
+    outlet = _free_outlet_code(ids)
+    arrays = {"ids": ids, "to": np.where(net.downstream >= 0, ids[np.maximum(net.downstream, 0)], outlet),
+              "outlet": np.array(outlet)}
     for c in net.attrs.columns:
         v = net.attrs[c]
         # text columns (gauge ids; object or pandas' str dtype) as fixed-width unicode: loadable without pickle
@@ -401,13 +590,57 @@ def load_network_npz(path: str | Path, **kw) -> RiverNetwork:
     import json
 
     with np.load(path, allow_pickle=False) as z:
-        attrs = pd.DataFrame({k[6:]: z[k] for k in z.files if k.startswith("attr__")})
         ids, to = z["ids"], z["to"]
+        attrs = pd.DataFrame({k[6:]: z[k] for k in z.files if k.startswith("attr__")}, index=range(len(ids)))
         saved = json.loads(str(z["report"])) if "report" in z.files else {}
+        outlet = z["outlet"].item() if "outlet" in z.files else None
     if "gage" in attrs:
         attrs["gage"] = attrs["gage"].astype(object)
-    kw.setdefault("outlet_ids", (0, ""))
+    # files written before the code was stored used 0 / '' (and never held a reach id 0)
+    kw.setdefault("outlet_ids", (0, "") if outlet is None else (outlet,))
     net = build_network(ids, to, attrs, source=f"rivergraph:{Path(path).name}", **kw)
     for k, v in saved.items():
         net.report.setdefault(k if k != "source" else "saved_from", v)
     return net
+
+
+def read_forcing_npz(path: str | Path, net: RiverNetwork):
+    """Lateral inflow from an ``.npz`` with ``q_lateral`` [T, n] (m3/s), ``reach_ids`` [n] and ``time`` [T],
+    reordered to the network's reach order.
+
+    Returns ``(q [T, N] float64 tensor, times DatetimeIndex UTC)``. Errors name what is wrong: missing arrays,
+    a duplicated reach id (which would leave another reach without inflow), ids not in the network, network
+    reaches the file lacks, and shapes that disagree.
+    """
+    import torch
+
+    path = Path(path)
+    _require_file(path, "forcing")
+    with np.load(path, allow_pickle=False) as z:
+        missing = [k for k in ("q_lateral", "reach_ids", "time") if k not in z.files]
+        if missing:
+            raise NetworkError(f"forcing file {path} lacks array(s) {missing} (has {sorted(z.files)})")
+        try:
+            q, rid, time = np.asarray(z["q_lateral"]), np.asarray(z["reach_ids"]), np.asarray(z["time"])
+        except ValueError as e:  # object (pickled) arrays: not loaded, for safety
+            raise NetworkError(f"forcing file {path}: {e}; store text ids as a string array "
+                               "(np.asarray(ids, dtype=str)) and times as datetime64") from None
+    if rid.ndim != 1:
+        raise NetworkError(f"forcing file {path}: reach_ids must be 1-D, has shape {rid.shape}")
+    if q.ndim != 2 or q.shape[1] != len(rid):
+        raise NetworkError(f"forcing file {path}: q_lateral has shape {q.shape}, expected [time, {len(rid)}] "
+                           f"(one column per reach_ids entry)")
+    if len(time) != q.shape[0]:
+        raise NetworkError(f"forcing file {path}: q_lateral has {q.shape[0]} rows but time has {len(time)}")
+    dup = pd.Series(rid).duplicated(keep=False).to_numpy()
+    if dup.any():
+        raise NetworkError(f"forcing file {path}: duplicated reach id(s) {_fmt_ids(pd.unique(rid[dup]))} in "
+                           "reach_ids (each reach needs exactly one column)")
+    cols = net.positions(rid.tolist())
+    if len(cols) != len(net):
+        lacking = np.setdiff1d(np.arange(len(net)), cols)
+        raise NetworkError(f"forcing file {path} has {len(cols)} reaches, the network {len(net)}; no inflow for "
+                           f"reaches {_fmt_ids(net.ids[lacking])}")
+    out = torch.zeros(q.shape[0], len(net), dtype=torch.float64)
+    out[:, torch.from_numpy(cols)] = torch.from_numpy(q.astype(np.float64))
+    return out, pd.DatetimeIndex(pd.to_datetime(time, utc=True))

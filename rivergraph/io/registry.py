@@ -146,6 +146,12 @@ def read_network(path: str | Path, format: str | None = None, **kw) -> RiverNetw
     if format is None and "columns" in kw:
         format = "table"
     formats = network_formats()
+    if format is None and path.is_dir():
+        try:
+            format = detect_format(path)
+        except NetworkError:
+            raise NetworkError(f"network path {path} is a folder, not a network file (the folders read are NHM "
+                               "parameter folders and .gdb geodatabases)") from None
     name = format or detect_format(path)
     if name not in formats:
         raise NetworkError(f"unknown network format '{name}'; known: {sorted(formats)}")

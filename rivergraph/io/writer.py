@@ -170,7 +170,7 @@ def route_to_file(router: MuskingumCunge, forcing: Forcing, path: str | Path, *,
                 raise ValueError(f"forcing rows {t0}..{t1 - 1}: expected shape ({t1 - t0}, {N}), "
                                  f"got {tuple(q.shape)}")
             with torch.no_grad():
-                Q = router(q, state=state, hot_start=hot_start, outputs=route_cols, **params)
+                Q = router(q, state=state, hot_start=hot_start, output_positions=route_cols, **params)
             state = router.state
             Qn = Q.detach().cpu().numpy()
             if writer is not None:

@@ -78,8 +78,12 @@ class MuskingumCunge(torch.nn.Module):
         dt: routing step (s).
         forcing_dt: interval of the lateral inflow rows (s), a multiple of ``dt`` (default ``dt``).
             Each row is held constant over its ``forcing_dt / dt`` routing sub-steps.
-        mode: a channel geometry of :data:`rivergraph.physics.channels.CHANNELS`: ``"trapezoid"`` (default),
-            ``"power_law"``, ``"static"``, ...; its parameters, columns and bounds are declared there.
+        mode: a channel geometry of :data:`rivergraph.physics.channels.CHANNELS` (``"trapezoid"``
+            default, ``"power_law"``, ``"static"``, ...; parameters, columns and bounds declared there) or ``"nwm"``, the
+            National Water Model's Muskingum-Cunge with its lakes and prescribed flows, delegated to
+            :class:`rivergraph.models.nwm.NWMRouter` (``nwm`` = its keyword arguments: ``lakes``,
+            ``prescribed``, ``coupling``, ``lake_lateral``, ...; ``forward`` then also takes ``Q0``,
+            ``prescribed_flow``, ``lake_level0``, ``lake_params``; ``state`` is an ``NWMState``).
         positivity: make every coefficient non-negative (see module docstring). For ``static`` mode
             the number of reaches whose X was lowered is warned about; pass ``False`` for RAPID's exact
             coefficients.
@@ -103,8 +107,19 @@ class MuskingumCunge(torch.nn.Module):
     def __init__(self, network: RiverNetwork, dt: float = 3600.0, forcing_dt: float | None = None,
                  mode: str = "trapezoid", positivity: bool = True,
                  output: Literal["mean", "end", "rapid"] = "mean",
-                 scheme: Literal["conservative", "standard"] = "conservative", device: str | torch.device = "cpu"):
+                 scheme: Literal["conservative", "standard"] = "conservative", device: str | torch.device = "cpu",
+                 nwm: dict | None = None):
         super().__init__()
+        if mode == "nwm":
+            from .nwm import NWMRouter
+            self.network, self.dt, self.mode, self.output = network, float(dt), mode, output
+            self.scheme = (nwm or {}).get("coupling", "lagged")
+            self.nwm = NWMRouter(network, dt, forcing_dt, output="end" if output == "end" else "mean",
+                                 device=device, **(nwm or {}))
+            self.state = self.balance = None
+            return
+        if nwm is not None:
+            raise ValueError("nwm=... options are for mode='nwm'")
         self.channel = get_channel(mode)
         if not dt > 0:
             raise ValueError(f"dt must be positive seconds, got {dt}")
@@ -124,7 +139,7 @@ class MuskingumCunge(torch.nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.sched.device
+        return self.nwm._device if self.mode == "nwm" else self.sched.device
 
     # ---------------------------------------------------------------- params
     def _param(self, spec: ParamSpec, given, dtype) -> torch.Tensor:
@@ -149,7 +164,9 @@ class MuskingumCunge(torch.nn.Module):
             raise ValueError(f"parameter '{spec.name}' has shape {tuple(t.shape)}, expected ({N},) or a scalar")
         td = t.detach()
         if not torch.isfinite(td).all():
-            raise ValueError(f"parameter '{spec.name}' has non-finite values")
+            bad = (~torch.isfinite(td)).nonzero().flatten()[:10].cpu().numpy()
+            raise ValueError(f"parameter '{spec.name}' has non-finite values at reaches "
+                             f"{self.network.ids[bad].tolist()}")
         bad = spec.violations(td)
         if bad is not None:
             mask, rule = bad
@@ -189,6 +206,46 @@ class MuskingumCunge(torch.nn.Module):
                                f"{', '.join(repr(c) for c in missing)} (or pass the parameters)")
         return {p.name: self._param(p, params.get(p.name), dtype) for p in specs}
 
+    def _output_positions(self, output_ids, output_positions, outputs):
+        """Reach positions to return from the three ways of naming them (see :meth:`forward`)."""
+        given = [k for k, v in (("output_ids", output_ids), ("output_positions", output_positions),
+                                ("outputs", outputs)) if v is not None]
+        if len(given) > 1:
+            raise TypeError(f"pass only one of {', '.join(given)}")
+        if outputs is not None:
+            warnings.warn("MuskingumCunge(..., outputs=) takes reach positions; name them with output_positions= "
+                          "(positions) or output_ids= (reach ids): outputs= will be removed", DeprecationWarning,
+                          stacklevel=3)
+            output_positions = outputs
+        if output_ids is not None:
+            ids = list(np.asarray(output_ids).tolist()) if not isinstance(output_ids, (list, tuple)) else \
+                list(output_ids)
+            idx = self.network.index_of
+            missing = [r for r in ids if r not in idx]
+            if missing:
+                hint = ""
+                if all(isinstance(r, (int, np.integer)) and 0 <= r < len(self.network) for r in missing):
+                    hint = "; these look like reach positions: pass output_positions= for positions"
+                raise NetworkError(f"output_ids not in the network: {missing[:10]}"
+                                   f"{f' ({len(missing)} in all)' if len(missing) > 10 else ''}{hint}")
+            return np.array([idx[r] for r in ids], dtype=np.int64)
+        if output_positions is None:
+            return None
+        pos = np.asarray(list(output_positions) if not torch.is_tensor(output_positions) else
+                         output_positions.cpu().numpy())
+        if pos.dtype.kind not in "iu":
+            raise TypeError(f"output_positions must be integer reach positions, got {pos.dtype}; "
+                            "for reach ids use output_ids=")
+        pos = pos.astype(np.int64)
+        N = len(self.network)
+        bad = (pos < 0) | (pos >= N)
+        if bad.any():
+            ids = set(self.network.index_of)
+            hint = ("; they are reach ids: pass output_ids= to select by id" if all(p in ids for p in pos[bad].tolist())
+                    else "; to select by reach id use output_ids=")
+            raise IndexError(f"output positions must be in [0, {N}), got {pos[bad][:10].tolist()}{hint}")
+        return pos
+
     def _cell(self, th: dict):
         """The engine cell of this mode and its parameter tensors (sorted order)."""
         theta = [th[k] for k in self.channel.param_names]
@@ -205,6 +262,7 @@ class MuskingumCunge(torch.nn.Module):
 
     # --------------------------------------------------------------- forward
     def forward(self, q_lat: torch.Tensor, *, state: RoutingState | None = None, hot_start: bool = True,
+                output_ids: Iterable | None = None, output_positions: Iterable | None = None,
                 outputs: Iterable | None = None, balance: bool = True, **params) -> torch.Tensor:
         """Route lateral inflow.
 
@@ -212,12 +270,21 @@ class MuskingumCunge(torch.nn.Module):
             q_lat: [T, N] lateral inflow (m3/s), columns in network reach order, one row per forcing_dt.
             state: carry-over state from a previous call (``router.state``); overrides ``hot_start``.
             hot_start: start from the steady state of the first row of q_lat (else from zero flow).
-            outputs: reach positions (ints) to return; default all reaches.
+            output_ids: reach ids (``network.ids`` values) to return, in that order; default all reaches.
+            output_positions: the same by reach position (row in the network); give one or the other.
+            outputs: deprecated alias of ``output_positions`` (warns).
             balance: compute ``router.balance``.
             **params: routing parameters ([N] tensors or scalars; default from network columns).
         Returns:
             Q [T, len(outputs)] discharge (m3/s): mean over the interval (``output='mean'``) or at its end.
         """
+        outputs = self._output_positions(output_ids, output_positions, outputs)
+        if self.mode == "nwm":
+            if not hot_start and state is None:
+                params.setdefault("Q0", torch.zeros(len(self.network), dtype=torch.float64))
+            Q = self.nwm(q_lat, state=state, balance=balance, **params)
+            self.state, self.balance = self.nwm.state, self.nwm.balance
+            return Q if outputs is None else Q[:, torch.as_tensor(np.asarray(list(outputs), dtype=np.int64))]
         q_lat = torch.as_tensor(q_lat)
         if not q_lat.is_floating_point():
             q_lat = q_lat.double()
@@ -261,9 +328,7 @@ class MuskingumCunge(torch.nn.Module):
             out_pos = None
             out_col = None
         else:
-            want = torch.as_tensor(np.asarray(list(outputs), dtype=np.int64), device=self.device)
-            if len(want) and (int(want.min()) < 0 or int(want.max()) >= N):
-                raise IndexError(f"output positions must be in [0, {N})")
+            want = torch.as_tensor(outputs, device=self.device)
             pos_user = sched.sorted_pos.index_select(0, want)
             pos_all = torch.unique(torch.cat([pos_user, outlets]))  # sorted ascending
             out_pos = pos_all

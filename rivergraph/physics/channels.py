@@ -37,7 +37,7 @@ from .muskingum import muskingum_coefficients
 
 __all__ = ["ParamSpec", "Channel", "CungeChannel", "CHANNELS", "register_channel", "get_channel",
            "parameter_spec", "learnable_parameters", "CELERITY_BOUNDS", "MIN_REFERENCE_FLOW", "cunge_K_X",
-           "trapezoid_depth", "trapezoid_celerity", "power_law_celerity"]
+           "trapezoid_depth", "trapezoid_celerity", "power_law_celerity", "bankfull_power_law_p"]
 
 CELERITY_BOUNDS = (0.01, 20.0)  # m/s; a bound on wave celerity, not on discharge
 MIN_REFERENCE_FLOW = 1e-4  # m3/s: floor for the *reference flow* used to evaluate celerity only
@@ -267,3 +267,16 @@ def power_law_celerity(Q, n, S0, p, q):
     A = p * d.pow(q + 1.0) / (q + 1.0)
     c = e / (q + 1.0) * Q / A
     return c, p * d.pow(q)
+
+
+def bankfull_power_law_p(top_width_m, bankfull_depth_m, q: float):
+    """Power-law width coefficient p (m^(1-q)) of the channel T = p d^q through a reach's bankfull point
+    (T = W_bf at d = d_bf): p = W_bf / d_bf^q. With q = 0 it is a rectangle of the bankfull width; the NHM gives
+    W_bf (seg_width) and d_bf (seg_depth) per segment. Leopold and Maddock (1953, USGS Prof. Paper 252) give mean
+    at-a-station exponents W ~ Q^0.26, d ~ Q^0.40, i.e. q = 0.26 / 0.40 = 0.65."""
+    import numpy as np
+
+    W, d = np.asarray(top_width_m, dtype=np.float64), np.asarray(bankfull_depth_m, dtype=np.float64)
+    if not (np.isfinite(W).all() and np.isfinite(d).all() and (W > 0).all() and (d > 0).all()):
+        raise ValueError("bankfull width and depth must be finite and positive")
+    return W / d ** q

@@ -220,15 +220,16 @@ class LSTMRunoff(nn.Module):
         return self.lateral_inflow(times, reach_ids)
 
 
-def lstm_runoff(run_dir: str | Path, forcing: Mapping[object, pd.DataFrame], attributes: pd.DataFrame | None,
-                area_km2: pd.Series | Mapping | None, mapping: CatchmentReachMap | None = None, *,
+def lstm_runoff(run_dir: str | Path | NeuralHydrologyLSTM, forcing: Mapping[object, pd.DataFrame],
+                attributes: pd.DataFrame | None, area_km2: pd.Series | Mapping | None, mapping: CatchmentReachMap | None = None, *,
                 inputs: str | InputSpec | None = None, epoch: int | None = None,
                 period: tuple | None = None, device: str | torch.device = "cpu", **kwargs) -> LSTMRunoff:
     """The LSTM runoff provider in one call: run directory + forcing + catchment map -> a
     :class:`RunoffProvider` whose ``lateral_inflow(times, reach_ids)`` is ``[T, N]`` m3/s.
 
     Args:
-        run_dir: a neuralhydrology run directory (see :meth:`NeuralHydrologyLSTM.from_run_dir`).
+        run_dir: a neuralhydrology run directory (see :meth:`NeuralHydrologyLSTM.from_run_dir`), or a model
+            already loaded from one (its ``requires_grad`` flags are set here).
         forcing: ``{catchment id: DataFrame}`` on a UTC index (e.g. :func:`rivergraph.io.read_ngen_forcing`).
         attributes: the model's static attributes per catchment id (units of training).
         area_km2: catchment area per catchment id (km2).
@@ -240,7 +241,8 @@ def lstm_runoff(run_dir: str | Path, forcing: Mapping[object, pd.DataFrame], att
         **kwargs: :class:`LSTMRunoff` options (``mode``, ``warmup``, ``spinup_cycles``, ``trainable`` ...;
             ``trainable`` defaults to ``'none'`` here: plain inference).
     """
-    model = NeuralHydrologyLSTM.from_run_dir(run_dir, epoch=epoch, map_location=device)
+    model = run_dir if isinstance(run_dir, NeuralHydrologyLSTM) else \
+        NeuralHydrologyLSTM.from_run_dir(run_dir, epoch=epoch, map_location=device)
     frames = derive_inputs(forcing, inputs)
     if period is not None:
         t0, t1 = (pd.Timestamp(t) for t in period)

@@ -21,7 +21,8 @@ import torch
 
 from ..graph.network import NetworkError, RiverNetwork
 
-__all__ = ["CatchmentRunoff", "run_route", "precomputed_runoff", "dataset_runoff", "build_runoff",
+__all__ = ["CatchmentRunoff", "run_route", "precomputed_runoff", "dataset_runoff", "lstm_runoff_source",
+           "build_runoff",
            "route_parameters", "peak_rss_mb"]
 
 _CFS = 0.0283168466
@@ -87,6 +88,41 @@ def dataset_runoff(section, network: RiverNetwork, base: Path) -> CatchmentRunof
         raise ValueError(f"dataset '{section.name}' ships no lateral inflow (q_lateral)")
     q = data["q_lateral"].double().numpy()
     return CatchmentRunoff(list(net.ids), pd.DatetimeIndex(data["time"]), "m3/s", lambda rows: q[rows].copy())
+
+
+def lstm_runoff_source(section, network: RiverNetwork, base: Path) -> CatchmentRunoff:
+    """An ``lstm`` provider: :func:`rivergraph.runoff.lstm_runoff` on forcing per catchment; rows are read in
+    order, chunk after chunk, so the LSTM continues from its carried state (one pass over the period)."""
+    from ..config.base import resolve_path
+    from ..io.forcing import read_ngen_forcing
+    from ..runoff import NeuralHydrologyLSTM, lstm_runoff, read_camels_attributes
+
+    model = NeuralHydrologyLSTM.from_run_dir(resolve_path(section.run_dir, base), epoch=section.epoch)
+    forcing = read_ngen_forcing(resolve_path(section.forcing, base))
+    cats = list(forcing)
+    attrs = None
+    st = section.static_attributes
+    if st is not None:
+        names = model.static_attributes
+        if st.table is not None:
+            tab = pd.read_csv(resolve_path(st.table, base), index_col=0)
+            tab.index = tab.index.astype(str)
+            missing = [c for c in cats if c not in tab.index]
+            if missing:
+                raise ValueError(f"runoff.static_attributes.table has no row for catchment(s) {missing[:10]}")
+            attrs = tab.loc[cats, names]
+        else:
+            a = read_camels_attributes(resolve_path(st.camels_dir, base), [st.basin], names)
+            attrs = pd.DataFrame(np.repeat(a.to_numpy(), len(cats), axis=0), index=cats, columns=a.columns)
+    # depth rates out; the route run converts them with the catchment areas (runoff.area) and the mapping
+    prov = lstm_runoff(model, forcing, attrs, None, inputs=section.inputs,
+                       mode=section.mode, spinup_cycles=section.spinup_cycles)
+    times = prov.times
+
+    def read(rows: slice) -> np.ndarray:
+        with torch.no_grad():
+            return prov.runoff(times[rows]).double().cpu().numpy()
+    return CatchmentRunoff(cats, times, prov.units, read)
 
 
 def build_runoff(section, network: RiverNetwork, base: Path) -> CatchmentRunoff:
@@ -212,7 +248,7 @@ def route_parameters(routing, net: RiverNetwork, base: Path | None = None) -> di
 
         for k in mode_parameters(routing.mode):
             if k in df:
-                out[k] = torch.from_numpy(df.loc[net.ids, k].to_numpy(np.float64))
+                out[k] = torch.tensor(df.loc[net.ids, k].to_numpy(np.float64))
     for k, v in routing.params.items():
         if isinstance(v, str):
             if v not in net.attrs:

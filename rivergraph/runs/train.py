@@ -24,6 +24,7 @@ from ..training import (LossSpec, fit_power_law, identifiable_reaches, load_chec
 def _load_inputs(cfg):
     """(net, q_lat [T, N] float32, times, base [N] or None) for a :class:`~rivergraph.config.Config`."""
     from ..datasets import is_dataset, resolve_network
+    from ..io.readers import read_forcing_npz
 
     ns = cfg.network
     net, data = resolve_network(ns.source, None, ns.format, **ns.reader_kwargs())
@@ -38,25 +39,52 @@ def _load_inputs(cfg):
                          radius_km=tuple(s.radius_km), response_h=s.response_h, quiet_h=s.quiet_h,
                          dt_s=cfg.routing.dt_s)
         times = pd.date_range(pd.Timestamp(s.start), periods=s.hours, freq=pd.Timedelta(seconds=cfg.routing.dt_s))
+    elif str(src).endswith(".nc"):
+        from ..io.nhm import read_segment_series
+
+        t, vals = read_segment_series(src, net)
+        q, times = _hold_rows(torch.from_numpy(vals), pd.DatetimeIndex(t), cfg.routing.dt_s)
     else:
-        with np.load(src, allow_pickle=False) as z:
-            missing = [k for k in ("q_lateral", "reach_ids", "time") if k not in z]
-            if missing:
-                raise ValueError(f"forcing file {src} lacks array(s) {missing}")
-            cols = net.positions(z["reach_ids"].tolist())
-            if len(cols) != len(net):
-                raise NetworkError(f"forcing file {src} has {len(cols)} reaches, the network {len(net)}")
-            q = torch.zeros(z["q_lateral"].shape[0], len(net), dtype=torch.float64)
-            q[:, torch.from_numpy(cols)] = torch.from_numpy(np.asarray(z["q_lateral"], dtype=np.float64))
-            times = pd.DatetimeIndex(pd.to_datetime(z["time"], utc=True))
+        q, times = read_forcing_npz(src, net)
     if len(times) != q.shape[0]:
         raise ValueError(f"forcing has {q.shape[0]} rows but {len(times)} times")
     return net, q.float(), times
 
 
+def _hold_rows(x: torch.Tensor, times: pd.DatetimeIndex, dt_s: float) -> tuple[torch.Tensor, pd.DatetimeIndex]:
+    """Rows at a regular step coarser than ``dt_s`` (daily NHM series) held constant over their ``dt_s`` steps:
+    ([T * k, ...], the step-start times, UTC). A step that is not a whole multiple of ``dt_s`` is an error."""
+    step = (times[1] - times[0]).total_seconds() if len(times) > 1 else dt_s
+    k = step / dt_s
+    if abs(k - round(k)) > 1e-9 or k < 1:
+        raise ValueError(f"series step {step} s is not a whole multiple of routing.dt_s {dt_s} s")
+    k = int(round(k))
+    if len(times) > 1 and not (np.diff(times.asi8) == np.diff(times.asi8)[0]).all():
+        raise ValueError("series times are not regular")
+    start = times[0].tz_localize("UTC") if times.tz is None else times[0]
+    new = pd.date_range(start, periods=len(times) * k, freq=pd.Timedelta(seconds=dt_s))
+    return (x.repeat_interleave(k, 0) if k > 1 else x), new
+
+
+_BANKFULL = ("width_coef", "p")
+
+
 def _fixed_params(cfg, net: RiverNetwork) -> dict:
     out = {}
     for k, v in cfg.routing.params.items():
+        if k in _BANKFULL and v == "bankfull":
+            from ..physics.channels import bankfull_power_law_p, parameter_spec
+
+            q = cfg.routing.params.get("width_exp", cfg.routing.params.get("q"))
+            if not isinstance(q, (int, float)):
+                raise ValueError(f"routing.params.{k}: 'bankfull' needs a numeric routing.params.width_exp")
+            for c in ("top_width_m", "bankfull_depth_m"):
+                if c not in net.attrs:
+                    raise NetworkError(f"routing.params.{k}: 'bankfull' needs network column '{c}'")
+            spec = parameter_spec(k)
+            out[k] = np.clip(bankfull_power_law_p(net.attr("top_width_m"), net.attr("bankfull_depth_m"), float(q)),
+                             spec.lo, spec.hi)
+            continue
         if isinstance(v, str):
             if v not in net.attrs:
                 raise NetworkError(f"routing.fixed.{k}: network has no column '{v}'")
@@ -93,6 +121,18 @@ def _observations(cfg, net, q, times, gauges, gauge_ids, fixed):
         obs = twin_observations(net, q, gauges, n_true, fixed=fixed, dt_s=cfg.routing.dt_s, mode=cfg.routing.mode,
                                 noise=tw.noise, seed=tw.seed)
         return obs.float(), n_true
+    if str(src).endswith(".nc"):
+        from ..io.nhm import read_prms_gauges
+
+        g = read_prms_gauges(src, net)
+        tab = pd.DataFrame(g.discharge_m3s, index=pd.DatetimeIndex(g.time), columns=g.ids)
+        missing = sorted(set(gauge_ids) - set(g.ids))
+        if missing:
+            raise ValueError(f"observations file {src} has no gauges {missing[:10]}")
+        held, t = _hold_rows(torch.tensor(tab[list(gauge_ids)].to_numpy()), tab.index, cfg.routing.dt_s)
+        if len(t) != len(times) or t[0] != times[0]:
+            raise ValueError(f"observations {src} cover {t[0]}..{t[-1]}, the forcing {times[0]}..{times[-1]}")
+        return held.float(), None
     from ..io.gauges import gauge_table, read_gauge_csv
 
     tab = gauge_table(read_gauge_csv(src), times, gauge_ids)
@@ -119,18 +159,46 @@ def run_training(cfg, resume: bool = True, progress: bool = True) -> int:
     net, q, times = _load_inputs(cfg)
     fixed = _fixed_params(cfg, net)
     gauges, gauge_ids = _select_gauges(cfg, net)
+    print(f"rivergraph train: network {cfg.network.source} ({len(net)} reaches), forcing {cfg.forcing.source} "
+          f"({q.shape[0]} steps of {cfg.routing.dt_s:g} s), observations {cfg.observations.source} at "
+          f"{len(gauges)} gauges, {cfg.training.epochs} epochs -> {cfg.output.dir}", flush=True)
     obs, n_true = _observations(cfg, net, q, times, gauges, gauge_ids, fixed)
+    if cfg.gauges.complete_only:
+        keep = torch.isfinite(obs).all(0).numpy()
+        if not keep.any():
+            raise ValueError("gauges.complete_only: no gauge is observed at every forcing row")
+        gauges, gauge_ids, obs = gauges[keep], gauge_ids[keep], obs[:, torch.from_numpy(keep)]
+    held = np.zeros(len(gauges), dtype=bool)
+    if cfg.gauges.holdout_roots:
+        from ..training.gauge_splits import holdout_by_tree
+
+        held = holdout_by_tree(net, gauges, gauge_ids, cfg.gauges.holdout_roots)
     pnet = _build_pnet(cfg)
     pnet.scaler.fit(net)
     tr = cfg.training
-    train_steps = max(2, int(round(tr.train_fraction * q.shape[0])))
+    if tr.train_end is not None:
+        end = pd.Timestamp(tr.train_end)
+        end = end.tz_localize("UTC") if end.tz is None and times.tz is not None else end
+        train_steps = int((times < end).sum())
+        if not 1 < train_steps < q.shape[0]:
+            raise ValueError(f"training.train_end {tr.train_end} leaves {train_steps} of {q.shape[0]} rows to train")
+    else:
+        train_steps = max(2, int(round(tr.train_fraction * q.shape[0])))
     warm = int(round(tr.warmup_hours * 3600.0 / cfg.routing.dt_s))
     spec = LossSpec(tr.loss, tr.aggregate, warm)
-    res = train(pnet, net, q, obs, gauges, train_steps=train_steps, epochs=tr.epochs, lr=tr.lr,
+    tg, tobs = gauges[~held], obs[:, torch.from_numpy(~held)]
+    # with train_end the trainer sees only the training rows: nothing of the test period steers training
+    T_fit = train_steps if tr.train_end is not None else q.shape[0]
+    res = train(pnet, net, q[:T_fit], tobs[:T_fit], tg, train_steps=train_steps, epochs=tr.epochs, lr=tr.lr,
                 batch_size=tr.batch_size, clip=tr.clip, spec=spec, patience=tr.patience, seed=tr.seed,
                 dt_s=cfg.routing.dt_s, fixed=fixed, mode=cfg.routing.mode, checkpoint=cfg.checkpoint_path,
                 resume=resume, progress=progress)
-    summary = write_outputs(cfg, net, pnet, q, times, obs, gauges, gauge_ids, fixed, n_true, train_steps, res)
+    summary = write_outputs(cfg, net, pnet, q, times, tobs, tg, gauge_ids[~held], fixed, n_true, train_steps, res)
+    if tr.train_end is not None or held.any():
+        from .report import write_split_report
+
+        summary += "\n" + write_split_report(cfg, net, pnet, q, times, obs, gauges, gauge_ids, held, fixed,
+                                             train_steps, warm)
     print(summary + f"\nwall time {_time.perf_counter() - t0:.1f} s; outputs in {cfg.output.dir}")
     return 0
 
@@ -198,8 +266,9 @@ def write_outputs(cfg, net, pnet, q, times, obs, gauges, gauge_ids, fixed, n_tru
         fit = fit_power_law(A[upstream], params["n"][upstream])
         summary.update(fit_prefactor=fit[0], fit_exponent=fit[1])
         lines.append(f"learned n ~ {fit[0]:.4f} A^{fit[1]:.4f} (reaches upstream of gauges)")
-        sens = n_sensitivity(net, q, gauges, params["n"], fixed=fixed, dt_s=cfg.routing.dt_s,
-                             mode=cfg.routing.mode)
+        q_sens = q if cfg.training.train_end is None else q[:train_steps]
+        sens = n_sensitivity(net, q_sens, gauges, params["n"], fixed=fixed, dt_s=cfg.routing.dt_s,
+                             mode=cfg.routing.mode, probes=cfg.output.sensitivity_probes)
         ident = identifiable_reaches(sens, upstream)
         fit_id = fit_power_law(A[ident], params["n"][ident])
         summary.update(identifiable_reaches=int(ident.sum()), fit_prefactor_identifiable=fit_id[0],

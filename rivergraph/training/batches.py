@@ -114,7 +114,7 @@ def route_batch(model: Callable, batch: GaugeBatch, q_lat: torch.Tensor) -> torc
     else:
         params.update(model(batch.features))
     q = q_lat[:, torch.from_numpy(batch.reaches).to(q_lat.device)]
-    return batch.router(q, outputs=batch.outputs, balance=False, **params)
+    return batch.router(q, output_positions=batch.outputs, balance=False, **params)
 
 
 def batch_loss(model: Callable, batch: GaugeBatch, q_lat: torch.Tensor, obs: torch.Tensor, spec: LossSpec,

@@ -26,7 +26,7 @@ def n_sensitivity(net: RiverNetwork, q_lat: torch.Tensor, gauges: Sequence[int],
     gauges = np.asarray(gauges, dtype=np.int64)
     keep, router, params = upstream_router(net, gauges, fixed, dt_s, mode)
     logn = torch.log(torch.as_tensor(np.asarray(n, dtype=np.float64)[keep])).requires_grad_()
-    Q = router(q_lat.double()[:, torch.from_numpy(keep)], outputs=np.searchsorted(keep, gauges), n=logn.exp(),
+    Q = router(q_lat.double()[:, torch.from_numpy(keep)], output_positions=np.searchsorted(keep, gauges), n=logn.exp(),
                **params)
     Q = Q / Q.detach().std(0, keepdim=True).clamp_min(1e-12)
     gen = torch.Generator().manual_seed(seed)
