@@ -49,7 +49,7 @@ import torch
 from rivergraph import runoff as R
 from rivergraph.io.atomic import atomic_path
 from rivergraph.datasets import load_lower_colorado
-from rivergraph.graph.network import RiverNetwork
+from rivergraph.graph import RiverNetwork, incremental_area_km2
 from rivergraph.models.router import MassBalance, MuskingumCunge
 
 DATA = Path(os.environ.get("RIVERGRAPH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -75,11 +75,7 @@ def local_catchment_area(net: RiverNetwork) -> np.ndarray:
     reaches flowing into it, floored at 0 (the inverted NWM areas decrease downstream on a few reaches of
     the full network; none in the default subnetwork). Sums to the outlets' drainage area when no floor
     binds."""
-    A = net.attr("drainage_area_km2")
-    down = net.downstream
-    upstream = np.zeros(len(net))
-    np.add.at(upstream, down[down >= 0], A[down >= 0])
-    return np.clip(A - upstream, 0.0, None)
+    return incremental_area_km2(net)
 
 
 def subnetwork_above_gauge(gauge: str) -> RiverNetwork:

@@ -10,6 +10,8 @@ Muskingum-Cunge at daily steps. PRMS's boxcar means of air temperature over gw_t
 are represented by exponential filters of the same mean age (tau = window / 2: 22.5 and 7.5 days). Wind is not
 a PRMS driver (PRMS takes evaporation from the potential ET); rivergraph's Dalton law uses 2 m/s.
 
+Diagnostic: the same with the surface exchange off (a conservative tracer of PRMS's lateral-inflow temperatures).
+
 Scores: per-segment RMSE, bias and NSE of the daily water temperature against PRMS-SNTemp's seg_tave_water in
 1980 (1979 is spin-up), over the 455 segments PRMS gives a temperature for, and without the 20 connector
 segments of PRMS's shortwave defect. Heat budget: PRMS's 11 terms (W) next to rivergraph's (J per day / 86,400
@@ -147,6 +149,7 @@ def figure(d, sims, tabs, path: Path) -> None:
             ax.plot(time, sim[:, i], lw=0.9, label=f"rivergraph, flows {name}")
         ax.plot(time, d["seg_tave_air"][:, i], color="0.7", lw=0.5, label="air")
         ax.set_title(f"segment {seg}")
+        ax.tick_params(axis="x", rotation=30)
         ax.set_ylabel("degC")
         ax.legend(fontsize=7)
     ax = axes.flat[3]
@@ -161,9 +164,9 @@ def figure(d, sims, tabs, path: Path) -> None:
     plt.close(fig)
 
 
-def run(d: dict, flows: str, params: dict | None = None, budget: bool = False):
+def run(d: dict, flows: str, params: dict | None = None, budget: bool = False, exchange: bool = True):
     net = d["net"]
-    model = StreamTemperature(net, dt=DAY, mode="trapezoid")
+    model = StreamTemperature(net, dt=DAY, mode="trapezoid", exchange=exchange)
     hyd = hydraulics(model, d, flows)
     p = {"shade": 0.0, **PRMS_TAU}
     p.update(params or {})
@@ -197,14 +200,17 @@ def main(argv=None) -> dict:
                                  "volume_clamped_m3": getattr(model, "report", {}).get("volume_clamped_m3")}
         if flows == "prms":
             bud = budget_side_by_side(d, res, net, y80)
+    # diagnostic: no surface exchange at all, PRMS's lateral-inflow temperatures only advected and mixed
+    res, _ = run(d, "prms", exchange=False)
+    out["flows_prms_exchange_off"] = {"all": summary(scores(res.temperature.numpy(), d["ref"], y80), has_ref)}
     print(json.dumps(out, indent=1))
     with pd.option_context("display.width", 250, "display.max_columns", 20, "display.precision", 2):
         print("heat terms, monthly means 1980, MW per segment:")
         print(bud.to_string(index=False))
     if args.figures:
         fdir = Path(args.figures)
-        figure(d, sims, tabs, fdir / "delaware_vs_prms.png")
-        bud.to_csv(fdir / "delaware_heat_budget.csv", index=False, float_format="%.3f")
+        figure(d, sims, tabs, fdir / "temperature_delaware_vs_prms.png")
+        bud.to_csv(fdir / "temperature_delaware_heat_budget.csv", index=False, float_format="%.3f")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return out

@@ -23,7 +23,7 @@ from rivergraph.datasets import load_lower_colorado
 from rivergraph.metrics import nse
 from rivergraph.models.params import ROUTING_OUTPUTS, OutputSpec
 from rivergraph.models.temperature import (TEMPERATURE_OUTPUTS, StreamTemperature, joint_loss, synthetic_texas_forcing, temperature_parameter_net)
-from rivergraph.training.trainer import storm_inflow, twin_law
+from rivergraph.training import fit, storm_inflow, twin_law
 
 try:
     from temperature_twin import true_fields
@@ -77,19 +77,21 @@ def main(argv=None) -> int:
         pnet = temperature_parameter_net(specs).double()
         pnet.scaler.fit(net)
         feats = pnet.scaler.transform(net, torch.float64)
-        opt = torch.optim.Adam(pnet.parameters(), lr=args.lr)
-        for _ in range(args.epochs):
-            opt.zero_grad()
-            p = pnet(feats)
+
+        def loss_fn(pn, _item, wq=wq, wt=wt) -> torch.Tensor:
+            p = pn(feats)
             out = model(q, forcing, routing_params={"n": p["n"]}, shade=p["shade"], ke_scale=p["ke_scale"])
-            loss = joint_loss(out.discharge[spin:, train], q_obs[:, train], out.temperature[spin:, train],
+            return joint_loss(out.discharge[spin:, train], q_obs[:, train], out.temperature[spin:, train],
                               t_obs[:, train], wq, wt)
-            loss.backward()
-            opt.step()
+
+        # the package's trainer on one item (the whole subnetwork); no clipping, no early stopping
+        fit_res = fit(pnet, [None], loss_fn, epochs=args.epochs, lr=args.lr, clip=None, patience=args.epochs,
+                      seed=args.seed, progress=False)
         with torch.no_grad():
             p = pnet(feats)
             out = model(q, forcing, routing_params={"n": p["n"]}, shade=p["shade"], ke_scale=p["ke_scale"])
-        res = {"final_loss": round(loss.item(), 4)}
+        res = {"final_loss": round(fit_res.history[-1]["train_loss"], 4),
+               "best_loss": round(fit_res.best_val_loss, 4)}
         for k in specs:
             d = p[k] - truth[k]
             res[f"{k}_rmse"] = round(float(torch.sqrt((d * d).mean())), 4)

@@ -29,6 +29,7 @@ from rivergraph import build_network
 from rivergraph.models.params import OutputSpec
 from rivergraph.models.temperature import DEFAULTS, TEMPERATURE_OUTPUTS, HeatForcing, StreamTemperature
 from rivergraph.physics.heat import clear_sky_shortwave
+from rivergraph.training import fit
 
 DATA = Path(os.environ.get("RIVERGRAPH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data") \
     / "delaware_river_dl"
@@ -98,16 +99,17 @@ def main(argv=None) -> int:
              for k in names}
     inside = lambda k: min(max(float(DEFAULTS[k]), specs[k].lo + 1e-3 * (specs[k].hi - specs[k].lo)),  # noqa: E731
                            specs[k].hi - 1e-3 * (specs[k].hi - specs[k].lo))
-    z = {k: torch.tensor(specs[k].unsquash(inside(k)), dtype=torch.float64, requires_grad=True) for k in names}
-    opt = torch.optim.Adam(z.values(), lr=0.05)
+    z = torch.nn.ParameterDict({k: torch.nn.Parameter(torch.tensor(specs[k].unsquash(inside(k)), dtype=torch.float64))
+                                for k in names})
     ref = tw_prms[:, 0]
     mtrain = torch.as_tensor(train)
-    for _ in range(args.iters):
-        opt.zero_grad()
-        sim = run({k: specs[k].squash(z[k]) for k in names})
-        loss = torch.sqrt(torch.mean((sim[mtrain] - ref[mtrain]) ** 2))
-        loss.backward()
-        opt.step()
+
+    def loss_fn(zs, _item) -> torch.Tensor:  # RMSE (degC) against PRMS-SNTemp over the training period
+        sim = run({k: specs[k].squash(zs[k]) for k in names})
+        return torch.sqrt(torch.mean((sim[mtrain] - ref[mtrain]) ** 2))
+
+    # the package's trainer on the unconstrained scalars: Adam, one item, no clipping or early stopping
+    fit(z, [None], loss_fn, epochs=args.iters, lr=0.05, clip=None, patience=args.iters, progress=False)
     with torch.no_grad():
         fitted = {k: float(specs[k].squash(z[k])) for k in names}
         sim1 = run(fitted)

@@ -32,6 +32,7 @@ from rivergraph.datasets import load_lower_colorado
 from rivergraph.models.temperature import (DEFAULTS, StreamTemperature, TemperatureResult, synthetic_texas_forcing, temperature_parameter_net)
 from rivergraph.io.cf import write_temperature
 from rivergraph.plots import plot_reach_map, save
+from rivergraph.training import fit
 
 LEARNED = ("shade", "ke_scale", "gw_frac")
 
@@ -92,7 +93,6 @@ def main(argv=None) -> int:
     pnet = temperature_parameter_net({k: model_spec(k) for k in LEARNED})
     pnet.scaler.fit(net)
     feats = pnet.scaler.transform(net, dtype)
-    opt = torch.optim.Adam(pnet.parameters(), lr=args.lr)
 
     def predict(params) -> TemperatureResult:
         return model.temperature(hyd, forcing, **params)
@@ -109,17 +109,15 @@ def main(argv=None) -> int:
     print(f"{len(train)} training gauges, {len(held)} held-out gauges, {len(ungauged)} ungauged wet reaches")
     print("RMSE degC with default parameters:", {k: round(v, 3) for k, v in before.items()})
     t0 = _time.time()
-    from tqdm import tqdm
 
-    bar = tqdm(range(args.epochs), desc="twin training")
-    for _ in bar:
-        opt.zero_grad()
-        p = pnet(feats)
-        tw = predict(p).temperature[spin:, train]
-        loss = torch.sqrt(torch.mean((tw - obs) ** 2))
-        loss.backward()
-        opt.step()
-        bar.set_postfix(rmse=f"{loss.item():.3f}")
+    def loss_fn(pn, _item) -> torch.Tensor:  # RMSE (degC) at the training gauges after spin-up
+        tw = predict(pn(feats)).temperature[spin:, train]
+        return torch.sqrt(torch.mean((tw - obs) ** 2))
+
+    # the package's trainer: one item (the whole network) per epoch, Adam, no clipping, no early stopping;
+    # the lowest-loss weights are kept
+    fit(pnet, [None], loss_fn, epochs=args.epochs, lr=args.lr, clip=None, patience=args.epochs, seed=args.seed,
+        desc="twin training")
     train_s = _time.time() - t0
     with torch.no_grad():
         learned = pnet(feats)

@@ -20,13 +20,13 @@ routing losses; a temperature loss over fixed hydraulics is 15 lines).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time as _time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,6 +35,7 @@ import temperature_delaware as td  # noqa: E402
 from rivergraph.io.nhm import read_prms_gauges  # noqa: E402
 from rivergraph.models.params import OutputSpec, ParameterNet  # noqa: E402
 from rivergraph.models.temperature import TEMPERATURE_OUTPUTS, StreamTemperature  # noqa: E402
+from rivergraph.training import fit  # noqa: E402
 
 LEARNED = {"ke_scale": 1.0, "gw_tau_days": td.PRMS_TAU["gw_tau_days"], "ss_tau_days": td.PRMS_TAU["ss_tau_days"],
            "gw_offset": 0.0, "shade": 0.02}
@@ -79,6 +80,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--mainstem-km2", type=float, default=1500.0)
     ap.add_argument("--lr", type=float, default=0.03)
+    ap.add_argument("--ke-lo", type=float, default=None, help="sensitivity run: lower bound of ke_scale below the "
+                    "package's published-range bound (StreamTemperature is called with exchange scaled outside)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -100,6 +103,15 @@ def main(argv=None) -> dict:
                                       torch.from_numpy(np.maximum(d["seg_flow_width"], 0.1)),
                                       torch.from_numpy(d["seg_flow_width"][-1] * d["seg_flow_depth"][-1]
                                                        * net.attrs["length_m"].to_numpy()))
+    def run(p):
+        """Temperature for parameters p; with --ke-lo, ke_scale acts through the exchange area (K_e A is all the
+        scheme uses), so values below the package bound can be explored."""
+        if args.ke_lo is None:
+            return model.temperature(hyd, f, **p).temperature
+        k = p.pop("ke_scale")
+        h2 = dataclasses.replace(hyd, width=hyd.width * k.index_select(0, model.sched.order))
+        return model.temperature(h2, f, ke_scale=1.0, **p).temperature
+
     labels = sub_basins(net, args.mainstem_km2)
     fold = folds_of(labels, args.folds)
     with torch.no_grad():
@@ -111,33 +123,39 @@ def main(argv=None) -> dict:
     log = []
     for k in range(args.folds):
         train = np.array([p for p in gpos if fold[p] != k and has_ref[p]])
-        pnet = ParameterNet({n: OutputSpec(TEMPERATURE_OUTPUTS[n].lo, TEMPERATURE_OUTPUTS[n].hi,
-                                           TEMPERATURE_OUTPUTS[n].scaling, init=v) for n, v in LEARNED.items()},
+        specs = {n: OutputSpec(TEMPERATURE_OUTPUTS[n].lo, TEMPERATURE_OUTPUTS[n].hi, TEMPERATURE_OUTPUTS[n].scaling,
+                               init=v) for n, v in LEARNED.items()}
+        if args.ke_lo is not None:
+            specs["ke_scale"] = OutputSpec(args.ke_lo, TEMPERATURE_OUTPUTS["ke_scale"].hi, "log", init=1.0)
+        pnet = ParameterNet(specs,
                             attributes=ATTRIBUTES, log_columns=("drainage_area_km2", "slope", "length_m",
                                                                 "top_width_m"), hidden=(16, 16)).double()
         pnet.scaler.fit(net)
         x = torch.as_tensor(pnet.scaler.transform(net), dtype=torch.float64)
-        opt = torch.optim.Adam(pnet.parameters(), lr=args.lr)
         tr = torch.from_numpy(train)
         obs = ref.index_select(0, rows).index_select(1, tr)
         t0 = _time.time()
-        for it in range(args.iters):
-            opt.zero_grad()
-            sim = model.temperature(hyd, f, **pnet(x)).temperature
+
+        def loss_fn(pn, _item, tr=tr, obs=obs) -> torch.Tensor:  # RMSE (degC) at this fold's training segments
+            sim = run(pn(x))
             err = sim.index_select(0, rows).index_select(1, tr) - obs
-            loss = torch.sqrt((err ** 2).nanmean())
-            loss.backward()
-            opt.step()
+            return torch.sqrt((err ** 2).nanmean())
+
+        # the package's trainer: Adam on one item (the network), no clipping or early stopping
+        res_k = fit(pnet, [None], loss_fn, epochs=args.iters, lr=args.lr, clip=None, patience=args.iters,
+                    progress=False)
+        for h in res_k.history:
+            it = h["epoch"] - 1
             if it % 20 == 0 or it == args.iters - 1:
-                log.append({"fold": k, "iter": it, "train_rmse": round(loss.item(), 4)})
-                print(log[-1], f"{_time.time() - t0:.0f} s", flush=True)
+                log.append({"fold": k, "iter": it, "train_rmse": round(h["train_loss"], 4)})
+        print(log[-1], f"{_time.time() - t0:.0f} s", flush=True)
         with torch.no_grad():
             p = pnet(x)
-            out = model.temperature(hyd, f, **p).temperature.numpy()
+            out = run(dict(p)).numpy()
         held = fold == k
         pred[:, held] = out[:, held]
         for n in LEARNED:
-            learned[n][held] = p[n].numpy()[held]
+            learned[n][held] = p[n].detach().numpy()[held]
     tab = td.scores(pred, d["ref"], y80)
     ung = has_ref & ~np.isin(np.arange(len(net)), gpos)  # held out and never observed in any fold
     res = {"folds": args.folds, "sub_basins": int(len(np.unique(labels))), "train_segments_per_fold":

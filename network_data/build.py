@@ -7,8 +7,11 @@ Usage (from the repository root; the reference data lives beside the repository,
 
 Writes:
     network_data/lower_colorado_tx/network.npz   NWM v2.1 Route_Link, routing columns only (save_network_npz)
-    network_data/lower_colorado_tx/forcing.npz   28 hourly NWM q_lateral and streamflow [T, N] float32, in the
-                                                 network's reach order, with time (datetime64[ns], UTC) and ids
+    network_data/lower_colorado_tx/forcing.npz   28 hourly NWM inflows and streamflow [T, N] float32, in the
+                                                 network's reach order, with time (datetime64[ns], UTC) and ids:
+                                                 q_lateral = qSfcLatRunoff + qBucket (the inflow the NWM routed),
+                                                 q_lateral_packed = CHRTOUT q_lateral (packed to 0.1 m3/s)
+    network_data/lower_colorado_tx/lakeparm.csv  NWM LAKEPARM level-pool parameters of the network's 30 lakes
     network_data/lower_colorado_tx/usgs_obs.csv  96 x 15-min USGS discharge slices: time, gage, discharge_m3s,
                                                  quality
     network_data/rapid_sandbox/                  RAPID Sandbox inputs and reference output, copied as they are
@@ -28,10 +31,11 @@ import xarray as xr
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from rivergraph.io.readers import read_route_link, save_network_npz  # noqa: E402
+from rivergraph.io.readers import read_lakeparm, read_route_link, save_network_npz  # noqa: E402
 
-ROUTER_COLUMNS = ["length_m", "slope", "n", "bottom_width_m", "top_width_m", "side_slope", "musk_s", "musx",
-                  "order", "elevation_m", "lat", "lon", "gage", "waterbody", "drainage_area_km2"]
+ROUTER_COLUMNS = ["length_m", "slope", "n", "n_floodplain", "bottom_width_m", "top_width_m",
+                  "top_width_floodplain_m", "side_slope", "musk_s", "musx", "order", "elevation_m", "lat", "lon",
+                  "gage", "waterbody", "drainage_area_km2"]
 """Route_Link columns shipped: what a Muskingum-Cunge router, gauges and maps need."""
 INTEGER_COLUMNS = {"order": np.int16, "waterbody": np.int64}   # waterbody COMIDs exceed float32's integers
 
@@ -49,15 +53,22 @@ def build_lower_colorado(src: Path, dst: Path) -> None:
     save_network_npz(net, dst / "network.npz")
 
     files = sorted((src / "channel_forcing").glob("*.CHRTOUT_DOMAIN1"))
-    times, qlat, q = [], [], []
+    times, qlat, packed, q = [], [], [], []
     for f in files:
         with xr.open_dataset(f) as ds:
             sel = ds.sel(feature_id=net.ids)       # the network's reach order
             times.append(ds["time"].values[0])
-            qlat.append(sel["q_lateral"].values.astype(np.float32))
+            # the NWM routes qSfcLatRunoff + qBucket (module_channel_routing.F90, drive_CHANNEL_RSL:
+            # QLateral = surface runoff + qout_gwsubbas); CHRTOUT q_lateral is that sum packed to 0.1 m3/s
+            qlat.append((sel["qSfcLatRunoff"].values + sel["qBucket"].values).astype(np.float32))
+            packed.append(sel["q_lateral"].values.astype(np.float32))
             q.append(sel["streamflow"].values.astype(np.float32))
     np.savez_compressed(dst / "forcing.npz", time=np.array(times, dtype="datetime64[ns]"),
-                        reach_ids=net.ids.astype(np.int64), q_lateral=np.stack(qlat), streamflow=np.stack(q))
+                        reach_ids=net.ids.astype(np.int64), q_lateral=np.stack(qlat),
+                        q_lateral_packed=np.stack(packed), streamflow=np.stack(q))
+    wb = attrs["waterbody"].to_numpy()
+    lakes = read_lakeparm(src / "domain" / "LAKEPARM.nc", np.unique(wb[wb > 0]))
+    lakes.to_csv(dst / "lakeparm.csv", float_format="%.9g")
 
     rows = []
     for f in sorted((src / "usgs_TimeSlice").glob("*.usgsTimeSlice.ncdf")):

@@ -34,8 +34,10 @@ import numpy as np
 import pandas as pd
 import torch
 from bmipy import Bmi
+
 from .config.base import read_yaml_mapping
 from .config.bmi import BmiConfig
+from .graph.algorithms import upstream_sum
 from .models.router import MuskingumCunge, RoutingState
 
 __all__ = ["BmiRiverGraph", "BmiConfig", "LATERAL_INFLOW", "DISCHARGE"]
@@ -233,8 +235,7 @@ class BmiRiverGraph(Bmi):
     def _reset_flow_state(self) -> None:
         """Carry the set discharge as the flow state: inflow I = sum of upstream Q; storage re-derived."""
         Q = self._values[DISCHARGE]
-        I = np.zeros_like(Q)
-        np.add.at(I, self._edges[:, 1], Q[self._edges[:, 0]])
+        I = upstream_sum(Q, self._r().network)
         self._state = RoutingState(torch.from_numpy(Q.copy()), torch.from_numpy(I), None)
 
     # ----------------------------------------------------------------- grid

@@ -160,7 +160,8 @@ def _cmd_ddp_demo(args) -> int:
     return run_ddp_demo(gauges=args.gauges, min_reaches=args.min_reaches, steps=args.steps, epochs=args.epochs,
                         batch_size=args.batch_size, batches_per_step=args.batches_per_step, lr=args.lr,
                         loss=args.loss, seed=args.seed, float64=args.float64, checkpoint=args.checkpoint,
-                        resume=args.resume, progress=not args.no_progress)
+                        resume=args.resume, progress=not args.no_progress, val_gauges=args.val_gauges,
+                        patience=args.patience)
 
 
 # -------------------------------------------------------------------------------------------- parser
@@ -206,6 +207,9 @@ def _add_run_commands(sub) -> None:
                                    "as one process.")
     d.add_argument("--gauges", type=int, default=8, help="number of gauged basins (the smallest with inflow and >= "
                                                          "--min-reaches reaches first)")
+    d.add_argument("--val-gauges", type=int, default=0, help="further basins held out for validation (the next "
+                                                             "smallest; early stopping on them)")
+    d.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: --epochs, i.e. off)")
     d.add_argument("--min-reaches", type=int, default=20, help="smallest gauged basin used (reaches)")
     d.add_argument("--steps", type=int, default=28, help="hourly forcing steps (<= 28)")
     d.add_argument("--epochs", type=int, default=2, help="epochs")

@@ -45,8 +45,15 @@ def load_lower_colorado() -> tuple[RiverNetwork, dict]:
 
         - ``time``: ``pandas.DatetimeIndex`` (UTC) of the 28 hourly steps from 2021-08-23 13:00;
         - ``dt_s``: 3600.0, the step in seconds;
-        - ``q_lateral``: float32 tensor [28, N], m3/s, the NWM's lateral inflow (column i = ``net.ids[i]``);
-        - ``streamflow``: float32 tensor [28, N], m3/s, the NWM's routed flow (NaN on 341 waterbody reaches);
+        - ``q_lateral``: float32 tensor [28, N], m3/s, the lateral inflow the NWM routed, CHRTOUT
+          ``qSfcLatRunoff + qBucket`` (column i = ``net.ids[i]``); row T was used during the hour ending at
+          ``time[T]``;
+        - ``q_lateral_packed``: float32 [28, N], CHRTOUT ``q_lateral``, the same sum packed to 0.1 m3/s
+          (0 at 98.8 % of reach-hours, half the network's inflow lost; do not route it);
+        - ``streamflow``: float32 tensor [28, N], m3/s, the NWM's routed flow, instantaneous at ``time[T]``
+          (NaN on the 341 lake-internal reaches; level-pool outflow on the 30 lake outlets);
+        - ``lakeparm``: DataFrame (index ``lake_id`` = the network's ``waterbody`` ids) of the 30 lakes'
+          NWM LAKEPARM level-pool parameters (:func:`rivergraph.io.read_lakeparm` columns);
         - ``usgs_obs``: DataFrame (time UTC, gage, discharge_m3s, quality) of 15-minute USGS observations
           at 65 gauges on 2021-08-23; quality 0 rows are missing values stored as 0.0;
         - ``gauge_reach``: Series gauge id -> reach position for the gauged reaches.
@@ -57,7 +64,10 @@ def load_lower_colorado() -> tuple[RiverNetwork, dict]:
         if not np.array_equal(z["reach_ids"], net.ids):
             raise ValueError(f"{root / 'forcing.npz'}: reach ids do not match network.npz; rerun network_data/build.py")
         data = {"time": pd.DatetimeIndex(z["time"], tz="UTC"), "dt_s": 3600.0,
-                "q_lateral": torch.from_numpy(z["q_lateral"]), "streamflow": torch.from_numpy(z["streamflow"])}
+                "q_lateral": torch.from_numpy(z["q_lateral"]),
+                "q_lateral_packed": torch.from_numpy(z["q_lateral_packed"]),
+                "streamflow": torch.from_numpy(z["streamflow"])}
+    data["lakeparm"] = pd.read_csv(root / "lakeparm.csv", index_col="lake_id")
     obs = pd.read_csv(root / "usgs_obs.csv", dtype={"gage": str})
     obs["time"] = pd.to_datetime(obs["time"], utc=True)
     data["usgs_obs"] = obs

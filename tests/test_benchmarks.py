@@ -11,7 +11,7 @@ import bench_routing  # noqa: E402
 
 
 @pytest.mark.parametrize("method,mode", [("wavefront", "static"), ("wavefront", "mc"), ("heat", "linear"), ("spsolve", "static"),
-                                         ("levels", "static")])
+                                         ("levels", "static"), ("lagged", "nwm")])
 def test_bench_routing_cases_run(method, mode):
     case = dict(network="lower_colorado", reaches=0, steps=3, method=method, mode=mode, threads=1,
                 dtype="float32", device="cpu", backward=True)

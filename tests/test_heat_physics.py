@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 import torch
 
 from rivergraph import build_network
@@ -86,3 +87,37 @@ def test_melt_share_and_budget_split_closes():
     # the linear law stays close to the nonlinear balance over the day (<10% of the gross exchange)
     gross = sum(b[k].abs() for k in parts[:-1]).sum()
     assert b["linearisation_residual_J"].abs().sum() < 0.1 * gross
+
+
+@pytest.mark.slow
+def test_lower_colorado_water_never_above_its_sources(lc):
+    """Issue 17: on the Lower Colorado example (synthetic Texas summer) every reach-step's water temperature is
+    at most the warmest source it has seen: its equilibrium temperature, its lateral inflow, its upstream water
+    and its start (the convex-combination guarantee), and the hottest flowing reach is a shallow sheet near T_e."""
+    import numpy as np
+
+    from rivergraph.models.temperature import synthetic_texas_forcing
+
+    net, data = lc
+    spin = 48
+    q = data["q_lateral"].double()
+    q = torch.cat([q[:1].expand(spin, -1), q], 0)
+    time = pd.date_range(data["time"][0] - pd.Timedelta(hours=spin), periods=q.shape[0], freq="h", tz="UTC")
+    m = StreamTemperature(net, dt=3600.0)
+    with torch.no_grad():
+        hyd = m.route(q)
+        res = m.temperature(hyd, synthetic_texas_forcing(net, time), time=time)
+    tw, te, tl = (x.numpy() for x in (res.temperature, res.equilibrium, res.lateral_temp))
+    down = net.downstream
+    bound = np.maximum(tl[0], tw[0])  # T0 defaults to the first lateral temperature
+    worst = -np.inf
+    for t in range(tw.shape[0]):
+        up = np.full(len(net), -np.inf)
+        np.maximum.at(up, down[down >= 0], tw[t][down >= 0])
+        bound = np.maximum.reduce([bound, te[t], tl[t], up])
+        worst = max(worst, float((tw[t] - bound).max()))
+    assert worst < 1e-9
+    wet = (res.discharge[spin:].min(0).values > 0.01).numpy()
+    twf = tw[spin:][:, wet]
+    t, i = np.unravel_index(np.argmax(twf), twf.shape)
+    assert twf[t, i] <= te[spin:][:, wet][t, i] + 0.5 and twf.max() < 42.0

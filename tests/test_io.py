@@ -270,14 +270,22 @@ def test_load_lower_colorado():
     net, data = load_lower_colorado()
     assert len(net) == 11_248 and net.n_outlets == 1 and net.depth == 649
     assert net.report["drainage_area"].startswith("inverted from NWM TopWdth")
-    assert list(net.attrs.columns) == ["length_m", "slope", "n", "bottom_width_m", "top_width_m", "side_slope",
-                                       "musk_s", "musx", "order", "elevation_m", "lat", "lon", "gage", "waterbody",
-                                       "drainage_area_km2"]
+    assert list(net.attrs.columns) == ["length_m", "slope", "n", "n_floodplain", "bottom_width_m", "top_width_m",
+                                       "top_width_floodplain_m", "side_slope", "musk_s", "musx", "order",
+                                       "elevation_m", "lat", "lon", "gage", "waterbody", "drainage_area_km2"]
     assert len(data["time"]) == 28 and str(data["time"][0]) == "2021-08-23 13:00:00+00:00" and data["dt_s"] == 3600
     assert (data["time"][1:] - data["time"][:-1] == pd.Timedelta("1h")).all()
-    for k in ("q_lateral", "streamflow"):
+    for k in ("q_lateral", "q_lateral_packed", "streamflow"):
         assert data[k].dtype == torch.float32 and data[k].shape == (28, 11_248)
     assert torch.isfinite(data["q_lateral"]).all() and (data["q_lateral"] >= 0).all()
+    # the packed CHRTOUT q_lateral is the exact inflow rounded to 0.1 m3/s; it loses half the network's inflow
+    assert float((data["q_lateral_packed"] - data["q_lateral"]).abs().max()) <= 0.05 + 1e-5
+    assert 38.0 < float(data["q_lateral"][0].sum()) < 39.0 and float(data["q_lateral_packed"][0].sum()) < 20.0
+    lakes = data["lakeparm"]
+    wb = net.attrs["waterbody"].to_numpy()
+    assert sorted(lakes.index) == sorted(np.unique(wb[wb > 0])) and len(lakes) == 30 and (lakes["LkArea"] > 0).all()
+    # ChSlp is read as the NWM reads it: z = 1 / ChSlp (horizontal per vertical)
+    assert 0.5 < net.attr("side_slope").min() and net.attr("side_slope").max() < 7.2
     missing = torch.isnan(data["streamflow"]).any(0).numpy()
     assert missing.sum() == 341 and (net.attrs["waterbody"].to_numpy()[missing] > 0).all()
     obs = data["usgs_obs"]
@@ -307,7 +315,12 @@ def test_shipped_lower_colorado_matches_the_source(shared_data):
         stamp = data["time"][t].strftime("%Y%m%d%H%M")
         with xr.open_dataset(src / "channel_forcing" / f"{stamp}.CHRTOUT_DOMAIN1") as ds:
             sel = ds.sel(feature_id=net.ids)
-            np.testing.assert_array_equal(data["q_lateral"][t].numpy(), sel["q_lateral"].values.astype(np.float32))
+            np.testing.assert_array_equal(data["q_lateral_packed"][t].numpy(),
+                                          sel["q_lateral"].values.astype(np.float32))
+            exact = (sel["qSfcLatRunoff"].values + sel["qBucket"].values).astype(np.float32)
+            np.testing.assert_array_equal(data["q_lateral"][t].numpy(), exact)
+            np.testing.assert_allclose(np.round(sel["qSfcLatRunoff"].values + sel["qBucket"].values, 1),
+                                       sel["q_lateral"].values, atol=1e-6)
             np.testing.assert_array_equal(data["streamflow"][t].numpy(), sel["streamflow"].values.astype(np.float32))
     with xr.open_dataset(src / "usgs_TimeSlice" / "2021-08-23_12-00-00.15min.usgsTimeSlice.ncdf") as ds:
         ref = pd.DataFrame({"gage": [s.decode().strip() for s in ds["stationId"].values],

@@ -344,7 +344,13 @@ def test_no_absolute_machine_paths_in_the_repository():
 
 
 def test_missing_shared_data_fails_not_skips(tmp_path):
-    from conftest import require_shared
+    import importlib.util
+
+    # the top-level tests/conftest.py by path: ``import conftest`` may find a sub-folder's conftest first
+    spec = importlib.util.spec_from_file_location("rivergraph_tests_conftest", Path(__file__).with_name("conftest.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    require_shared = mod.require_shared
 
     with pytest.raises(pytest.fail.Exception, match="not found at .*nope.*fail rather than skip"):
         require_shared(tmp_path / "nope")

@@ -153,6 +153,7 @@ def test_train_writes_a_run_directory_that_route_needs_alone(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     (tmp_path / "t.yaml").write_text(yaml.safe_dump({
         "network": "lower_colorado", "forcing": {"source": "synthetic_storms", "storms": {"hours": 48, "quiet_h": 0}},
+        "observations": {"source": "twin"},
         "gauges": {"max_upstream_reaches": 12}, "training": {"epochs": 1, "warmup_hours": 6, "patience": 1},
         "output": {"dir": "run", "plots": False}}))
     assert main(["train", "t.yaml"]) == 0
@@ -166,6 +167,19 @@ def test_train_writes_a_run_directory_that_route_needs_alone(tmp_path, monkeypat
         assert ds.sizes["feature_id"] == 11248 and ds.sizes["time"] == 48
     g = read_gauge_csv(run / "gauges.csv")
     assert g["gage"].nunique() > 10
+    # the run's learned parameters on another forcing: routing.run_dir, and its parameters.csv as a parameter file
+    base = {"network": "lower_colorado", "runoff": {"kind": "dataset", "name": "lower_colorado"}}
+    (run / "r1.yaml").write_text(yaml.safe_dump({**base, "routing": {"run_dir": "."},
+                                                 "output": {"dir": "r1", "progress": False, "dtype": "float64"}}))
+    (run / "r2.yaml").write_text(yaml.safe_dump({**base, "routing": {
+        "mode": "power_law", "parameter_file": str(run / "parameters.csv"),
+        "params": {"width_coef": 21.0, "width_exp": 0.5}},
+        "output": {"dir": "r2", "progress": False, "dtype": "float64"}}))
+    assert main(["route", str(run / "r1.yaml")]) == 0 and main(["route", str(run / "r2.yaml")]) == 0
+    q1, _ = _flow(run / "r1" / "discharge.nc")
+    q2, _ = _flow(run / "r2" / "discharge.nc")
+    assert q1.shape == (28, 11248)
+    np.testing.assert_allclose(q1, q2, rtol=1e-5)   # parameters.csv holds n to float64 text precision
 
 
 def test_chunked_drift_diagnostic_matches_one_call(case):
@@ -177,3 +191,24 @@ def test_chunked_drift_diagnostic_matches_one_call(case):
     r(q[:30], **kw)
     r(q[30:], state=r.state, **kw)
     assert r.balance.storage_start_m3 > 0 and abs(r.balance.scheme_relative_error) < 1e-9
+
+
+def test_temperature_output_opens_in_plot_map(tmp_path):
+    """``rivergraph temperature``'s file is the same CF layout: ``plot map --flow --variable water_temperature``."""
+    from rivergraph.io.cf import write_temperature
+    from rivergraph.io.readers import save_network_npz
+    from rivergraph.models.temperature import TemperatureResult
+
+    from rivergraph.graph.network import build_network
+
+    net = build_network(np.array([1, 2, 3]), np.array([3, 3, 0]),
+                        pd.DataFrame({"lat": [30.0, 30.1, 30.2], "lon": [-97.0, -97.1, -97.2]}))
+    save_network_npz(net, tmp_path / "n.npz")
+    times = pd.date_range("2021-08-23", periods=4, freq="h", tz="UTC")
+    x = torch.arange(12, dtype=torch.float64).reshape(4, 3) + 20.0
+    write_temperature(tmp_path / "t.nc", net, times, TemperatureResult(x, x / 10, x + 1, x - 1))
+    assert main(["plot", "map", "--network", str(tmp_path / "n.npz"), "--flow", str(tmp_path / "t.nc"),
+                 "--variable", "water_temperature", "--out", str(tmp_path / "t.png")]) == 0
+    with open_output(tmp_path / "t.nc") as ds:
+        np.testing.assert_allclose(ds["water_temperature"].values, x.numpy())
+        assert ds["water_temperature"].attrs["units"] == "degC"

@@ -41,8 +41,9 @@ class Cell:
         vjp_needs_new_states: the adjoint reads the states after the step (s(t)) as well as before.
         vjp_forcings: positions of the forcings the adjoint reads (None: all); the others are not gathered.
     Instance attribute ``params``: names of the per-reach parameters (may depend on the instance, e.g.
-    on the channel geometry). ``derive_first``: set by :meth:`begin` when the sweep should tell
-    ``forward_`` / ``step`` which band reaches take their first step (their initial state is derived).
+    on the channel geometry). ``derive_first``: set by :meth:`begin` when the initial state is not given
+    and the reaches taking their first step derive it (``step`` then gets their count as ``n_first``, and so
+    does the adjoint).
     """
 
     states: ClassVar[tuple[str, ...]] = ()
@@ -69,7 +70,8 @@ class Cell:
     def forward_(self, m_new, m_old, s: Tensors, u: Tensors, p: Tensors, n_first: int, n_last: int) -> None:
         """In-place update: ``s`` are views of the state buffers (s(t-1) on entry, s(t) on exit).
         ``n_first`` / ``n_last``: the last n_first band reaches take their first step, the first n_last
-        their last (for diagnostics). Default: :meth:`step`, copied in."""
+        their last (always given, for diagnostics; pass n_first on to :meth:`step` only with
+        ``derive_first``). Default: :meth:`step`, copied in."""
         nf = n_first if self.derive_first else 0
         for x, v in zip(s, self.step(m_new, m_old, s, u, p, nf)):
             x.copy_(v)

@@ -18,20 +18,22 @@ from ..graph.network import NetworkError, RiverNetwork, _fmt_ids, build_network
 from .registry import NETCDF_SUFFIXES, detect_format, file_fields, read_network, register_reader
 
 __all__ = ["read_network", "read_route_link", "read_rapid", "read_table_network", "SCHEMAS", "detect_format",
-           "drainage_area_from_nwm_top_width", "save_network_npz", "load_network_npz", "read_forcing_npz"]
+           "drainage_area_from_nwm_top_width", "save_network_npz", "load_network_npz", "nwm_side_slope",
+           "read_lakeparm", "LAKEPARM_COLUMNS", "read_forcing_npz"]
 
 NWM_TOP_WIDTH_COEF = 2.44
 NWM_TOP_WIDTH_EXPONENT = 0.34
 """The NWM's regional hydraulic-geometry power law for bankfull top width, TW (m) = 2.44 * DA (km2) ** 0.34."""
 
-# Source column -> (rivergraph column, multiplier to SI/rivergraph units)
+# Source column -> (rivergraph column, multiplier to SI/rivergraph units, or the name of a conversion in
+# _CONVERSIONS)
 SCHEMAS: dict[str, dict] = {
     "route_link": {
         "id": "link", "to": "to",
         "columns": {"Length": ("length_m", 1.0), "So": ("slope", 1.0), "n": ("n", 1.0),
                     "nCC": ("n_floodplain", 1.0), "BtmWdth": ("bottom_width_m", 1.0),
                     "TopWdth": ("top_width_m", 1.0), "TopWdthCC": ("top_width_floodplain_m", 1.0),
-                    "ChSlp": ("side_slope", 1.0), "MusK": ("musk_s", 1.0), "MusX": ("musx", 1.0),
+                    "ChSlp": ("side_slope", "nwm_z"), "MusK": ("musk_s", 1.0), "MusX": ("musx", 1.0),
                     "order": ("order", 1.0), "alt": ("elevation_m", 1.0), "lat": ("lat", 1.0),
                     "lon": ("lon", 1.0), "NHDWaterbodyComID": ("waterbody", 1.0)},
     },
@@ -46,7 +48,9 @@ SCHEMAS: dict[str, dict] = {
         "columns": {"lengthkm": ("length_m", 1000.0), "slope": ("slope", 1.0),
                     "tot_drainage_areasqkm": ("drainage_area_km2", 1.0), "areasqkm": ("catchment_area_km2", 1.0),
                     "order": ("order", 1.0), "n": ("n", 1.0), "BtmWdth": ("bottom_width_m", 1.0),
-                    "TopWdth": ("top_width_m", 1.0), "ChSlp": ("side_slope", 1.0),
+                    "TopWdth": ("top_width_m", 1.0), "ChSlp": ("side_slope", "nwm_z"),
+                    "TopWdthCC": ("top_width_floodplain_m", 1.0), "nCC": ("n_floodplain", 1.0),
+                    "rl_NHDWaterbodyComID": ("waterbody", 1.0),
                     # flowpath_attributes (joined on id): NWM channel fields, preferred over the above
                     "So": ("slope", 1.0), "length_m": ("length_m", 1.0), "MusK": ("musk_s", 1.0),
                     "MusX": ("musx", 1.0)},
@@ -64,12 +68,36 @@ _UNIT_ALIASES = {"length_km": ("length_m", 1000.0)}
 multiplier)."""
 
 
+def nwm_side_slope(chslp, ids=None) -> np.ndarray:
+    """Trapezoid side slope z (horizontal : vertical) from an NWM ``ChSlp``: ``z = 1 / ChSlp``.
+
+    ``ChSlp`` in the Route_Link (and in hydrofabric ``flowpath_attributes``) is the side slope as the NWM
+    uses it, vertical per horizontal: WRF-Hydro ``module_channel_routing.F90`` (``SUBMUSKINGCUNGE``,
+    ``MANNING``, ``DIFFUSION``) and t-route ``MCsingleSegStime_f2py_NOLOOP.f90`` (``muskingcungenwm``)
+    all take ``z = 1.0/Cs``. ``ChSlp = 0`` is read as ``z = 1`` (45 degrees), as both do
+    (``if(Cs .eq. 0) z = 1.0``); the Lower Colorado has none. NaN stays NaN (missing); a negative
+    ``ChSlp`` is an error naming the reaches.
+    """
+    c = np.asarray(chslp, dtype=np.float64)
+    bad = c < 0
+    if bad.any():
+        where = np.asarray(ids)[bad] if ids is not None else np.nonzero(bad)[0]
+        raise NetworkError(f"negative ChSlp (side slope) at reaches {_fmt_ids(where)}")
+    with np.errstate(divide="ignore"):
+        return np.where(c == 0, 1.0, 1.0 / c)
+
+
+_CONVERSIONS = {"nwm_z": nwm_side_slope}
+"""Source-column conversions that are not a unit multiplier (name -> function(values, ids))."""
+
+
 def _map_columns(df: pd.DataFrame, schema: Mapping) -> pd.DataFrame:
     out = pd.DataFrame(index=range(len(df)))
+    ids = df[schema["id"]].to_numpy() if schema.get("id") in df.columns else None
     for src, (dst, mult) in schema["columns"].items():
         if src in df.columns:
-            col = df[src].to_numpy()
-            out[dst] = pd.to_numeric(pd.Series(col), errors="coerce").to_numpy(dtype=float) * mult
+            col = pd.to_numeric(pd.Series(df[src].to_numpy()), errors="coerce").to_numpy(dtype=float)
+            out[dst] = _CONVERSIONS[mult](col, ids) if isinstance(mult, str) else col * mult
     return out
 
 
@@ -95,8 +123,12 @@ def drainage_area_from_nwm_top_width(top_width_m, coef: float = NWM_TOP_WIDTH_CO
 
 
 def read_route_link(path: str | Path, **kw) -> RiverNetwork:
-    """Read an NWM Route_Link netCDF (link, to, Length m, So, n, BtmWdth m, TopWdth m, ChSlp, MusK s,
-    MusX, order, gages, lat/lon).
+    """Read an NWM Route_Link netCDF (link, to, Length m, So, n, nCC, BtmWdth m, TopWdth m, TopWdthCC m,
+    ChSlp, MusK s, MusX, order, NHDWaterbodyComID, gages, lat/lon).
+
+    ``side_slope`` is the NWM's ``z = 1 / ChSlp`` (:func:`nwm_side_slope`); the compound channel is
+    ``top_width_floodplain_m`` (TopWdthCC) and ``n_floodplain`` (nCC); lake membership is ``waterbody``
+    (NHDWaterbodyComID, -9999 where none).
 
     The Route_Link carries no drainage area; ``drainage_area_km2`` is added by inverting the NWM's
     top-width power law (:func:`drainage_area_from_nwm_top_width`), recorded in
@@ -123,6 +155,45 @@ def read_route_link(path: str | Path, **kw) -> RiverNetwork:
     if da_note:
         net.report["drainage_area"] = da_note
     return net
+
+
+LAKEPARM_COLUMNS = {"LkArea": "km2", "LkMxE": "m", "WeirE": "m", "WeirC": "-", "WeirL": "m", "OrificeE": "m",
+                    "OrificeC": "-", "OrificeA": "m2", "Dam_Length": "m", "ifd": "-"}
+"""NWM LAKEPARM level-pool columns and units (WRF-Hydro ``module_levelpool.F90``, ``LEVELPOOL_PHYSICS``):
+lake area, maximum (overtop) elevation, weir crest elevation, weir coefficient and length, orifice
+elevation, coefficient and area, dam length, initial fractional depth. Elevations are m above a common
+datum."""
+
+
+def read_lakeparm(path: str | Path, lake_ids=None) -> pd.DataFrame:
+    """Read an NWM ``LAKEPARM.nc`` into a DataFrame indexed by ``lake_id`` (NHD waterbody COMID) with
+    the columns of :data:`LAKEPARM_COLUMNS` (float64, the file's names and units).
+
+    Args:
+        lake_ids: keep these lakes, in this order (e.g. the ``waterbody`` ids of a network); a lake
+            missing from the file is an error naming it.
+    Raises:
+        NetworkError: a missing column, or a non-finite / non-positive-area lake (named).
+    """
+    import xarray as xr
+
+    with xr.open_dataset(path, decode_times=False) as ds:
+        missing = [c for c in ["lake_id", *LAKEPARM_COLUMNS] if c not in ds.variables]
+        if missing:
+            raise NetworkError(f"{path}: not an NWM LAKEPARM file, missing variable(s) {missing}")
+        df = pd.DataFrame({c: ds[c].values.astype(np.float64) for c in LAKEPARM_COLUMNS},
+                          index=pd.Index(ds["lake_id"].values.astype(np.int64), name="lake_id"))
+    if lake_ids is not None:
+        want = pd.Index(np.asarray(lake_ids, dtype=np.int64))
+        absent = want[~want.isin(df.index)]
+        if len(absent):
+            raise NetworkError(f"{path}: lake(s) {_fmt_ids(absent.tolist())} not in LAKEPARM")
+        df = df[~df.index.duplicated()].loc[want]
+    bad = ~np.isfinite(df.to_numpy()).all(1) | (df["LkArea"].to_numpy() <= 0)
+    if bad.any():
+        raise NetworkError(f"{path}: non-finite parameters or LkArea <= 0 for lake(s) "
+                           f"{_fmt_ids(df.index[bad].tolist())}")
+    return df
 
 
 def read_rapid(path: str | Path, k_csv: str | Path | None = None, x_csv: str | Path | None = None,

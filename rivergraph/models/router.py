@@ -78,8 +78,12 @@ class MuskingumCunge(torch.nn.Module):
         dt: routing step (s).
         forcing_dt: interval of the lateral inflow rows (s), a multiple of ``dt`` (default ``dt``).
             Each row is held constant over its ``forcing_dt / dt`` routing sub-steps.
-        mode: a channel geometry of :data:`rivergraph.physics.channels.CHANNELS`: ``"trapezoid"`` (default),
-            ``"power_law"``, ``"static"``, ...; its parameters, columns and bounds are declared there.
+        mode: a channel geometry of :data:`rivergraph.physics.channels.CHANNELS` (``"trapezoid"``
+            default, ``"power_law"``, ``"static"``, ...; parameters, columns and bounds declared there) or ``"nwm"``, the
+            National Water Model's Muskingum-Cunge with its lakes and prescribed flows, delegated to
+            :class:`rivergraph.models.nwm.NWMRouter` (``nwm`` = its keyword arguments: ``lakes``,
+            ``prescribed``, ``coupling``, ``lake_lateral``, ...; ``forward`` then also takes ``Q0``,
+            ``prescribed_flow``, ``lake_level0``, ``lake_params``; ``state`` is an ``NWMState``).
         positivity: make every coefficient non-negative (see module docstring). For ``static`` mode
             the number of reaches whose X was lowered is warned about; pass ``False`` for RAPID's exact
             coefficients.
@@ -103,8 +107,19 @@ class MuskingumCunge(torch.nn.Module):
     def __init__(self, network: RiverNetwork, dt: float = 3600.0, forcing_dt: float | None = None,
                  mode: str = "trapezoid", positivity: bool = True,
                  output: Literal["mean", "end", "rapid"] = "mean",
-                 scheme: Literal["conservative", "standard"] = "conservative", device: str | torch.device = "cpu"):
+                 scheme: Literal["conservative", "standard"] = "conservative", device: str | torch.device = "cpu",
+                 nwm: dict | None = None):
         super().__init__()
+        if mode == "nwm":
+            from .nwm import NWMRouter
+            self.network, self.dt, self.mode, self.output = network, float(dt), mode, output
+            self.scheme = (nwm or {}).get("coupling", "lagged")
+            self.nwm = NWMRouter(network, dt, forcing_dt, output="end" if output == "end" else "mean",
+                                 device=device, **(nwm or {}))
+            self.state = self.balance = None
+            return
+        if nwm is not None:
+            raise ValueError("nwm=... options are for mode='nwm'")
         self.channel = get_channel(mode)
         if not dt > 0:
             raise ValueError(f"dt must be positive seconds, got {dt}")
@@ -124,7 +139,7 @@ class MuskingumCunge(torch.nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.sched.device
+        return self.nwm._device if self.mode == "nwm" else self.sched.device
 
     # ---------------------------------------------------------------- params
     def _param(self, spec: ParamSpec, given, dtype) -> torch.Tensor:
@@ -209,7 +224,7 @@ class MuskingumCunge(torch.nn.Module):
             missing = [r for r in ids if r not in idx]
             if missing:
                 hint = ""
-                if all(isinstance(r, (int, np.integer)) and 0 <= r < self.sched.n for r in missing):
+                if all(isinstance(r, (int, np.integer)) and 0 <= r < len(self.network) for r in missing):
                     hint = "; these look like reach positions: pass output_positions= for positions"
                 raise NetworkError(f"output_ids not in the network: {missing[:10]}"
                                    f"{f' ({len(missing)} in all)' if len(missing) > 10 else ''}{hint}")
@@ -222,7 +237,7 @@ class MuskingumCunge(torch.nn.Module):
             raise TypeError(f"output_positions must be integer reach positions, got {pos.dtype}; "
                             "for reach ids use output_ids=")
         pos = pos.astype(np.int64)
-        N = self.sched.n
+        N = len(self.network)
         bad = (pos < 0) | (pos >= N)
         if bad.any():
             ids = set(self.network.index_of)
@@ -264,6 +279,12 @@ class MuskingumCunge(torch.nn.Module):
             Q [T, len(outputs)] discharge (m3/s): mean over the interval (``output='mean'``) or at its end.
         """
         outputs = self._output_positions(output_ids, output_positions, outputs)
+        if self.mode == "nwm":
+            if not hot_start and state is None:
+                params.setdefault("Q0", torch.zeros(len(self.network), dtype=torch.float64))
+            Q = self.nwm(q_lat, state=state, balance=balance, **params)
+            self.state, self.balance = self.nwm.state, self.nwm.balance
+            return Q if outputs is None else Q[:, torch.as_tensor(np.asarray(list(outputs), dtype=np.int64))]
         q_lat = torch.as_tensor(q_lat)
         if not q_lat.is_floating_point():
             q_lat = q_lat.double()

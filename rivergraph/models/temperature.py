@@ -137,7 +137,7 @@ class StreamTemperature(torch.nn.Module):
         network: the river network (needs ``length_m``; ``lat``/``lon`` only for clear-sky shortwave).
         dt: step (s), for both routing and heat; q_lat and forcing have one row per step.
         mode: routing mode of :class:`rivergraph.models.router.MuskingumCunge`.
-        equilibrium: ``"energy"`` (linearised energy balance) or ``"mohseni"``.
+        equilibrium: ``"energy"`` (root of the surface energy balance) or ``"mohseni"``.
         albedo: water albedo (-).
         exchange: surface heat exchange on (default); ``False`` leaves pure advection and mixing (a
             conservative tracer), for checks.

@@ -248,7 +248,7 @@ def route_parameters(routing, net: RiverNetwork, base: Path | None = None) -> di
 
         for k in mode_parameters(routing.mode):
             if k in df:
-                out[k] = torch.from_numpy(df.loc[net.ids, k].to_numpy(np.float64))
+                out[k] = torch.tensor(df.loc[net.ids, k].to_numpy(np.float64))
     for k, v in routing.params.items():
         if isinstance(v, str):
             if v not in net.attrs:

@@ -19,7 +19,6 @@ Run: ``python -m torch.distributed.run --standalone --nproc_per_node=2 -m riverg
 """
 from __future__ import annotations
 
-import heapq
 import os
 import sys
 from typing import Sequence
@@ -28,48 +27,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..graph.network import RiverNetwork
+from .partition import balance, outlet_of, partition_outlet_trees
 
-__all__ = ["balance", "partition_outlet_trees", "outlet_of", "init_distributed"]
-
-
-# ------------------------------------------------------------------------------------------ partition
-def balance(costs: Sequence[float], n_parts: int) -> list[np.ndarray]:
-    """Greedy largest-first (LPT) bin packing: item indices per part, parts' cost sums near-equal.
-
-    Ties are broken by item index and part number, so every rank computes the same partition.
-    """
-    if n_parts < 1:
-        raise ValueError(f"n_parts must be >= 1, got {n_parts}")
-    costs = np.asarray(costs, dtype=np.float64)
-    heap = [(0.0, p) for p in range(n_parts)]
-    parts: list[list[int]] = [[] for _ in range(n_parts)]
-    for i in np.argsort(-costs, kind="stable"):
-        load, p = heapq.heappop(heap)
-        parts[p].append(int(i))
-        heapq.heappush(heap, (load + costs[i], p))
-    return [np.sort(np.array(p, dtype=np.int64)) for p in parts]
-
-
-def outlet_of(net: RiverNetwork) -> np.ndarray:
-    """Position of the outlet each reach drains to, [N]."""
-    out = np.arange(len(net))
-    dist_ = net.distance_to_outlet
-    order = np.argsort(dist_, kind="stable")  # outlets first, then one reach further upstream at a time
-    for i in order:
-        d = net.downstream[i]
-        if d >= 0:
-            out[i] = out[d]
-    return out
-
-
-def partition_outlet_trees(net: RiverNetwork, n_parts: int) -> list[np.ndarray]:
-    """Reach positions (sorted) of each of ``n_parts`` parts; every outlet tree lies whole in one part and parts
-    hold near-equal reach counts (LPT). ``net.subset(np.isin(np.arange(len(net)), part))`` is the part's network."""
-    tree = outlet_of(net)
-    outlets, inverse, sizes = np.unique(tree, return_inverse=True, return_counts=True)
-    parts = balance(sizes, n_parts)
-    return [np.flatnonzero(np.isin(inverse, p)) for p in parts]
+__all__ = ["balance", "partition_outlet_trees", "outlet_of", "init_distributed", "run_ddp_demo", "main"]
 
 
 # -------------------------------------------------------------------------------------------- DDP
@@ -96,9 +56,11 @@ def init_distributed(backend: str | None = None) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------ command
-def _lower_colorado_twin(n_gauges: int, steps: int, dtype: torch.dtype, min_reaches: int):
+def _lower_colorado_twin(n_gauges: int, steps: int, dtype: torch.dtype, min_reaches: int, n_val: int = 0):
     """Lower Colorado gauges with real NWM lateral inflow and synthetic twin observations (n from
-    :func:`rivergraph.training.twin_law`); the twin keeps this example well posed on 28 hours of forcing."""
+    :func:`rivergraph.training.twin_law`); the twin keeps this example well posed on 28 hours of forcing.
+    Returns ``(sub, q, obs, gauges, val_obs, val_gauges, fixed)``: the ``n_gauges`` smallest live basins train,
+    the next ``n_val`` validate (a spatial split; None when 0)."""
     from ..datasets import load_lower_colorado
     from .twin import twin_law, twin_observations
 
@@ -106,22 +68,27 @@ def _lower_colorado_twin(n_gauges: int, steps: int, dtype: torch.dtype, min_reac
     q = data["q_lateral"][:steps].to(dtype)
     sizes = {int(p): int(net.upstream_mask([p]).sum()) for p in data["gauge_reach"].to_numpy()}
     pos = np.array(sorted((p for p in sizes if sizes[p] >= min_reaches), key=lambda p: (sizes[p], p)))
-    live = [p for p in pos if float(q[:, net.upstream_mask([p])].sum()) > 0][:n_gauges]
-    gauges = np.sort(np.array(live, dtype=np.int64))
-    mask = net.upstream_mask(gauges)
+    live = [p for p in pos if float(q[:, net.upstream_mask([p])].sum()) > 0][:n_gauges + n_val]
+    gauges = np.sort(np.array(live[:n_gauges], dtype=np.int64))
+    val = np.sort(np.array(live[n_gauges:], dtype=np.int64))
+    mask = net.upstream_mask(np.concatenate([gauges, val]))
     sub = net.subset(mask)
     q = q[:, torch.from_numpy(mask)]
-    g_sub = np.searchsorted(np.flatnonzero(mask), gauges)
+    g_sub, v_sub = (np.searchsorted(np.flatnonzero(mask), g) for g in (gauges, val))
     fixed = {"width_coef": 21.0, "width_exp": 0.5}
-    obs = twin_observations(sub, q, g_sub, twin_law(sub), fixed=fixed)
-    return sub, q, obs, g_sub, fixed
+    every = np.sort(np.concatenate([g_sub, v_sub]))
+    obs = twin_observations(sub, q, every, twin_law(sub), fixed=fixed)
+    col = lambda g: obs[:, np.searchsorted(every, g)]
+    return sub, q, col(g_sub), g_sub, (col(v_sub) if n_val else None), (v_sub if n_val else None), fixed
 
 
 def run_ddp_demo(*, gauges: int = 8, min_reaches: int = 20, steps: int = 28, epochs: int = 2, batch_size: int = 1,
                  batches_per_step: int = 4, lr: float = 0.01, loss: str = "l1", seed: int = 0, float64: bool = False,
-                 checkpoint: str | None = None, resume: bool = False, progress: bool = True) -> int:
-    """DDP training of Manning's n on Lower Colorado gauge sub-networks (``rivergraph ddp-demo``; launched with
-    ``python -m torch.distributed.run --nproc_per_node=K -m rivergraph.training.distributed [...]``)."""
+                 checkpoint: str | None = None, resume: bool = False, progress: bool = True, val_gauges: int = 0,
+                 patience: int | None = None) -> int:
+    """DDP training of Manning's n on Lower Colorado gauge sub-networks (launched with ``python -m
+    torch.distributed.run --nproc_per_node=K -m rivergraph.training.distributed [...]``); ``val_gauges`` further
+    basins validate (early stopping after ``patience`` epochs, default off)."""
     from ..models.params import ParameterNet
     from .gauges import train
     from .losses import LossSpec
@@ -130,20 +97,26 @@ def run_ddp_demo(*, gauges: int = 8, min_reaches: int = 20, steps: int = 28, epo
     rank, world = init_distributed()
     try:
         dtype = torch.float64 if float64 else torch.float32
-        net, q, obs, g, fixed = _lower_colorado_twin(gauges, steps, dtype, min_reaches)
+        net, q, obs, g, vobs, vg, fixed = _lower_colorado_twin(gauges, steps, dtype, min_reaches, val_gauges)
         torch.manual_seed(seed)
         pnet = ParameterNet({"n": (0.01, 0.3, "log", 0.06)}).to(dtype)
         pnet.scaler.fit(net)
         res = train(pnet, net, q, obs, g, epochs=epochs, lr=lr, batch_size=batch_size,
                     batches_per_step=batches_per_step, seed=seed, spec=LossSpec(loss), fixed=fixed,
-                    patience=epochs, checkpoint=checkpoint, resume=resume, progress=progress)
+                    val_gauges=vg, val_obs=vobs, patience=patience or epochs, checkpoint=checkpoint, resume=resume,
+                    progress=progress)
         if rank == 0:
+            h0, h1 = res.history[0], res.history[-1]
             print(f"trained on {len(g)} gauges ({len(net)} reaches) with {world} process(es): {res.steps} steps, "
-                  f"loss {res.history[0]['train_loss']:.4f} -> {res.history[-1]['train_loss']:.4f}")
+                  f"loss {h0['train_loss']:.4f} -> {h1['train_loss']:.4f}"
+                  + (f", validation on {len(vg)} other gauges {h0['val_loss']:.4f} -> {h1['val_loss']:.4f}"
+                     if vg is not None else ""))
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
     return 0
+
+
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,10 +18,10 @@ import torch.distributed as dist
 
 from ..graph.network import RiverNetwork
 from ..models.params import ParameterNet
-from .distributed import balance
 from .batches import GaugeBatch, batch_loss, make_batches, route_batch
 from .losses import LossSpec, gauge_loss
-from .trainer import TrainResult, fit, rank_and_world
+from .partition import balance
+from .trainer import TrainResult, fit, optimizer_step, rank_and_world
 
 __all__ = ["Period", "train", "train_step"]
 
@@ -60,13 +60,9 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
                obs: torch.Tensor, spec: LossSpec, clip: float | None = 1.0, dt_s: float = 3600.0) -> float:
     """One optimiser step on one batch (zero_grad, loss, backward, clip-by-norm, step); returns the loss.
     (The step :func:`fit` takes with ``items_per_step=1``, for custom loops.)"""
-    optimizer.zero_grad(set_to_none=True)
-    loss, _ = batch_loss(model, batch, q_lat, obs, spec, dt_s)
-    loss.backward()
-    if clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    optimizer.step()
-    return float(loss.detach())
+    params = [p for p in model.parameters() if p.requires_grad]
+    (loss,) = optimizer_step(params, optimizer, [lambda: batch_loss(model, batch, q_lat, obs, spec, dt_s)[0]], 1, clip)
+    return loss
 
 
 def _validation(batches: list[GaugeBatch], gauges: np.ndarray, q_lat: torch.Tensor, obs: torch.Tensor,

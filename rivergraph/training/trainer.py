@@ -8,7 +8,7 @@ stopping; the best-validation weights are restored at the end.
 
 Data-parallel (when a ``torch.distributed`` process group is initialised, e.g. under torchrun): each rank
 takes a share of every group, split by the largest-first rule on ``cost`` (:func:`rivergraph.training.
-distributed.balance`), backpropagates ``loss / group size`` for its items, and one all-reduce sums the
+partition.balance`), backpropagates ``loss / group size`` for its items, and one all-reduce sums the
 gradients, so every rank takes the step of the group-mean loss: the same step as one process with the same
 ``items_per_step`` up to floating-point summation order (tested, 2 ranks under gloo). Parameters are
 broadcast from rank 0 at the start; ``validate`` runs on every rank and rank 0's value is used.
@@ -21,9 +21,11 @@ an uninterrupted run (the epoch order depends only on the seed and the epoch num
 from __future__ import annotations
 
 import copy
+import importlib
 import math
+import warnings
 import time as _time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -32,12 +34,30 @@ import torch
 import torch.distributed as dist
 
 from ..io.atomic import atomic_path
-from .distributed import balance
+from .partition import balance
 
-__all__ = ["fit", "TrainResult", "load_checkpoint", "CHECKPOINT_FORMAT", "rank_and_world"]
+__all__ = ["fit", "optimizer_step", "TrainResult", "load_checkpoint", "CHECKPOINT_FORMAT", "rank_and_world"]
 
 CHECKPOINT_FORMAT = "rivergraph-train-1"
 """``format`` entry of every training checkpoint."""
+
+_MOVED = {**dict.fromkeys(("LossSpec", "gauge_loss"), "rivergraph.training.losses"),
+          **dict.fromkeys(("GaugeBatch", "make_batches", "batch_loss", "route_gauges"), "rivergraph.training.batches"),
+          **dict.fromkeys(("train", "train_step"), "rivergraph.training.gauges"),
+          **dict.fromkeys(("storm_inflow", "twin_law", "twin_observations", "fit_power_law", "MM_PER_H_KM2_TO_M3S"),
+                          "rivergraph.training.twin"),
+          **dict.fromkeys(("n_sensitivity", "identifiable_reaches"), "rivergraph.training.sensitivity"),
+          "local_area_km2": "rivergraph.graph.algorithms"}
+
+
+def __getattr__(name: str):
+    """Deprecated (one release): names that lived in this module before the split; import them from
+    :mod:`rivergraph.training`."""
+    if name in _MOVED:
+        warnings.warn(f"rivergraph.training.trainer.{name} moved to {_MOVED[name]}; import it from "
+                      "rivergraph.training", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -105,6 +125,26 @@ def _bcast_float(x: float) -> float:
     return float(t[0])
 
 
+def optimizer_step(params: list[torch.Tensor], optimizer: torch.optim.Optimizer,
+                   losses: Sequence[Callable[[], torch.Tensor]], group_size: int, clip: float | None = 1.0,
+                   all_reduce: bool = False) -> list[float]:
+    """One optimiser step: zero the gradients, backpropagate ``loss / group_size`` for each loss callable (this
+    rank's share of a group of ``group_size`` items), sum the gradients over ranks (``all_reduce``), clip their
+    norm, step. Returns the losses."""
+    optimizer.zero_grad(set_to_none=True)
+    out = []
+    for f in losses:
+        loss = f()
+        (loss / group_size).backward()
+        out.append(float(loss.detach()))
+    if all_reduce:
+        _allreduce_grads(params)
+    if clip:
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    optimizer.step()
+    return out
+
+
 def fit(model: torch.nn.Module, items: Sequence[Any], loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor], *,
         validate: Callable[[torch.nn.Module], float] | None = None, epochs: int = 50, lr: float = 0.01,
         clip: float | None = 1.0, patience: int = 10, seed: int = 0, items_per_step: int = 1,
@@ -161,17 +201,11 @@ def fit(model: torch.nn.Module, items: Sequence[Any], loss_fn: Callable[[torch.n
         model.train()
         for group in _step_groups(len(items), items_per_step, seed, ep):
             mine = group[balance(cost[group], world)[rank]] if world > 1 else group
-            opt.zero_grad(set_to_none=True)
-            for i in mine:
-                loss = loss_fn(model, items[i])
-                (loss / len(group)).backward()
-                total += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64)
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-            if world > 1:
-                _allreduce_grads(params)
-            if clip:
-                torch.nn.utils.clip_grad_norm_(params, clip)
-            opt.step()
+            losses = optimizer_step(params, opt, [lambda i=i: loss_fn(model, items[i]) for i in mine], len(group),
+                                    clip, world > 1)
+            total += torch.tensor([sum(losses), len(losses)], dtype=torch.float64)
+            if losses:
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
             state["steps"] += 1
         if world > 1:
             dist.all_reduce(total)

@@ -1,4 +1,5 @@
-"""Partitioning by outlet trees, and 2-process DDP training (torchrun, gloo) == single-process training."""
+"""Partitioning by outlet trees, and 2-process DDP training (torchrun, gloo) == single-process training on the
+same step groups (same trainer, checkpoint format and validation)."""
 from __future__ import annotations
 
 import os
@@ -9,9 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from rivergraph.training.distributed import balance, main, outlet_of, partition_outlet_trees
 from rivergraph.graph.network import build_network
 from rivergraph.training import load_checkpoint
+from rivergraph.training.distributed import (
+    balance,
+    main,
+    outlet_of,
+    partition_outlet_trees,
+)
 
 torch.set_num_threads(1)
 
@@ -41,8 +47,8 @@ def test_partition_keeps_outlet_trees_whole_and_balanced():
     assert len(sub) == 7
 
 
-_ARGS = ["--gauges", "4", "--min-reaches", "10", "--steps", "12", "--epochs", "2", "--batches-per-step", "4",
-         "--float64", "--no-progress"]
+_ARGS = ["--gauges", "4", "--val-gauges", "2", "--min-reaches", "10", "--steps", "12", "--epochs", "2",
+         "--batches-per-step", "4", "--float64", "--no-progress"]
 
 
 def _weights(path):
@@ -65,6 +71,10 @@ def test_two_process_ddp_equals_single_process(tmp_path):
         torch.testing.assert_close(w_ddp[k], w_one[k], rtol=0, atol=1e-10)
     np.testing.assert_allclose([h["train_loss"] for h in ddp["history"]],
                                [h["train_loss"] for h in one["history"]], rtol=1e-10)
+    # validation on held-out gauges (each rank routes a share, one all-reduce) gives the same losses
+    np.testing.assert_allclose([h["val_loss"] for h in ddp["history"]],
+                               [h["val_loss"] for h in one["history"]], rtol=1e-10)
+    assert ddp["format"] == one["format"] == "rivergraph-train-1" and ddp["best_model"] is not None
     # the comparison can fail: a different step grouping (2 batches per step) trains to other weights
     assert main([*_ARGS, "--batches-per-step", "2", "--checkpoint", str(tmp_path / "other.pt")]) == 0
     other = _weights(tmp_path / "other.pt")

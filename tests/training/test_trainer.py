@@ -1,117 +1,42 @@
-"""Training through the router: losses, batches, exact resume, twin recovery of n = 0.0915 A^-0.131 on the real
-Lower Colorado network, and what the data cannot identify."""
+"""The trainer: exact resume, windows and validation gauges, the generic loop, twin recovery of
+n = 0.0915 A^-0.131 on the real Lower Colorado network, and what the data cannot identify."""
 from __future__ import annotations
-
 
 import numpy as np
 import pytest
 import torch
+from twin_cases import FIXED, make_pnet, make_twin
 
-from rivergraph.models.params import OutputSpec, ParameterNet
 from rivergraph.models.router import MuskingumCunge
-from rivergraph.training import (LossSpec, batch_loss, fit_power_law, gauge_loss, identifiable_reaches, load_checkpoint,
-                                 local_area_km2, make_batches, n_sensitivity, storm_inflow, train, twin_law,
-                                 twin_observations)
+from rivergraph.training import (
+    LossSpec,
+    Period,
+    fit,
+    fit_power_law,
+    gauge_loss,
+    identifiable_reaches,
+    load_checkpoint,
+    n_sensitivity,
+    route_gauges,
+    train,
+)
 
 torch.set_num_threads(1)
-FIXED = {"width_coef": 21.0, "width_exp": 0.5}
-
-
-def _twin(lc, max_up: int, hours: int, seed: int = 1):
-    """Sub-network upstream of the LC gauges with <= max_up upstream reaches, storms, truth and observations."""
-    net, data = lc
-    g = np.array([p for p in net.gauges().index if net.upstream_mask([p]).sum() <= max_up])
-    mask = net.upstream_mask(g)
-    sub = net.subset(mask)
-    keep = np.flatnonzero(mask)
-    gauges = np.sort(np.searchsorted(keep, g))
-    base = data["q_lateral"].double().mean(0).numpy()[keep]
-    q = storm_inflow(sub, hours, base=base, seed=seed, storms_per_week=4.0).float()
-    n_true = twin_law(sub)
-    obs = twin_observations(sub, q, gauges, n_true, fixed=FIXED)
-    return sub, q, gauges, n_true, obs
-
-
-def _pnet(seed=0):
-    torch.manual_seed(seed)
-    return ParameterNet({"n": OutputSpec(0.01, 0.3, "log", init=0.03)})
-
-
-# ------------------------------------------------------------------------------------------ losses
-def test_gauge_loss_masks_nan_and_discards_warmup():
-    t = torch.linspace(0, 6, 96, dtype=torch.float64)
-    obs = torch.stack([torch.sin(t) + 2, torch.cos(t) + 3], 1)
-    for kind in ("nse", "kge", "l1"):
-        assert float(gauge_loss(obs.clone(), obs, LossSpec(kind))) == pytest.approx(0.0, abs=1e-12)
-    sim = obs.clone()
-    sim[:10] += 5.0  # wrong only during warm-up
-    assert float(gauge_loss(sim, obs, LossSpec("nse", warmup_steps=10))) == pytest.approx(0.0, abs=1e-12)
-    assert float(gauge_loss(sim, obs, LossSpec("nse"))) > 1.0
-    obs_nan = obs.clone()
-    obs_nan[20:30, 0] = float("nan")
-    sim2 = obs.clone()
-    sim2[20:30, 0] = 100.0  # wrong only where observations are missing
-    loss = gauge_loss(sim2.requires_grad_(), obs_nan, LossSpec("nse"))
-    assert loss.item() == pytest.approx(0.0, abs=1e-12)
-    loss.backward()
-    # daily means: an hourly wiggle with zero daily mean does not count
-    wig = obs + 0.5 * torch.tensor([1.0, -1.0]).repeat(48).unsqueeze(1)
-    assert float(gauge_loss(wig, obs, LossSpec("nse", "daily"))) == pytest.approx(0.0, abs=1e-12)
-    assert float(gauge_loss(wig, obs, LossSpec("nse", "hourly"))) > 0.1
-    with pytest.raises(ValueError, match="kind"):
-        LossSpec("mse")
-
-
-def test_fit_power_law_exact():
-    A = np.logspace(-2, 5, 50)
-    a, b = fit_power_law(A, 0.0915 * A ** -0.131)
-    assert a == pytest.approx(0.0915, rel=1e-10) and b == pytest.approx(-0.131, rel=1e-10)
-
-
-def test_storm_inflow_deterministic_and_volume(lc):
-    net, _ = lc
-    sub = net.upstream_subnetwork([net.ids[net.gauges().index[0]]])
-    q1 = storm_inflow(sub, 200, seed=3)
-    q2 = storm_inflow(sub, 200, seed=3)
-    assert torch.equal(q1, q2) and q1.shape == (200, len(sub)) and float(q1.min()) >= 0
-    assert not torch.equal(q1, storm_inflow(sub, 200, seed=4))
-    assert float(q1[:48].abs().max()) == 0.0  # quiet spin-up, no base flow given
-    assert (local_area_km2(net) >= 0).all()
-
-
-# --------------------------------------------------------------------------------------- batches
-def test_batches_route_only_upstream_and_match_full_network(lc):
-    sub, q, gauges, n_true, obs = _twin(lc, 40, 96)
-    full = MuskingumCunge(sub, mode="power_law")(q, outputs=gauges, n=torch.tensor(n_true, dtype=torch.float32),
-                                                 **{k: torch.tensor(v) for k, v in FIXED.items()})
-    torch.testing.assert_close(obs, full, rtol=1e-5, atol=1e-6)
-    pn = _pnet()
-    pn.scaler.fit(sub)
-    batches = make_batches(sub, gauges, 4, pn.scaler, fixed=FIXED)
-    assert sorted(np.concatenate([b.gauges for b in batches]).tolist()) == gauges.tolist()
-    for b in batches:
-        assert len(b.reaches) == sub.upstream_mask(b.gauges).sum() < len(sub)
-    # one rank's work under DDP: loss and gradients for one batch
-    b = batches[0]
-    loss, sim = batch_loss(pn, b, q, obs[:, np.searchsorted(gauges, b.gauges)], LossSpec(warmup_steps=24))
-    loss.backward()
-    assert sim.shape == (96, len(b.gauges)) and float(loss) > 0
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in pn.parameters())
 
 
 # ----------------------------------------------------------------------------------------- resume
-def test_killed_run_resumes_to_identical_result(lc, tmp_path):
-    sub, q, gauges, n_true, obs = _twin(lc, 40, 96)
+def test_killed_run_resumes_to_identical_result(twin40, tmp_path):
+    sub, q, gauges, n_true, obs = twin40
     kw = dict(train_steps=72, lr=0.02, batch_size=4, spec=LossSpec(warmup_steps=24), fixed=FIXED, seed=7,
               progress=False)
-    a = _pnet()
+    a = make_pnet()
     a.scaler.fit(sub)
     ra = train(a, sub, q, obs, gauges, epochs=4, checkpoint=tmp_path / "a.pt", **kw)
-    b = _pnet()
+    b = make_pnet()
     b.scaler.fit(sub)
     train(b, sub, q, obs, gauges, epochs=2, checkpoint=tmp_path / "b.pt", **kw)  # "killed" after epoch 2
     assert load_checkpoint(tmp_path / "b.pt")["epoch"] == 2
-    c = _pnet(seed=123)  # a fresh process: different init, overwritten from the checkpoint
+    c = make_pnet(seed=123)  # a fresh process: different init, overwritten from the checkpoint
     c.scaler.fit(sub)
     rc = train(c, sub, q, obs, gauges, epochs=4, checkpoint=tmp_path / "b.pt", **kw)
     assert rc.epochs_run == 4 and [h["train_loss"] for h in rc.history] == [h["train_loss"] for h in ra.history]
@@ -123,13 +48,71 @@ def test_killed_run_resumes_to_identical_result(lc, tmp_path):
         train(c, sub, q, obs, gauges, epochs=5, checkpoint=tmp_path / "b.pt", **{**kw, "seed": 8})
 
 
+def test_resume_with_windows_step_groups_and_validation_gauges(twin40, tmp_path):
+    """Exact resume also with two training windows, two batches per step and a spatial + temporal split
+    (validation gauges distinct from the training gauges); the checkpoint holds the RNG state and format."""
+    sub, q, gauges, n_true, obs = twin40
+    tr, va = gauges[::2], gauges[1::2]
+    col = lambda g: obs[:, np.searchsorted(gauges, g)]
+    kw = dict(periods=[Period(0, 48), Period(24, 72)], val_period=Period(48, 96), val_gauges=va, val_obs=col(va),
+              lr=0.02, batch_size=4, batches_per_step=2, spec=LossSpec("nse", warmup_steps=12), fixed=FIXED,
+              seed=3, patience=50, progress=False)
+    a = make_pnet()
+    a.scaler.fit(sub)
+    ra = train(a, sub, q, col(tr), tr, epochs=3, checkpoint=tmp_path / "a.pt", **kw)
+    b = make_pnet()
+    b.scaler.fit(sub)
+    train(b, sub, q, col(tr), tr, epochs=1, checkpoint=tmp_path / "b.pt", **kw)
+    ck = load_checkpoint(tmp_path / "b.pt")
+    assert ck["format"] == "rivergraph-train-1" and ck["epoch"] == 1 and ck["rng"] is not None
+    assert ck["items_per_step"] == 2 and ck["n_items"] == 2 * int(np.ceil(len(tr) / 4))  # batches x windows
+    c = make_pnet(seed=5)
+    c.scaler.fit(sub)
+    rc = train(c, sub, q, col(tr), tr, epochs=3, checkpoint=tmp_path / "b.pt", **kw)
+    assert [h["val_loss"] for h in rc.history] == [h["val_loss"] for h in ra.history]
+    assert rc.steps == ra.steps == 3 * int(np.ceil(ck["n_items"] / 2))
+    for k, v in a.state_dict().items():
+        if torch.is_tensor(v):
+            assert torch.equal(v, c.state_dict()[k]), k
+    # the validation loss is the loss over the validation gauges in the validation window (warm-up 12)
+    sim = route_gauges(a, sub, q[48:], va, fixed=FIXED)
+    best = min(h["val_loss"] for h in ra.history)
+    assert float(gauge_loss(sim, col(va)[48:], LossSpec("nse", warmup_steps=12))) == pytest.approx(best, rel=1e-5)
+    with pytest.raises(ValueError, match="items_per_step"):
+        train(c, sub, q, col(tr), tr, epochs=4, checkpoint=tmp_path / "b.pt", **{**kw, "batches_per_step": 1})
+    with pytest.raises(ValueError, match="training period"):
+        train(c, sub, q, col(tr), tr, epochs=1, **{**kw, "periods": [Period(50, 200)]})
+    with pytest.raises(ValueError, match="val_obs"):
+        train(c, sub, q, col(tr), tr, epochs=1, **{**kw, "val_obs": col(tr)})
+
+
+def test_fit_generic_loop_early_stopping_and_best_weights():
+    """fit on a plain least-squares problem: items are data chunks, validation on a held-out chunk; stops
+    after `patience` epochs without improvement and restores the best weights."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 3, dtype=torch.float64)
+    y = x @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + 0.3
+    model = torch.nn.Linear(3, 1).double()
+    chunks = [slice(i, i + 8) for i in range(0, 48, 8)]
+    res = fit(model, chunks, lambda m, s: ((m(x[s]).squeeze(1) - y[s]) ** 2).mean(),
+              validate=lambda m: float(((m(x[48:]).squeeze(1) - y[48:]) ** 2).mean()),
+              epochs=400, lr=0.05, clip=None, patience=5, items_per_step=2, progress=False)
+    assert res.steps == res.epochs_run * 3 and res.history[-1]["epoch"] == res.epochs_run
+    assert res.stopped_early and res.epochs_run - res.best_epoch == 5
+    assert res.best_val_loss < 1e-3 < res.history[0]["val_loss"]
+    with torch.no_grad():
+        assert float(((model(x[48:]).squeeze(1) - y[48:]) ** 2).mean()) == pytest.approx(res.best_val_loss)
+    with pytest.raises(ValueError, match="no items"):
+        fit(model, [], lambda m, s: None, progress=False)
+
+
 # ------------------------------------------------------------------------------- identifiability
-def test_n_and_p_are_not_separately_identifiable(lc):
+def test_n_and_p_are_not_separately_identifiable(twin40):
     """Power-law channel T = p d^q: for a given Q the flow area A, hence the celerity c = (q+5/3)/(q+1) Q/A and
     Muskingum K, depend on n and p only through n p^(2/(3(q+1))); p alone changes only the top width in Cunge's
     X (attenuation). Doubling p while scaling n by 2^(-2/(3(q+1))) leaves hydrographs unchanged to ~0.1% of the
     change that the same n scaling alone makes: the data identify the combination, not n and p."""
-    sub, q, gauges, n_true, _ = _twin(lc, 40, 96)
+    sub, q, gauges, n_true, _ = twin40
     r = MuskingumCunge(sub, mode="power_law")
     n, q64, qe = torch.tensor(n_true, dtype=torch.float64), q.double(), torch.tensor(0.5, dtype=torch.float64)
     f = 2.0 ** (-2.0 / (3.0 * 1.5))
@@ -152,8 +135,8 @@ def test_twin_recovers_manning_power_law(lc):
     the gauges; the fitted exponent within 20% on the reaches whose n shows in the gauge hydrographs
     (n_sensitivity >= 1% of the median). The others are small headwater reaches (Muskingum K far below the 1 h
     step) whose n stays near the initial guess and pulls the all-reach fit flatter: reported, not asserted."""
-    sub, q, gauges, n_true, obs = _twin(lc, 150, 240)
-    pn = _pnet()
+    sub, q, gauges, n_true, obs = make_twin(lc, 150, 240)
+    pn = make_pnet()
     pn.scaler.fit(sub)
     n0 = pn.parameters_for(sub)["n"].detach().double().numpy()
     assert np.median(np.abs(n0 / n_true - 1)) > 0.3  # the initial guess is wrong
@@ -177,3 +160,15 @@ def test_twin_recovers_manning_power_law(lc):
 
 
 EPOCHS = 20
+
+
+def test_names_moved_out_of_trainer_are_deprecated_aliases():
+    import rivergraph.training as T
+    import rivergraph.training.trainer as old
+
+    for name in ("LossSpec", "make_batches", "route_gauges", "train", "twin_observations", "n_sensitivity",
+                 "local_area_km2"):
+        with pytest.warns(DeprecationWarning, match=f"trainer.{name} moved"):
+            assert getattr(old, name) is getattr(T, name)
+    with pytest.raises(AttributeError):
+        old.no_such_name  # noqa: B018
