@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rivergraph.training.trainer import fit_power_law
+from rivergraph.training import fit_power_law
 
 LABEL = {"reference": "(i) PRMS routed (seg_outflow)", "network_n": "(ii) rivergraph, NHM n",
          "learned": "(iii) rivergraph, learned n"}
