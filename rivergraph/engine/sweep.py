@@ -100,9 +100,10 @@ class _Rows:
     routed output, or a forcing's gradient, whose value at (t, k) is written on the diagonal that reads it.
     """
 
-    def __init__(self, sched: Schedule, n_steps: int, like: torch.Tensor, buf: torch.Tensor | None = None):
+    def __init__(self, sched: Schedule, n_steps: int, like: torch.Tensor, buf: torch.Tensor | None = None,
+                 rows: int | None = None):
         self.sched = sched
-        self.R = n_steps if buf is not None else min(n_steps, sched.n_levels)
+        self.R = n_steps if buf is not None else min(n_steps, rows or sched.n_levels)
         self.buf = buf if buf is not None else like.new_empty(self.R, sched.n)
         self.flat = self.buf.view(-1)
         self.rows = self.buf.unbind(0)
@@ -363,13 +364,19 @@ class _Sweep(torch.autograd.Function):
 class _Forcings:
     """The forcings of one forward sweep as the diagonals read them: network-order forcings through a ring of
     sorted rows each (:class:`_Rows`; ``out``, when given, is the first one's ring), sorted ones directly.
-    ``start`` > 0 (a recomputed segment) preloads the rows that diagonals before it loaded."""
+    ``segment`` = k: the rings of the checkpointed adjoint's recomputation, ``depth + k`` rows, loaded by
+    :meth:`ensure` once per segment (the segments run backwards and share all but k rows with the next one),
+    not diagonal by diagonal."""
 
     def __init__(self, sched: Schedule, cell: Cell, T: int, ud: Sequence[torch.Tensor], like: torch.Tensor,
-                 out: torch.Tensor | None = None, start: int = 0):
+                 out: torch.Tensor | None = None, segment: int | None = None):
         N = sched.n
         self.network = network = cell.forcing_order == "network"
-        rings = [_Rows(sched, T, like, buf=out if k == 0 else None) for k in range(len(ud))] if network else []
+        self.progressive = segment is None
+        self.lo = self.hi = T  # rows [lo, hi) are loaded (segment mode)
+        R = None if segment is None else sched.n_levels + segment
+        rings = [_Rows(sched, T, like, buf=out if k == 0 else None, rows=R) for k in range(len(ud))] \
+            if network else []
         # per forcing: (row loads: source rows, ring rows, ring length) and (gathers: flat source, wrap modulus
         # or 0); the common single-forcing case is unrolled in load / gather
         self.loads = [(x.unbind(0), r.rows, r.R) for x, r in zip(ud, rings)]
@@ -380,13 +387,20 @@ class _Forcings:
         if self.one:
             self.g_src, self.g_mod = self.gathers[0]
             self.l_rows, self.l_ring, self.l_R = self.loads[0] if self.loads else (None, None, 0)
-        for t in range(max(0, start - sched.n_levels + 1), min(start, T)):
-            self.load(t, T)
+    def ensure(self, lo: int, hi: int, T: int) -> None:
+        """Segment mode: rows [lo, hi) loaded (hi <= the previous segment's end; only the new rows are permuted)."""
+        lo, hi = max(0, lo), min(hi, T)
+        for t in range(lo, min(hi, self.lo)):
+            self._load(t)
+        self.lo, self.hi = lo, hi
 
     def load(self, d: int, T: int) -> None:
         """Permute row d into the rings (before diagonal d, the first that reads it)."""
-        if d >= T:
+        if d >= T or not self.progressive:
             return
+        self._load(d)
+
+    def _load(self, d: int) -> None:
         if self.one:
             if self.l_R:
                 torch.index_select(self.l_rows[d], 0, self.order, out=self.l_ring[d % self.l_R])
@@ -432,6 +446,7 @@ class _Recompute:
         self.run, self.snaps, self.ud, self.s0d, self.m0d, self.pd = run, snaps, ud, s0d, m0d, pd
         k, N, n_s = run.checkpoint, sched.n, len(cell.states)
         self.ws = sched.workspace(T, m0d.dtype, (n_s, len(cell.forcings), len(pd), cell.emits_state))
+        self.fr = _Forcings(sched, cell, T, ud, m0d, segment=k)
         self.H = m0d.new_empty(n_s, k + 1, N)
         self.Mh = m0d.new_empty(k + 1, N) if cell.message_history else None
         self.seg = -1
@@ -444,7 +459,8 @@ class _Recompute:
         ws.reset(self.s0d, self.m0d, self.pd)  # parameters (and the buffers' untouched parts)
         ws.restore(d0, self.snaps[seg])
         cell.begin(self.s0d, self.pd)  # per-call set-up; its diagnostics are not returned again
-        fr = _Forcings(sched, cell, T, self.ud, self.m0d, start=d0)
+        fr = self.fr
+        fr.ensure(d0 - sched.n_levels + 1, d0 + k, T)  # the rows read by diagonals d0 .. d0 + k - 1
         H, Mh, N, n_s = self.H, self.Mh, sched.n, len(cell.states)
         H[:, 0] = ws.S
         if Mh is not None:
