@@ -37,7 +37,8 @@ from .muskingum import muskingum_coefficients
 
 __all__ = ["ParamSpec", "Channel", "CungeChannel", "CHANNELS", "register_channel", "get_channel",
            "parameter_spec", "learnable_parameters", "CELERITY_BOUNDS", "MIN_REFERENCE_FLOW", "cunge_K_X",
-           "trapezoid_depth", "trapezoid_celerity", "power_law_celerity", "bankfull_power_law_p"]
+           "trapezoid_depth", "trapezoid_celerity", "power_law_celerity", "bankfull_power_law_p",
+           "compound_celerity"]
 
 CELERITY_BOUNDS = (0.01, 20.0)  # m/s; a bound on wave celerity, not on discharge
 MIN_REFERENCE_FLOW = 1e-4  # m3/s: floor for the *reference flow* used to evaluate celerity only
@@ -78,6 +79,9 @@ N = ParamSpec("n", "n", "s m^-1/3", 0.01, 0.3, scaling="log",
               description="Manning's n (Chow 1959 tables: smooth channels to dense floodplains)")
 SLOPE = ParamSpec("slope", "slope", "m/m", positive=True, description="bed slope S0")
 LENGTH = ParamSpec("length", "length_m", "m", positive=True, description="reach length dx")
+BOTTOM_WIDTH = ParamSpec("bottom_width", "bottom_width_m", "m", positive=True, description="trapezoid bottom width")
+SIDE_SLOPE = ParamSpec("side_slope", "side_slope", "m/m (horizontal:vertical)", lo=0.0,
+                       description="trapezoid side slope z (NWM: 1/ChSlp)")
 
 
 class Channel:
@@ -182,8 +186,7 @@ class Static(Channel):
 @register_channel
 class Trapezoid(CungeChannel):
     name = "trapezoid"
-    params = (N, SLOPE, ParamSpec("bottom_width", "bottom_width_m", "m", positive=True),
-              ParamSpec("side_slope", "side_slope", "m/m (horizontal:vertical)", lo=0.0), LENGTH)
+    params = (N, SLOPE, BOTTOM_WIDTH, SIDE_SLOPE, LENGTH)
 
     def celerity(self, Q, n, slope, bottom_width, side_slope, length):
         return trapezoid_celerity(Q, n, slope, bottom_width, side_slope)
@@ -203,6 +206,27 @@ class PowerLaw(CungeChannel):
     def celerity(self, Q, n, slope, width_coef, width_exp, length):
         return power_law_celerity(Q, n, slope, width_coef, width_exp)
 
+
+
+@register_channel
+class CompoundTrapezoid(CungeChannel):
+    """The trapezoid with the NWM's floodplain above bankfull (:func:`compound_celerity`); with no floodplain
+    (``top_width_floodplain = 0`` or ``n_floodplain = 0``) it is the ``trapezoid`` channel to rounding."""
+
+    name = "compound_trapezoid"
+    params = (N, ParamSpec("n_floodplain", "n_floodplain", "s m^-1/3", lo=0.0, hi=1.0,
+                           description="Manning's n of the floodplain above bankfull (NWM nCC; 0: none)"),
+              SLOPE, BOTTOM_WIDTH, SIDE_SLOPE,
+              ParamSpec("top_width", "top_width_m", "m", positive=True,
+                        description="bankfull top width (NWM TopWdth); bankfull depth = (T - B)/(2 z)"),
+              ParamSpec("top_width_floodplain", "top_width_floodplain_m", "m", lo=0.0,
+                        description="floodplain width above bankfull (NWM TopWdthCC; 0: none)"),
+              LENGTH)
+
+    def celerity(self, Q, n, n_floodplain, slope, bottom_width, side_slope, top_width, top_width_floodplain,
+                 length):
+        return compound_celerity(Q, n, n_floodplain, slope, bottom_width, side_slope, top_width,
+                                 top_width_floodplain)
 
 # ------------------------------------------------------------------------------------------ geometry
 def _manning_trapezoid(h, n, S0, B, z):
@@ -280,3 +304,41 @@ def bankfull_power_law_p(top_width_m, bankfull_depth_m, q: float):
     if not (np.isfinite(W).all() and np.isfinite(d).all() and (W > 0).all() and (d > 0).all()):
         raise ValueError("bankfull width and depth must be finite and positive")
     return W / d ** q
+
+
+def compound_celerity(Q, n, ncc, S0, B, z, tw, twcc):
+    """Celerity (m/s) and top width (m) at normal depth for flow Q (m3/s) in the NWM compound channel: a
+    trapezoid (bottom width B, side slope z, roughness n) up to the bankfull depth (tw - B)/(2 z), a
+    rectangular floodplain of width twcc and roughness ncc above it (WRF-Hydro ``module_channel_routing.F90``
+    SUBMUSKINGCUNGE; :mod:`rivergraph.physics.nwm`). Depth: Newton on the trapezoid, then bisection on the
+    compound Manning flow where that depth is above bankfull, with one differentiable Newton step at the root
+    (implicit-function gradients). Celerity: the NWM's area-weighted kinematic celerity
+    (:func:`rivergraph.physics.nwm.nwm_celerity`), which in the channel is the exact dQ/dA of the trapezoid;
+    top width B + 2 z h in the channel, twcc above bankfull."""
+    from .nwm import NWMChannel, compound_flow, nwm_celerity, normal_depth
+
+    ones = torch.ones_like(Q)
+    # no floodplain where either its width or its roughness is 0 (the trapezoid then extends upward); its
+    # roughness is set finite there so that the zero floodplain term stays 0 (not 0 x 1/0)
+    flood = (ncc > 0) & (twcc > 0)
+    ncc = torch.where(flood, ncc * ones, ones)
+    twcc = torch.where(flood, twcc * ones, torch.zeros_like(ones))
+    ch = NWMChannel(ones, n * ones, ncc, S0 * ones, B * ones, tw * ones, twcc, z * ones)
+    bfd = ch.bfd
+    with torch.no_grad():
+        h = trapezoid_depth(Q.detach(), *(x.detach() for x in (ch.n, ch.s0, ch.bw, ch.z)))
+        over = (h > bfd) & (ch.twcc > 0)
+        if bool(over.any()):
+            idx = over.nonzero().flatten()
+            sub = NWMChannel(*(getattr(ch, f).detach().index_select(0, idx) for f in ch.__dataclass_fields__))
+            h = h.index_put((idx,), normal_depth(Q.detach().index_select(0, idx), sub))
+        with torch.enable_grad():
+            hh = h.detach().requires_grad_(True)
+            det = NWMChannel(*(getattr(ch, f).detach() for f in ch.__dataclass_fields__))
+            dQdh, = torch.autograd.grad(compound_flow(hh, det, bfd.detach()).sum(), hh)
+        dQdh = torch.where(dQdh > 0, dQdh, torch.ones_like(dQdh))
+    h = h - (compound_flow(h, ch, bfd) - Q) / dQdh    # value unchanged at the root; IFT gradients
+    above = (h > bfd) & (ch.twcc > 0)
+    c, _ = nwm_celerity(h, ch, bfd)
+    T = torch.where(above, ch.twcc, ch.bw + 2.0 * ch.z * h)   # the trapezoid extends up where no floodplain
+    return c, T
