@@ -75,7 +75,7 @@ class MuskingumCungeCell(Cell):
     def __init__(self, channel: Channel, dt: float, positivity: bool = True, conservative: bool = True):
         if not dt > 0:
             raise ValueError("flow-dependent routing needs the step dt (s)")
-        self.channel, self.dt, self.conservative = channel, dt, conservative
+        self.channel, self.dt, self.conservative, self.positivity = channel, dt, conservative, positivity
         self.params = channel.param_names
         self.coeff_fn = channel.coefficients(dt, positivity)
         self.stor: torch.Tensor | None = None

@@ -25,6 +25,8 @@ from typing import Sequence
 import torch
 
 from .cell import Cell
+from .checkpoint import Recompute, resolve_checkpoint
+from .compiled import compiled_sweep, use_compiled
 from .schedule import Schedule
 
 __all__ = ["sweep", "SweepResult", "steady_state"]
@@ -63,6 +65,27 @@ class Workspace:
                               M[d & 1], M[d & 1][a:b], M[(d + 1) & 1][a:b], down[sa:sb], base[a:b], idx[:m],
                               ridx[:m], hidx[:m], tuple(U[:, :m].unbind(0)), tuple(P[:, a:b].unbind(0))))
 
+    def reset(self, s0: Sequence[torch.Tensor], m0: torch.Tensor, p: Sequence[torch.Tensor]) -> None:
+        """Initial states, message m(-1) (both parity buffers) and parameters of a sweep."""
+        for k, x in enumerate(s0):
+            self.S[k].copy_(x)
+        self.M[0].copy_(m0)
+        self.M[1].copy_(m0)
+        if len(p):
+            self.P.copy_(torch.stack(list(p)))
+
+    def snapshot(self, d: int) -> tuple:
+        """What diagonal d and later read of the earlier diagonals: the states, the message buffer of
+        diagonal d - 1 and the emission (O(N); see :mod:`rivergraph.engine.checkpoint`)."""
+        return (self.S.clone(), self.M[(d + 1) & 1].clone(), None if self.Y is self.S[0] else self.Y.clone())
+
+    def restore(self, d: int, snap: tuple) -> None:
+        S, M_prev, Y = snap
+        self.S.copy_(S)
+        self.M[(d + 1) & 1].copy_(M_prev)
+        if Y is not None:
+            self.Y.copy_(Y)
+
 
 class _Rows:
     """A [T, N] array in network order, seen on the diagonals through a ring of rows in sorted order.
@@ -77,9 +100,10 @@ class _Rows:
     routed output, or a forcing's gradient, whose value at (t, k) is written on the diagonal that reads it.
     """
 
-    def __init__(self, sched: Schedule, n_steps: int, like: torch.Tensor, buf: torch.Tensor | None = None):
+    def __init__(self, sched: Schedule, n_steps: int, like: torch.Tensor, buf: torch.Tensor | None = None,
+                 rows: int | None = None):
         self.sched = sched
-        self.R = n_steps if buf is not None else min(n_steps, sched.n_levels)
+        self.R = n_steps if buf is not None else min(n_steps, rows or sched.n_levels)
         self.buf = buf if buf is not None else like.new_empty(self.R, sched.n)
         self.flat = self.buf.view(-1)
         self.rows = self.buf.unbind(0)
@@ -123,6 +147,7 @@ class _Run:
     out_pos: torch.Tensor | None  # ascending sorted positions of the output columns, or None (every reach)
     out_sorted: bool  # every reach, in sorted order (else network order)
     keep_history: bool
+    checkpoint: int | None = None  # diagonals per checkpoint segment of the adjoint (None: full histories)
 
 
 class _Sweep(torch.autograd.Function):
@@ -137,18 +162,15 @@ class _Sweep(torch.autograd.Function):
         s0, u, p = tensors[:n_s], tensors[n_s:n_s + n_u], tensors[n_s + n_u:]
         dtype, dev = m0.dtype, m0.device
         need_grad = run.keep_history or any(ctx.needs_input_grad[1:])
+        ckpt = run.checkpoint if need_grad else None  # diagonals per checkpoint segment, or None
+        hist = need_grad and ckpt is None  # keep the full [T + 1, N] histories
         ws = sched.workspace(T, dtype, (n_s, n_u, len(p), cell.emits_state))
-        S, M = ws.S, ws.M
         s0d, pd = [x.detach() for x in s0], [x.detach() for x in p]
-        for k in range(n_s):
-            S[k].copy_(s0d[k])
-        M[0].copy_(m0.detach())
-        M[1].copy_(m0.detach())
-        if p:
-            ws.P.copy_(torch.stack(pd))
+        ws.reset(s0d, m0.detach(), pd)
         cell.begin(s0d, pd)
-        keep_m = need_grad and cell.message_history
-        if need_grad:  # the adjoint reads the state (and message) histories
+        keep_m = hist and cell.message_history
+        S = ws.S
+        if hist:  # the adjoint reads the state (and message) histories
             hists = [_empty(T + 1, N, like=m0) for _ in range(n_s)]
             for k in range(n_s):
                 hists[k][0] = S[k]
@@ -156,7 +178,7 @@ class _Sweep(torch.autograd.Function):
             hist0_rows = hists[0].unbind(0)
             if keep_m:
                 mhist = _empty(T + 1, N, like=m0)
-                mhist[0] = M[0]
+                mhist[0] = ws.M[0]
                 mhf = mhist.view(-1)
         full_net = run.out_pos is None and not run.out_sorted
         if run.out_pos is None:
@@ -167,51 +189,23 @@ class _Sweep(torch.autograd.Function):
             o_l = torch.searchsorted(run.out_pos, torch.as_tensor(sched.lstart, device=dev)).cpu().numpy()
             obase = torch.arange(n_out, device=dev) - sched.level[run.out_pos] * n_out
         outf = out.view(-1)
-        network = cell.forcing_order == "network"
         ud = [x.detach() for x in u]
         # network-order forcings: one ring of sorted rows each. With the full network-order output, ``out``
         # is the first forcing's ring: its value at (t, k) is overwritten by the output on the diagonal that
         # reads it, and each row is permuted in place into network order once final.
-        rings = [_Rows(sched, T, m0, buf=out if (full_net and k == 0) else None) for k in range(n_u)] \
-            if network else []
-        # per forcing: (row loads: source rows, ring rows, ring length) and (gathers: flat source, wrap modulus
-        # or 0); the common single-forcing case is unrolled below
-        loads = [(x.unbind(0), r.rows, r.R) for x, r in zip(ud, rings)]
-        gathers = [(r.flat, r.R * N if r.wrap else 0) for r in rings] if network else \
-            [(x.reshape(-1), 0) for x in ud]
-        one = len(gathers) == 1 and len(loads) <= 1
-        if one:
-            g_src, g_mod = gathers[0]
-            l_rows, l_ring, l_R = loads[0] if loads else (None, None, 0)
-        isel, order, sorted_pos = torch.index_select, sched.order, sched.sorted_pos
+        fr = _Forcings(sched, cell, T, ud, m0, out if full_net else None)
+        isel, sorted_pos = torch.index_select, sched.sorted_pos
         last_level = sched.n_levels - 1
         out_rows, row_buf = out.unbind(0), ws.row
-        emits = cell.emits_state
-        fwd, emit_ = cell.forward_, cell.emit_
         subset = run.out_pos is not None
-        # the sweep is Python-bound on small networks: views prebuilt (see Workspace), no allocations; the
-        # flat [T, N] index of (step t, sorted reach k) is base[k] + d * N on diagonal d = t + level_k
-        for d, lo, hi, a, b, sa, sb, nf, nl, sv, y_up, y_b, m_full, m_new, m_old, down_up, base_b, idx, ridx, hidx, \
-                uv, pv in ws.plan:
-            if one:
-                if d < T and l_R:
-                    isel(l_rows[d], 0, order, out=l_ring[d % l_R])
-            elif d < T:
-                for rows, ring, R in loads:
-                    isel(rows[d], 0, order, out=ring[d % R])
-            m_new.zero_()  # message passing: upstream emissions at the same step, summed at the reach
-            if sb > sa:
-                m_full.scatter_add_(0, down_up, y_up)
-            torch.add(base_b, d * N, out=idx)
-            if one:
-                isel(g_src, 0, torch.remainder(idx, g_mod, out=ridx) if g_mod else idx, out=uv[0])
-            else:
-                for k, (src, mod) in enumerate(gathers):
-                    isel(src, 0, torch.remainder(idx, mod, out=ridx) if mod else idx, out=uv[k])
-            fwd(m_new, m_old, sv, uv, pv, nf, nl)
-            if not emits:
-                emit_(y_b, sv, uv)
-            if need_grad:
+        snaps = []  # checkpoints: (diagonal, sweep state) every ckpt diagonals
+        for j, row in enumerate(ws.plan):
+            if ckpt is not None and j % ckpt == 0:
+                snaps.append(ws.snapshot(j))
+            d, lo, hi, a, b, sa, sb, nf, nl, sv, y_up, y_b, m_full, m_new, m_old, down_up, base_b, idx, ridx, hidx, \
+                uv, pv = row
+            _diagonal(ws, fr, cell, row, T, N)
+            if hist:
                 torch.add(base_b, (d + 1) * N, out=hidx)
                 for k in range(n_s):
                     hfs[k].scatter_(0, hidx, sv[k])
@@ -222,18 +216,19 @@ class _Sweep(torch.autograd.Function):
                 if ob > oa:
                     outf.scatter_(0, obase[oa:ob] + d * n_out, sv[0].index_select(0, run.out_pos[oa:ob] - a))
             elif full_net:
-                if not need_grad:
+                if not hist:
                     outf.scatter_(0, idx, sv[0])
                 t_done = d - last_level  # step t is final once its top level has run
                 if t_done >= 0:
-                    if need_grad:
+                    if hist:
                         isel(hist0_rows[t_done + 1], 0, sorted_pos, out=out_rows[t_done])
                     else:
-                        row = out_rows[t_done]
-                        row.copy_(isel(row, 0, sorted_pos, out=row_buf))
+                        row_t = out_rows[t_done]
+                        row_t.copy_(isel(row_t, 0, sorted_pos, out=row_buf))
             else:
                 outf.scatter_(0, idx, sv[0])
         # reaches finish on different diagonals: take each reach's last message from the history or buffers
+        M = ws.M
         if keep_m:
             m_fin = mhist[T].clone()
         else:
@@ -242,8 +237,11 @@ class _Sweep(torch.autograd.Function):
         s_fin = [S[k].clone() for k in range(n_s)]
         diag = cell.finish(m_fin, s_fin, m0.detach(), s0d, pd)
         ctx.run = run
-        if need_grad:
+        if hist:
             ctx.save_for_backward(*u, *p, *hists, mhist if keep_m else None)
+        elif need_grad:  # checkpointed: the forcings, parameters, initial states and the sweep state snapshots
+            ctx.snaps = snaps
+            ctx.save_for_backward(*u, *p, *s0, m0)
         ctx.mark_non_differentiable(diag)
         return (out, m_fin, *s_fin, diag)
 
@@ -253,15 +251,19 @@ class _Sweep(torch.autograd.Function):
         sched, cell, T = run.sched, run.cell, run.n_steps
         N, n_s, n_u = sched.n, len(cell.states), len(cell.forcings)
         saved = ctx.saved_tensors
-        u, p = saved[:n_u], saved[n_u:len(saved) - n_s - 1]
-        hists, mhist = saved[len(saved) - n_s - 1:-1], saved[-1]
+        ckpt = run.checkpoint if hasattr(ctx, "snaps") else None
+        u = saved[:n_u]
+        if ckpt is None:
+            p = saved[n_u:len(saved) - n_s - 1]
+            hists, mhist = saved[len(saved) - n_s - 1:-1], saved[-1]
+            ref = hists[0]
+        else:
+            p, s0, m0 = saved[n_u:len(saved) - n_s - 1], saved[len(saved) - n_s - 1:-1], saved[-1]
+            ref = m0
         g_s = g_rest[:n_s]
         n_p = len(p)
-        ref = hists[0]
         dev, dt_ = ref.device, ref.dtype
         base = sched.flat_base()
-        hfs = [h.reshape(-1) for h in hists]
-        mhf = mhist.reshape(-1) if mhist is not None else None
         pd = [x.detach() for x in p]
         p_bar = torch.zeros(n_p, N, device=dev, dtype=dt_)
         zeros = partial(torch.zeros, N, device=dev, dtype=dt_)
@@ -269,24 +271,26 @@ class _Sweep(torch.autograd.Function):
         carry_m = g_m.clone() if g_m is not None else zeros()  # gradient reaching m(t) from step t+1 (m_old)
         m_bar = torch.zeros(N + 1, device=dev, dtype=dt_)  # cotangent of the message; [N]: outlets' downstream
         network = cell.forcing_order == "network"
+        want_u = [ctx.needs_input_grad[2 + n_s + k] for k in range(n_u)]
         # network-order forcings and their gradients in sorted order (see _Rows; in reverse, row t is loaded
         # before diagonal t + depth): the gradient overwrites the value where it is read, each row permuted in
-        # place into network order once final (after diagonal t)
+        # place into network order once final (after diagonal t). A forcing whose gradient is not wanted is
+        # read through a ring of rows instead (no [T, N] buffer).
         if network:
-            u_bar = [torch.empty(T, N, device=dev, dtype=dt_) for _ in range(n_u)]
+            u_bar = [torch.empty(T, N, device=dev, dtype=dt_) if want_u[k] else None for k in range(n_u)]
             u_rings = [_Rows(sched, T, ref, buf=ub) for ub in u_bar]
         else:
-            u_bar = [torch.zeros(T, N, device=dev, dtype=dt_) for _ in range(n_u)]
+            u_bar = [torch.zeros(T, N, device=dev, dtype=dt_) if want_u[k] else None for k in range(n_u)]
             u_flat = [x.detach().reshape(-1) for x in u]
-        ub_flat = [x.view(-1) for x in u_bar]
-        g_ring = g_direct = None
+        g_ring = g_sub = None
         if g_out is not None:
             if run.out_pos is not None:
-                g_direct = torch.zeros(T, N, device=dev, dtype=dt_)
-                g_direct[:, run.out_pos] = g_out
-                g_direct = g_direct.view(-1)
+                n_out = len(run.out_pos)
+                g_sub = g_out.contiguous().view(-1)
+                o_l = torch.searchsorted(run.out_pos, torch.as_tensor(sched.lstart, device=dev)).cpu().numpy()
+                obase = torch.arange(n_out, device=dev) - sched.level[run.out_pos] * n_out
             elif run.out_sorted:
-                g_direct = g_out.contiguous().view(-1)
+                g_ring = _Rows(sched, T, ref, buf=g_out.contiguous())
             else:
                 g_ring = _Rows(sched, T, ref)
         idx_buf, idx1_buf, ridx_buf = (torch.empty(N, dtype=torch.long, device=dev) for _ in range(3))
@@ -294,47 +298,140 @@ class _Sweep(torch.autograd.Function):
         isel = torch.index_select
         need_new = cell.vjp_needs_new_states
         reads = set(range(n_u)) if cell.vjp_forcings is None else set(cell.vjp_forcings)
-        u_src = [(ub_flat[k] if network else u_flat[k]) if k in reads else None for k in range(n_u)]
+        if network:
+            u_src = [u_rings[k] if k in reads or want_u[k] else None for k in range(n_u)]
+        else:
+            u_src = [u_flat[k] if k in reads else None for k in range(n_u)]
         pb_rows = p_bar.unbind(0)
         vjp_ = cell.vjp_
-        for d, _, hi, a, b, _, _ in sched.diagonals(T, reverse=True):
+        if ckpt is None:
+            hfs = [h.reshape(-1) for h in hists]
+            mhf = mhist.reshape(-1) if mhist is not None else None
+        else:
+            rec = Recompute(run, ctx.snaps, [x.detach() for x in u], [x.detach() for x in s0], m0.detach(), pd)
+        for d, lo, hi, a, b, _, _ in sched.diagonals(T, reverse=True):
             t_new = d - last_level
             if t_new >= 0:
                 if network:
                     for k in range(n_u):
-                        u_rings[k].load(u[k][t_new].detach(), t_new)
-                if g_ring is not None:
+                        if u_src[k] is not None:
+                            u_src[k].load(u[k][t_new].detach(), t_new)
+                if g_ring is not None and not run.out_sorted:
                     g_ring.load(g_out[t_new], t_new)
             if a == b:
                 continue
             m = b - a
             idx = torch.add(base[a:b], d * N, out=idx_buf[:m])  # sorted [T, N] index of step d - level
-            idx1 = torch.add(base[a:b], (d + 1) * N, out=idx1_buf[:m])  # its row in the histories
-            uu = [None if src is None else isel(src, 0, idx) for src in u_src]
-            s_old = [isel(h, 0, idx) for h in hfs]  # row t: the state before step t
-            s_new = [isel(h, 0, idx1) for h in hfs] if need_new else None
-            if mhf is not None:
-                m_old, m_new = isel(mhf, 0, idx), isel(mhf, 0, idx1)
+            if network:
+                uu = [None if r is None or k not in reads else
+                      isel(r.flat, 0, r.index(base[a:b], d, ridx_buf[:m])) for k, r in enumerate(u_src)]
             else:
-                m_old = m_new = None
+                uu = [None if src is None else isel(src, 0, idx) for src in u_src]
+            if ckpt is None:
+                idx1 = torch.add(base[a:b], (d + 1) * N, out=idx1_buf[:m])  # its row in the histories
+                s_old = [isel(h, 0, idx) for h in hfs]  # row t: the state before step t
+                s_new = [isel(h, 0, idx1) for h in hfs] if need_new else None
+                if mhf is not None:
+                    m_old, m_new = isel(mhf, 0, idx), isel(mhf, 0, idx1)
+                else:
+                    m_old = m_new = None
+            else:
+                s_old, s_new, m_old, m_new = rec.band(d, a, b, need_new)
             y_bar = isel(m_bar, 0, sched.down[a:b])
             sc = [c[a:b] for c in carry_s]
             if g_ring is not None:
                 sc[0].add_(isel(g_ring.flat, 0, g_ring.index(base[a:b], d, ridx_buf[:m])))
-            elif g_direct is not None:
-                sc[0].add_(isel(g_direct, 0, idx))
+            elif g_sub is not None:
+                oa, ob = int(o_l[lo]), int(o_l[hi + 1])
+                if ob > oa:
+                    sc[0].index_add_(0, run.out_pos[oa:ob] - a, isel(g_sub, 0, obase[oa:ob] + d * n_out))
             nf = int(b - sched.lstart[d]) if (hi == d and cell.derive_first) else 0
             uu_bar = vjp_(y_bar, m_bar[a:b], carry_m[a:b], sc, m_new, m_old, s_old, s_new, uu,
                           [x[a:b] for x in pd], nf, [x[a:b] for x in pb_rows])
             for k in range(n_u):
-                ub_flat[k].scatter_(0, idx, uu_bar[k])
+                if u_bar[k] is not None:
+                    u_bar[k].view(-1).scatter_(0, idx, uu_bar[k])
             if network and d < T:
                 for k in range(n_u):
-                    row = u_bar[k][d]
-                    row.copy_(isel(row, 0, sched.sorted_pos))
+                    if u_bar[k] is not None:
+                        row = u_bar[k][d]
+                        row.copy_(isel(row, 0, sched.sorted_pos))
         # what remains is the gradient w.r.t. the initial state; a derived initial state has none
         g_s0 = [None if (k > 0 and cell.derive_first) else carry_s[k] for k in range(n_s)]
         return (None, carry_m, *g_s0, *u_bar, *p_bar.unbind(0))
+
+
+class _Forcings:
+    """The forcings of one forward sweep as the diagonals read them: network-order forcings through a ring of
+    sorted rows each (:class:`_Rows`; ``out``, when given, is the first one's ring), sorted ones directly.
+    ``segment`` = k: the rings of the checkpointed adjoint's recomputation, ``depth + k`` rows, loaded by
+    :meth:`ensure` once per segment (the segments run backwards and share all but k rows with the next one),
+    not diagonal by diagonal."""
+
+    def __init__(self, sched: Schedule, cell: Cell, T: int, ud: Sequence[torch.Tensor], like: torch.Tensor,
+                 out: torch.Tensor | None = None, segment: int | None = None):
+        N = sched.n
+        self.network = network = cell.forcing_order == "network"
+        self.progressive = segment is None
+        self.lo = self.hi = T  # rows [lo, hi) are loaded (segment mode)
+        R = None if segment is None else sched.n_levels + segment
+        rings = [_Rows(sched, T, like, buf=out if k == 0 else None, rows=R) for k in range(len(ud))] \
+            if network else []
+        # per forcing: (row loads: source rows, ring rows, ring length) and (gathers: flat source, wrap modulus
+        # or 0); the common single-forcing case is unrolled in load / gather
+        self.loads = [(x.unbind(0), r.rows, r.R) for x, r in zip(ud, rings)]
+        self.gathers = [(r.flat, r.R * N if r.wrap else 0) for r in rings] if network else \
+            [(x.reshape(-1), 0) for x in ud]
+        self.order = sched.order
+        self.one = len(self.gathers) == 1 and len(self.loads) <= 1
+        if self.one:
+            self.g_src, self.g_mod = self.gathers[0]
+            self.l_rows, self.l_ring, self.l_R = self.loads[0] if self.loads else (None, None, 0)
+    def ensure(self, lo: int, hi: int, T: int) -> None:
+        """Segment mode: rows [lo, hi) loaded (hi <= the previous segment's end; only the new rows are permuted)."""
+        lo, hi = max(0, lo), min(hi, T)
+        for t in range(lo, min(hi, self.lo)):
+            self._load(t)
+        self.lo, self.hi = lo, hi
+
+    def load(self, d: int, T: int) -> None:
+        """Permute row d into the rings (before diagonal d, the first that reads it)."""
+        if d >= T or not self.progressive:
+            return
+        self._load(d)
+
+    def _load(self, d: int) -> None:
+        if self.one:
+            if self.l_R:
+                torch.index_select(self.l_rows[d], 0, self.order, out=self.l_ring[d % self.l_R])
+        else:
+            for rows, ring, R in self.loads:
+                torch.index_select(rows[d], 0, self.order, out=ring[d % R])
+
+    def gather(self, idx: torch.Tensor, ridx: torch.Tensor, uv: Sequence[torch.Tensor]) -> None:
+        """The band's forcings at flat [T, N] index ``idx`` into ``uv``."""
+        isel = torch.index_select
+        if self.one:
+            isel(self.g_src, 0, torch.remainder(idx, self.g_mod, out=ridx) if self.g_mod else idx, out=uv[0])
+        else:
+            for k, (src, mod) in enumerate(self.gathers):
+                isel(src, 0, torch.remainder(idx, mod, out=ridx) if mod else idx, out=uv[k])
+
+
+def _diagonal(ws: Workspace, fr: _Forcings, cell: Cell, row: tuple, T: int, N: int) -> None:
+    """One forward diagonal (a ``Workspace.plan`` row): load the rows, pass the messages, gather the band's
+    forcings, update the band's states in place (and its emission)."""
+    d, lo, hi, a, b, sa, sb, nf, nl, sv, y_up, y_b, m_full, m_new, m_old, down_up, base_b, idx, ridx, hidx, \
+        uv, pv = row
+    fr.load(d, T)
+    m_new.zero_()  # message passing: upstream emissions at the same step, summed at the reach
+    if sb > sa:
+        m_full.scatter_add_(0, down_up, y_up)
+    torch.add(base_b, d * N, out=idx)
+    fr.gather(idx, ridx, uv)
+    cell.forward_(m_new, m_old, sv, uv, pv, nf, nl)
+    if not cell.emits_state:
+        cell.emit_(y_b, sv, uv)
 
 
 def _empty(*shape: int, like: torch.Tensor) -> torch.Tensor:
@@ -355,7 +452,9 @@ class SweepResult:
 
 def sweep(sched: Schedule, cell: Cell, forcings: Sequence[torch.Tensor], params: Sequence[torch.Tensor],
           init_states: Sequence[torch.Tensor], init_message: torch.Tensor | None = None, *,
-          outputs: str | torch.Tensor = "network", keep_history: bool = False) -> SweepResult:
+          outputs: str | torch.Tensor = "network", keep_history: bool = False,
+          checkpoint_every: int | str | None = None, memory_budget: int | float | str | None = None,
+          engine: str = "torch") -> SweepResult:
     """Run ``cell`` over every (reach, step) pair of the schedule, differentiable in every tensor argument.
 
     Args:
@@ -369,6 +468,12 @@ def sweep(sched: Schedule, cell: Cell, forcings: Sequence[torch.Tensor], params:
         outputs: ``"network"`` ([T, N] in network order), ``"sorted"`` ([T, N] sorted), or ascending sorted
             positions (a long tensor) whose ``states[0]`` is returned as [T, len(outputs)].
         keep_history: keep the histories as when gradients are needed.
+        checkpoint_every, memory_budget: checkpointed adjoint, a checkpoint of the sweep state every k
+            diagonals instead of the full histories (None / int / ``"auto"``, and a budget in bytes or e.g.
+            ``"6GiB"``; see :func:`rivergraph.engine.checkpoint.resolve_checkpoint`). Same gradients, bit for bit.
+        engine: ``"torch"`` (this wavefront, CPU and GPU), ``"compiled"`` (the numba CPU loop of
+            :mod:`rivergraph.engine.compiled`, for the cells it has kernels for; there a checkpoint counts
+            steps), or ``"auto"`` (compiled where it applies).
     """
     if len(forcings) != len(cell.forcings) or len(params) != len(cell.params) or \
             len(init_states) != len(cell.states):
@@ -386,6 +491,14 @@ def sweep(sched: Schedule, cell: Cell, forcings: Sequence[torch.Tensor], params:
     pos = outputs if torch.is_tensor(outputs) else None
     if pos is None and outputs not in ("network", "sorted"):
         raise ValueError("outputs must be 'network', 'sorted' or a tensor of sorted positions")
-    run = _Run(sched, cell, T, pos, outputs == "sorted" if pos is None else False, keep_history)
+    ckpt = resolve_checkpoint(sched, cell, T, m0.dtype, checkpoint_every, memory_budget)
+    needs_grad = keep_history or (torch.is_grad_enabled() and any(
+        t.requires_grad for t in (*forcings, *params, *init_states, m0)))
+    if use_compiled(sched, cell, engine, needs_grad):
+        out, msg, states, diag = compiled_sweep(sched, cell, forcings, params, init_states, m0, pos,
+                                                outputs == "sorted", None if ckpt is None else min(ckpt, T),
+                                                keep_history)
+        return SweepResult(out, msg, states, diag)
+    run = _Run(sched, cell, T, pos, outputs == "sorted" if pos is None else False, keep_history, ckpt)
     res = _Sweep.apply(run, m0, *init_states, *(f.contiguous() for f in forcings), *params)
     return SweepResult(res[0], res[1], tuple(res[2:-1]), res[-1])

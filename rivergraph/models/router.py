@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from ..engine.cells import MuskingumCungeCell, StaticMuskingum
+from ..engine.checkpoint import parse_memory
+from ..engine.compiled import ENGINES
 from ..engine.schedule import Schedule
 from ..engine.sweep import steady_state, sweep
 from ..graph.network import NetworkError, RiverNetwork
@@ -97,6 +99,14 @@ class MuskingumCunge(torch.nn.Module):
             which gains or loses water when K, X change (reported in ``router.balance``); see
             :func:`rivergraph.physics.muskingum.mc_step`. Static mode is the same under both.
         device: ``"cpu"`` or ``"cuda"``; the network schedule lives there.
+        checkpoint_every, memory_budget: memory-bounded gradients. ``None`` keeps the full [T + 1, N] state
+            histories for the adjoint; an int keeps the sweep state every that many anti-diagonals and
+            recomputes one segment at a time in the reverse sweep (O(N sqrt(T)) memory, one more forward
+            sweep of time, bit-identical gradients); ``"auto"`` picks it from ``memory_budget`` (bytes or e.g.
+            ``"6GiB"``; full histories when they fit). See :mod:`rivergraph.engine.checkpoint`.
+        engine: ``"auto"`` (default: the compiled CPU loop of :mod:`rivergraph.engine.compiled` where it has a
+            kernel for the mode, on CPU; else the torch wavefront), ``"torch"`` (the wavefront, the GPU path)
+            or ``"compiled"`` (an error where it does not apply).
 
     Call: ``Q = router(q_lat, **params)`` with q_lat [T, N] m3/s in the network's reach order; params
     (named as the mode's channel declares them, e.g. ``n``, ``width_coef``, ``width_exp``) default to the
@@ -108,7 +118,8 @@ class MuskingumCunge(torch.nn.Module):
                  mode: str = "trapezoid", positivity: bool = True,
                  output: Literal["mean", "end", "rapid"] = "mean",
                  scheme: Literal["conservative", "standard"] = "conservative", device: str | torch.device = "cpu",
-                 nwm: dict | None = None):
+                 checkpoint_every: int | Literal["auto"] | None = None, memory_budget: int | str | None = None,
+                 engine: Literal["auto", "torch", "compiled"] = "auto", nwm: dict | None = None):
         super().__init__()
         if mode == "nwm":
             from .nwm import NWMRouter
@@ -134,6 +145,14 @@ class MuskingumCunge(torch.nn.Module):
         self.network, self.dt, self.nsub, self.mode = network, float(dt), int(round(nsub)), mode
         self.positivity, self.output, self.scheme = positivity, output, scheme
         self.sched = Schedule.from_network(network, device)
+        parse_memory(memory_budget)  # fail early on a malformed budget
+        if not (checkpoint_every is None or checkpoint_every == "auto" or
+                (isinstance(checkpoint_every, int) and not isinstance(checkpoint_every, bool) and checkpoint_every > 0)):
+            raise ValueError(f"checkpoint_every must be None, a positive int or 'auto', got {checkpoint_every!r}")
+        self.checkpoint_every, self.memory_budget = checkpoint_every, memory_budget
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        self.engine = engine
         self.state: RoutingState | None = None
         self.balance: MassBalance | None = None
 
@@ -334,7 +353,8 @@ class MuskingumCunge(torch.nn.Module):
             out_pos = pos_all
             out_col = torch.arange(len(pos_all), device=self.device)
         init = (Q0,) if not flow_dep else (Q0, torch.full_like(Q0, float("nan")) if S0 is None else S0)
-        res = sweep(sched, cell, (q_steps,), theta, init, I0, outputs="network" if all_out else out_pos)
+        res = sweep(sched, cell, (q_steps,), theta, init, I0, outputs="network" if all_out else out_pos,
+                    checkpoint_every=self.checkpoint_every, memory_budget=self.memory_budget, engine=self.engine)
         out, If, Qf = res.out, res.message, res.states[0]
         stor = res.diagnostics
         Sf = res.states[1] if flow_dep else cell.S_final
