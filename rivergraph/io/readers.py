@@ -6,7 +6,6 @@ Every reader maps its source schema onto rivergraph's column names and units (se
 """
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 from typing import Callable, Mapping
@@ -15,7 +14,9 @@ import numpy as np
 import pandas as pd
 
 from ..graph.network import NetworkError, RiverNetwork, _fmt_ids, build_network
-from .registry import NETCDF_SUFFIXES, detect_format, file_fields, read_network, register_reader
+from .ids import reach_ids
+from .npz import load_network_npz, read_forcing_npz, save_network_npz
+from .registry import NETCDF_SUFFIXES, detect_format, file_fields, read_network, register_reader, require_file
 
 __all__ = ["read_network", "read_route_link", "read_rapid", "read_table_network", "SCHEMAS", "detect_format",
            "drainage_area_from_nwm_top_width", "save_network_npz", "load_network_npz", "nwm_side_slope",
@@ -149,7 +150,7 @@ def read_route_link(path: str | Path, **kw) -> RiverNetwork:
         attrs["drainage_area_km2"] = drainage_area_from_nwm_top_width(attrs["top_width_m"].to_numpy())
         da_note = f"inverted from NWM TopWdth = {NWM_TOP_WIDTH_COEF} DA^{NWM_TOP_WIDTH_EXPONENT}"
     kw.setdefault("outlet_ids", (0,))  # the NWM's outlet code; a link id 0 is an error, not an outlet
-    link, to = _reach_ids(df["link"].to_numpy(), df["to"].to_numpy(), ("link", "to"), str(path), integer=True)
+    link, to = reach_ids(df["link"].to_numpy(), df["to"].to_numpy(), ("link", "to"), str(path), integer=True)
     net = build_network(link, to, attrs,
                         source=f"route_link:{Path(path).name}", **kw)
     if da_note:
@@ -202,12 +203,12 @@ def read_rapid(path: str | Path, k_csv: str | Path | None = None, x_csv: str | P
     with optional Muskingum k (s) and x CSVs in the same row order. If not given, ``k_*.csv``/``x_*.csv``
     beside a ``rapid_connect_*.csv`` are picked up."""
     path = Path(path)
-    _require_file(path, "network")
+    require_file(path, "network")
     con = pd.read_csv(path, header=None, dtype=str, skipinitialspace=True)
     if con.shape[1] < 2:
         raise NetworkError(f"{path}: rapid_connect needs at least two columns (id, downstream id)")
     rows = np.arange(len(con)) + 1   # file lines (no header)
-    ids, to = _reach_ids(con.iloc[:, 0].to_numpy(), con.iloc[:, 1].to_numpy(), ("1 (reach id)", "2 (downstream id)"),
+    ids, to = reach_ids(con.iloc[:, 0].to_numpy(), con.iloc[:, 1].to_numpy(), ("1 (reach id)", "2 (downstream id)"),
                          str(path), rows, integer=True, to_may_be_blank=False)
     kw.setdefault("outlet_ids", (0,))  # RAPID's outlet code; a reach id 0 is an error, not an outlet
     attrs = pd.DataFrame(index=range(len(ids)))
@@ -276,7 +277,7 @@ def read_table_network(df_or_path, columns: Mapping[str, str] | None = None, *, 
             dst, mult = _UNIT_ALIASES.get(k, (k, 1.0))
             attrs[dst] = pd.to_numeric(df[v], errors="coerce").to_numpy(dtype=float) * mult
         id_col, to_col = columns["id"], columns["to"]
-    ids, to = _reach_ids(df[id_col].to_numpy(), df[to_col].to_numpy(), (id_col, to_col), name, rows,
+    ids, to = reach_ids(df[id_col].to_numpy(), df[to_col].to_numpy(), (id_col, to_col), name, rows,
                          row_word=row_word)
     if geometry is not None:
         geometry = geometry.reset_index(drop=True)
@@ -286,97 +287,8 @@ def read_table_network(df_or_path, columns: Mapping[str, str] | None = None, *, 
     return net
 
 
-_INT_TEXT = re.compile(r"^[+-]?\d+(\.0*)?$")
-"""Text that spells a whole number: '12', '-3', '12.0' (a float column written by pandas)."""
-
-
-def _as_text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Values stripped (bytes decoded) as an object array, and the mask of blank / missing ones."""
-    s = pd.Series(values, dtype=object).map(
-        lambda v: v.strip() if isinstance(v, str) else (v.decode().strip() if isinstance(v, bytes) else v))
-    missing = (s.isna() | (s == "")).to_numpy(dtype=bool)
-    return s.to_numpy(dtype=object), missing
-
-
-def _whole(v) -> int | None:
-    if isinstance(v, (bool, np.bool_)):
-        return None
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return int(v) if float(v).is_integer() and abs(v) < 2.0 ** 53 else None
-    if isinstance(v, str) and _INT_TEXT.match(v):
-        return int(v.split(".")[0])
-    return None
-
-
-def _as_ints(text: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-    """int64 of the present values if every one is a whole number within int64, else None; and the mask of
-    present values that are not."""
-    vals = [_whole(v) for v in text[~missing]]
-    not_int = np.zeros(len(text), dtype=bool)
-    not_int[np.flatnonzero(~missing)] = [v is None or not -2 ** 63 <= v < 2 ** 63 for v in vals]
-    if not_int.any():
-        return None, not_int
-    return np.array(vals, dtype=np.int64), not_int
-
-
-def _reach_ids(id_values: np.ndarray, to_values: np.ndarray, columns: tuple[str, str], label: str,
-               rows: np.ndarray | None = None, *, integer: bool = False, to_may_be_blank: bool = True,
-               row_word: str = "line") -> tuple[np.ndarray, np.ndarray]:
-    """Reach ids and downstream ids of a table's two columns, decided together.
-
-    Both become int64 when every present value of both spells a whole number (text, float or integer columns) and
-    no two distinct id texts name the same number (e.g. '7' and '007'); otherwise both stay text as given
-    (stripped), so that an id and the downstream values naming it always compare equal. A blank / NaN reach id is
-    an error naming its rows; a blank downstream id marks an outlet (``None`` in an object array) unless
-    ``to_may_be_blank`` is false. ``integer``: non-integer values are an error naming their rows (RAPID, NWM).
-    """
-    if id_values.dtype.kind in "iu" and to_values.dtype.kind in "iu":  # fast path: NWM, parquet, numpy
-        return id_values.astype(np.int64), to_values.astype(np.int64)
-    rows = np.arange(len(id_values)) if rows is None else np.asarray(rows)
-    id_text, id_missing = _as_text(id_values)
-    to_text, to_missing = _as_text(to_values)
-    for col, miss in ((columns[0], id_missing), (columns[1], None if to_may_be_blank else to_missing)):
-        if miss is not None and miss.any():
-            raise NetworkError(f"{label}: blank or missing reach id in column {col} at {row_word}(s) "
-                               f"{_fmt_ids(rows[miss])}")
-    id_int, id_bad = _as_ints(id_text, id_missing)
-    to_int, to_bad = _as_ints(to_text, to_missing)
-    if integer and (id_int is None or to_int is None):
-        col, bad, text = (columns[0], id_bad, id_text) if id_int is None else (columns[1], to_bad, to_text)
-        raise NetworkError(f"{label}: column {col} must hold integer reach ids; not an integer at {row_word}(s) "
-                           + _fmt_ids([f"{r} ({t!r})" for r, t in zip(rows[bad], text[bad])]))
-    use_int = id_int is not None and to_int is not None
-    if use_int and len(np.unique(id_int)) != len(pd.unique(id_text)):
-        use_int = False  # distinct text ids that are one number ('7', '007'): keep the text
-    if use_int:
-        if not to_missing.any():
-            return id_int, to_int
-        to = np.empty(len(to_text), dtype=object)
-        to[~to_missing] = to_int.tolist()
-        to[to_missing] = None
-        return id_int, to
-    to = to_text.copy()
-    to[to_missing] = None
-    return id_text, to
-
-
-def _require_file(path: Path, what: str) -> None:
-    """A one-line error for a path that is missing or a folder (a file was expected)."""
-    if not path.exists():
-        raise FileNotFoundError(f"{what} file not found: {path}")
-    if path.is_dir() and path.suffix.lower() not in _FOLDER_FORMATS:
-        raise NetworkError(f"{what} path {path} is a folder, not a file (folders are read only as "
-                           f"{', '.join(_FOLDER_FORMATS)})")
-
-
-_FOLDER_FORMATS = (".gdb",)
-"""Network 'files' that are folders: Esri file geodatabases (NHDPlus HR), read with GDAL."""
-
-
 def _read_any_table(path: Path, layer: str | None, text_columns=()):
-    _require_file(path, "network")
+    require_file(path, "network")
     suf = path.suffix.lower()
     if suf == ".csv":
         return pd.read_csv(path, dtype={c: str for c in text_columns})
@@ -551,96 +463,3 @@ register_reader("table", lambda path, **kw: read_table_network(path, **kw),
                 description="any reach table with columns={'id': ..., 'to': ..., ...}")
 
 
-def _free_outlet_code(ids: np.ndarray):
-    """An outlet code that is no reach's id: 0 / '' where free, else -1, min - 1 (numbers) or '<outlet>'."""
-    if ids.dtype.kind in "iu":
-        for code in (0, -1):
-            if not (ids == code).any():
-                return code
-        return int(ids.min()) - 1
-    taken = set(ids.tolist())
-    return next(c for c in ("", "<outlet>", "<outlet-0>") if c not in taken)
-
-
-def save_network_npz(net: RiverNetwork, path: str | Path) -> None:
-    """Write a network compactly (ids, downstream ids, numeric attributes, gauge ids, the validation
-    report as JSON) as ``.npz``; geometry is not stored. Outlets are marked with the code stored in
-    ``outlet``: 0 (integer ids) or '' (string ids) unless a reach has that id (then -1 / '<outlet>')."""
-    import json
-
-    from .atomic import atomic_path
-
-    ids = net.ids if net.ids.dtype.kind in "iu" else net.ids.astype(str)
-    outlet = _free_outlet_code(ids)
-    arrays = {"ids": ids, "to": np.where(net.downstream >= 0, ids[np.maximum(net.downstream, 0)], outlet),
-              "outlet": np.array(outlet)}
-    for c in net.attrs.columns:
-        v = net.attrs[c]
-        # text columns (gauge ids; object or pandas' str dtype) as fixed-width unicode: loadable without pickle
-        arrays[f"attr__{c}"] = v.to_numpy() if pd.api.types.is_numeric_dtype(v) else v.to_numpy(dtype=str)
-    arrays["report"] = np.array(json.dumps(net.report, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-
-
-def load_network_npz(path: str | Path, **kw) -> RiverNetwork:
-    """Read a network written by :func:`save_network_npz`; the saved report's entries (e.g.
-    ``drainage_area``) are carried over where the new validation does not set them."""
-    import json
-
-    with np.load(path, allow_pickle=False) as z:
-        ids, to = z["ids"], z["to"]
-        attrs = pd.DataFrame({k[6:]: z[k] for k in z.files if k.startswith("attr__")}, index=range(len(ids)))
-        saved = json.loads(str(z["report"])) if "report" in z.files else {}
-        outlet = z["outlet"].item() if "outlet" in z.files else None
-    if "gage" in attrs:
-        attrs["gage"] = attrs["gage"].astype(object)
-    # files written before the code was stored used 0 / '' (and never held a reach id 0)
-    kw.setdefault("outlet_ids", (0, "") if outlet is None else (outlet,))
-    net = build_network(ids, to, attrs, source=f"rivergraph:{Path(path).name}", **kw)
-    for k, v in saved.items():
-        net.report.setdefault(k if k != "source" else "saved_from", v)
-    return net
-
-
-def read_forcing_npz(path: str | Path, net: RiverNetwork):
-    """Lateral inflow from an ``.npz`` with ``q_lateral`` [T, n] (m3/s), ``reach_ids`` [n] and ``time`` [T],
-    reordered to the network's reach order.
-
-    Returns ``(q [T, N] float64 tensor, times DatetimeIndex UTC)``. Errors name what is wrong: missing arrays,
-    a duplicated reach id (which would leave another reach without inflow), ids not in the network, network
-    reaches the file lacks, and shapes that disagree.
-    """
-    import torch
-
-    path = Path(path)
-    _require_file(path, "forcing")
-    with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in ("q_lateral", "reach_ids", "time") if k not in z.files]
-        if missing:
-            raise NetworkError(f"forcing file {path} lacks array(s) {missing} (has {sorted(z.files)})")
-        try:
-            q, rid, time = np.asarray(z["q_lateral"]), np.asarray(z["reach_ids"]), np.asarray(z["time"])
-        except ValueError as e:  # object (pickled) arrays: not loaded, for safety
-            raise NetworkError(f"forcing file {path}: {e}; store text ids as a string array "
-                               "(np.asarray(ids, dtype=str)) and times as datetime64") from None
-    if rid.ndim != 1:
-        raise NetworkError(f"forcing file {path}: reach_ids must be 1-D, has shape {rid.shape}")
-    if q.ndim != 2 or q.shape[1] != len(rid):
-        raise NetworkError(f"forcing file {path}: q_lateral has shape {q.shape}, expected [time, {len(rid)}] "
-                           f"(one column per reach_ids entry)")
-    if len(time) != q.shape[0]:
-        raise NetworkError(f"forcing file {path}: q_lateral has {q.shape[0]} rows but time has {len(time)}")
-    dup = pd.Series(rid).duplicated(keep=False).to_numpy()
-    if dup.any():
-        raise NetworkError(f"forcing file {path}: duplicated reach id(s) {_fmt_ids(pd.unique(rid[dup]))} in "
-                           "reach_ids (each reach needs exactly one column)")
-    cols = net.positions(rid.tolist())
-    if len(cols) != len(net):
-        lacking = np.setdiff1d(np.arange(len(net)), cols)
-        raise NetworkError(f"forcing file {path} has {len(cols)} reaches, the network {len(net)}; no inflow for "
-                           f"reaches {_fmt_ids(net.ids[lacking])}")
-    out = torch.zeros(q.shape[0], len(net), dtype=torch.float64)
-    out[:, torch.from_numpy(cols)] = torch.from_numpy(q.astype(np.float64))
-    return out, pd.DatetimeIndex(pd.to_datetime(time, utc=True))

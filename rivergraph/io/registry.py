@@ -21,7 +21,7 @@ from typing import Callable
 
 from ..graph.network import NetworkError, RiverNetwork
 
-__all__ = ["NetworkFormat", "register_reader", "network_formats", "detect_format", "read_network", "file_fields"]
+__all__ = ["NetworkFormat", "register_reader", "network_formats", "detect_format", "read_network", "file_fields", "require_file"]
 
 _BUILTIN_MODULES = ("rivergraph.io.readers",)
 """Modules that call :func:`register_reader` for the formats shipped with rivergraph (imported on first use)."""
@@ -156,3 +156,16 @@ def read_network(path: str | Path, format: str | None = None, **kw) -> RiverNetw
     if name not in formats:
         raise NetworkError(f"unknown network format '{name}'; known: {sorted(formats)}")
     return formats[name].reader(path, **kw)
+
+
+def require_file(path: Path, what: str) -> None:
+    """A one-line error for a path that is missing or a folder (a file was expected)."""
+    if not path.exists():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    if path.is_dir() and path.suffix.lower() not in _FOLDER_FORMATS:
+        raise NetworkError(f"{what} path {path} is a folder, not a file (folders are read only as "
+                           f"{', '.join(_FOLDER_FORMATS)})")
+
+
+_FOLDER_FORMATS = (".gdb",)
+"""Network 'files' that are folders: Esri file geodatabases (NHDPlus HR), read with GDAL."""

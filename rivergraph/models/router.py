@@ -345,13 +345,11 @@ class MuskingumCunge(torch.nn.Module):
         outlets = torch.arange(int(sched.lstart[-2]), N, device=self.device)  # last level = outlets
         if all_out:
             out_pos = None
-            out_col = None
         else:
             want = torch.as_tensor(outputs, device=self.device)
             pos_user = sched.sorted_pos.index_select(0, want)
             pos_all = torch.unique(torch.cat([pos_user, outlets]))  # sorted ascending
             out_pos = pos_all
-            out_col = torch.arange(len(pos_all), device=self.device)
         init = (Q0,) if not flow_dep else (Q0, torch.full_like(Q0, float("nan")) if S0 is None else S0)
         res = sweep(sched, cell, (q_steps,), theta, init, I0, outputs="network" if all_out else out_pos,
                     checkpoint_every=self.checkpoint_every, memory_budget=self.memory_budget, engine=self.engine)
