@@ -137,6 +137,8 @@ def _wavefront_case(case, net, q, dt, dtype, device, sync):
         params = {"n": torch.as_tensor(net.attrs["n"].to_numpy(copy=True), dtype=dtype, device=device),
                   "width_coef": torch.full((N,), 10.0, dtype=dtype, device=device),
                   "width_exp": torch.full((N,), 0.5, dtype=dtype, device=device)}
+        if not hasattr(router, "channel"):  # a --compare checkout from before the channel registry: p, q
+            params["p"], params["q"] = params.pop("width_coef"), params.pop("width_exp")
     elif mode == "static":
         # RAPID-style K, X (K >= dt/2); gradients flow to k and x
         params = {"k": torch.as_tensor(net.attrs["musk_s"].to_numpy(copy=True), dtype=dtype,
