@@ -10,7 +10,7 @@ import pytest
 from rivergraph.io.readers import (SCHEMAS, detect_format, load_network_npz, read_network, read_table_network, save_network_npz)
 from rivergraph.graph.network import NetworkError
 
-gpd = pytest.importorskip("geopandas")
+import geopandas as gpd  # noqa: E402  (a dependency: missing fails)
 from shapely.geometry import LineString  # noqa: E402
 
 # The same 6-reach tree in every schema: 1 -> 3, 2 -> 3, 3 -> 5, 4 -> 5, 5 -> 6, 6 = outlet

@@ -25,8 +25,7 @@ import pandas as pd
 import pytest
 import torch
 
-hypothesis = pytest.importorskip("hypothesis")  # the `test` extra installs it
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings  # the `test` extra installs it: missing fails
 from hypothesis import strategies as st  # noqa: E402
 
 from rivergraph import MuskingumCunge, build_network  # noqa: E402

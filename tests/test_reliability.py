@@ -180,7 +180,7 @@ def test_nhdplus_hydroseq_pointing_outside_is_dangling():
 
 
 def test_hydrofabric_nexus_missing_from_nexus_layer_is_dangling(tmp_path):
-    gpd = pytest.importorskip("geopandas")
+    import geopandas as gpd
     from shapely.geometry import LineString, Point
 
     fp = gpd.GeoDataFrame({"id": ["wb-1", "wb-2", "wb-3"], "toid": ["nex-3", "nex-3", "nex-9"],
