@@ -67,6 +67,24 @@ if numba is not None:
     _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 
     @_jit
+    def _end_step(ot, Q, I_old, I_new, order, out_pos, out_mode):  # pragma: no cover - compiled
+        """Write step t's outflow Q (sorted order) to its output row (0: network order, 1: sorted, 2: the
+        selected positions) and make this step's upstream inflow the next step's previous one."""
+        N = Q.shape[0]
+        if out_mode == 0:
+            for k in range(N):
+                ot[order[k]] = Q[k]
+        elif out_mode == 1:
+            for k in range(N):
+                ot[k] = Q[k]
+        else:
+            for j in range(out_pos.shape[0]):
+                ot[j] = Q[out_pos[j]]
+        for k in range(N):
+            I_old[k] = I_new[k]
+            I_new[k] = 0.0
+
+    @_jit
     def _static_fwd(c1, c2, c3, c4, down, order, q, t0, t1, Q, I_old, I_new, out, out_mode, out_pos,
                     Qh, Ih, keep, row):  # pragma: no cover - compiled
         """Steps t0..t1-1 in place on Q, I_old (sorted; I_new zeroed scratch; row [N] scratch). out_mode 0:
@@ -89,19 +107,7 @@ if numba is not None:
                 for k in range(N):
                     Qh[r, k] = Q[k]
                     Ih[r, k] = I_new[k]
-            ot = out[t]
-            if out_mode == 0:
-                for k in range(N):
-                    ot[order[k]] = Q[k]
-            elif out_mode == 1:
-                for k in range(N):
-                    ot[k] = Q[k]
-            else:
-                for j in range(out_pos.shape[0]):
-                    ot[j] = Q[out_pos[j]]
-            for k in range(N):
-                I_old[k] = I_new[k]
-                I_new[k] = 0.0
+            _end_step(out[t], Q, I_old, I_new, order, out_pos, out_mode)
 
     @_jit
     def _static_bwd(c1, c2, c3, c4, down, order, q, t0, t1, Qh, Ih, g, g_mode, g_col, carry_s, carry_m, m_bar,
@@ -208,19 +214,7 @@ if numba is not None:
                 stor[2] += s_all
             if t == T - 1:
                 stor[3] += e_all
-            ot = out[t]
-            if out_mode == 0:
-                for k in range(N):
-                    ot[order[k]] = Q[k]
-            elif out_mode == 1:
-                for k in range(N):
-                    ot[k] = Q[k]
-            else:
-                for j in range(out_pos.shape[0]):
-                    ot[j] = Q[out_pos[j]]
-            for k in range(N):
-                I_old[k] = I_new[k]
-                I_new[k] = 0.0
+            _end_step(out[t], Q, I_old, I_new, order, out_pos, out_mode)
 
 
 _KERNELS = {StaticMuskingum: "static", MuskingumCungeCell: "power_law"}
