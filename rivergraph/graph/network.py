@@ -136,6 +136,18 @@ class RiverNetwork:
             raise NetworkError(f"network has no attribute column '{name}' (has: {list(self.attrs.columns)})")
         return self.attrs[name].to_numpy(dtype=np.float64)
 
+    def reach_vector(self, value, dtype: torch.dtype, device, label: str) -> torch.Tensor:
+        """``value`` (a scalar, an array or a tensor) as one value per reach, [N] in network order, in the given
+        dtype and device (a scalar is broadcast); another shape is an error naming ``label``."""
+        t = value.to(device=device, dtype=dtype) if torch.is_tensor(value) else \
+            torch.as_tensor(value, dtype=dtype, device=device)
+        n = len(self)
+        if t.ndim == 0:
+            t = t.expand(n)
+        if t.shape != (n,):
+            raise ValueError(f"{label} has shape {tuple(t.shape)}, expected ({n},) or a scalar")
+        return t
+
     # -------------------------------------------------------------- structure
     @cached_property
     def distance_to_outlet(self) -> np.ndarray:

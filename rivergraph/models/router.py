@@ -174,13 +174,7 @@ class MuskingumCunge(torch.nn.Module):
             if bad.any():
                 raise NetworkError(f"non-finite '{col}' for reaches {self.network.ids[bad][:10].tolist()}")
             given = torch.from_numpy(v.copy())
-        t = torch.as_tensor(given, dtype=dtype, device=self.device) if not torch.is_tensor(given) else \
-            given.to(device=self.device, dtype=dtype)
-        N = self.sched.n
-        if t.ndim == 0:
-            t = t.expand(N)
-        if t.shape != (N,):
-            raise ValueError(f"parameter '{spec.name}' has shape {tuple(t.shape)}, expected ({N},) or a scalar")
+        t = self.network.reach_vector(given, dtype, self.device, f"parameter '{spec.name}'")
         td = t.detach()
         if not torch.isfinite(td).all():
             bad = (~torch.isfinite(td)).nonzero().flatten()[:10].cpu().numpy()

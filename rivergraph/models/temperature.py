@@ -178,13 +178,7 @@ class StreamTemperature(torch.nn.Module):
     def _param(self, name: str, value, dtype) -> torch.Tensor:
         spec = TEMPERATURE_OUTPUTS[name]
         v = DEFAULTS[name] if value is None else value
-        v = torch.as_tensor(v, dtype=dtype, device=self.sched.device) if not torch.is_tensor(v) else \
-            v.to(device=self.sched.device, dtype=dtype)
-        N = self.sched.n
-        if v.ndim == 0:
-            v = v.expand(N)
-        if v.shape != (N,):
-            raise ValueError(f"temperature parameter '{name}' has shape {tuple(v.shape)}, expected ({N},) or scalar")
+        v = self.network.reach_vector(v, dtype, self.sched.device, f"temperature parameter '{name}'")
         vd = v.detach()
         bad = ~torch.isfinite(vd) | (vd < spec.lo) | (vd > spec.hi)
         if bad.any():
