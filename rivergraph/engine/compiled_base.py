@@ -22,7 +22,7 @@ try:  # numba is a dependency; without it (or on an exotic platform) the torch w
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
 
-__all__ = ["numba", "jit", "send", "end_step", "read_row", "grad_row", "muskingum_update", "muskingum_update_vjp",
+__all__ = ["numba", "jit", "inline", "send", "end_step", "read_row", "grad_row", "muskingum_update", "muskingum_update_vjp",
            "NO_GRAD"]
 
 NO_GRAD = 3
@@ -33,7 +33,13 @@ def _identity(f):  # pragma: no cover - without numba nothing is compiled
     return f
 
 
-jit = numba.njit(cache=True, nogil=True, boundscheck=False) if numba is not None else _identity
+# error_model="numpy": a float division by zero gives inf/nan instead of a Python ZeroDivisionError, so no
+# test-and-branch per division (the kernels divide only by quantities bounded away from 0: celerity, 2R + dt, Qr)
+_OPTS = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+jit = numba.njit(**_OPTS) if numba is not None else _identity
+inline = numba.njit(inline="always", **_OPTS) if numba is not None else _identity
+"""For the per-reach helpers called in the hot loops: inlined into the caller by numba (a call returning the
+many intermediates of a reach-step through memory was ~2x slower)."""
 
 
 @jit
@@ -44,7 +50,7 @@ def read_row(qt, order, row):  # pragma: no cover - compiled
         row[k] = qt[order[k]]
 
 
-@jit
+@inline
 def send(Q, I_new, down, k, Qk):  # pragma: no cover - compiled
     """Q[k] = Qk, added to the inflow of reach k's downstream reach (down[k] = N: an outlet)."""
     Q[k] = Qk
@@ -94,7 +100,7 @@ def grad_row(g, t, g_mode, g_col, order, grow):  # pragma: no cover - compiled
             grow[k] = gt[c] if c >= 0 else 0.0
 
 
-@jit
+@inline
 def muskingum_update(P, R, Ii, Io, Qo, Sp, ql, dt, conservative):  # pragma: no cover - compiled
     """(Q(t), S(t), 1/D) of one reach-step (module docstring) from the storage weights P = K X, R = K (1-X) (s),
     the inflows I(t) = Ii, I(t-1) = Io, the outflow Q(t-1) = Qo (m3/s), the storage S(t-1) = Sp (m3; read by
@@ -107,7 +113,7 @@ def muskingum_update(P, R, Ii, Io, Qo, Sp, ql, dt, conservative):  # pragma: no 
     return Qn, P * Ii + R * Qn, iD
 
 
-@jit
+@inline
 def muskingum_update_vjp(Qn_bar, Sn_bar, Qn, iD, P, R, Ii, Io, Qo, dt, conservative):  # pragma: no cover
     """Vector-Jacobian product of :func:`muskingum_update` for the cotangents of Q(t), S(t): returns those of
     (P, R, Ii, Io, Qo, Sp, ql)."""

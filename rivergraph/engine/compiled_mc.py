@@ -27,8 +27,9 @@ import numpy as np
 import torch
 
 from ..physics.channels import CELERITY_BOUNDS, MIN_REFERENCE_FLOW
-from .compiled_base import (as_numpy, end_step, grad_row, jit, muskingum_update, muskingum_update_vjp, read_row,
+from .compiled_base import (as_numpy, end_step, grad_row, inline, jit, muskingum_update, muskingum_update_vjp, read_row,
                             send)
+from .compiled_math import vexp, vlog
 
 __all__ = ["MCKernel", "power_law_constants"]
 
@@ -44,33 +45,31 @@ def power_law_constants(n, S0, p, w, dx):
     return e * torch.exp(-log_ad - log_bt), torch.exp(-log_bt - torch.log(S0) - torch.log(dx)), 1.0 / (3.0 * e)
 
 
-@jit
-def _channel(P, k, Qr):  # pragma: no cover - compiled
+@inline
+def _channel(kc, ku, a3, Qr):  # pragma: no cover - compiled
     """Power law: (c, Qr/(T S0 dx), log Qr, y) at reference flow Qr."""
-    lq = np.log(Qr)
-    y = np.exp(P[2, k] * lq)
+    lq = vlog(Qr)
+    y = vexp(a3 * lq)
     y2 = y * y
-    return P[0, k] * y2, P[1, k] * y2 * y2 * y, lq, y
+    return kc * y2, ku * y2 * y2 * y, lq, y
 
 
-@jit
-def _channel_vjp(P, k, Qr, lq, y, c0, u, c0_bar, u_bar, p_bar):  # pragma: no cover - compiled
-    """Adds the cotangents of (k_c, k_u, a_3) to p_bar[:3, k]; returns that of Qr."""
+@inline
+def _channel_vjp(a3, Qr, lq, y, c0, u, c0_bar, u_bar):  # pragma: no cover - compiled
+    """The cotangents of (k_c, k_u, a_3, Qr) from those of (c, u)."""
     y2 = y * y
-    p_bar[0, k] += c0_bar * y2
-    p_bar[1, k] += u_bar * y2 * y2 * y
     w = 2.0 * c0_bar * c0 + 5.0 * u_bar * u  # y dL/dy
-    p_bar[2, k] += w * lq
-    return w * P[2, k] / Qr
+    return c0_bar * y2, u_bar * y2 * y2 * y, w * lq, w * a3 / Qr
 
 
-@jit
-def _reach(P, k, dx, inv_dx, Ii, Io, Qo, So, ql, first, dt, positivity, conservative, q_min, c_lo,
+@inline
+def _reach(kc, ku, a3, dx, inv_dx, Ii, Io, Qo, So, ql, first, dt, positivity, conservative, q_min, c_lo,
            c_hi):  # pragma: no cover - compiled
-    """One reach-step (module docstring): Q(t), S(t), S(t-1) as used, and the intermediates of the adjoint."""
+    """One reach-step (module docstring): Q(t), S(t), S(t-1) as used, and the intermediates of the adjoint.
+    Scalars only (an array argument of an inlined helper keeps reference-count calls that stop vectorisation)."""
     r = (Io + Ii + Qo + 2.0 * ql) / 3.0
     Qr = max(r, q_min)
-    c0, u, a1, a2 = _channel(P, k, Qr)
+    c0, u, a1, a2 = _channel(kc, ku, a3, Qr)
     c = min(max(c0, c_lo), c_hi)
     ic = 1.0 / c
     K = dx * ic
@@ -92,25 +91,31 @@ def _reach(P, k, dx, inv_dx, Ii, Io, Qo, So, ql, first, dt, positivity, conserva
 
 
 @jit
-def _mc_fwd(P, dx, inv_dx, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_mode, out_pos, Qh, Sh, Ih, keep,
-            row, stor, count, T, dt, positivity, conservative, derive, q_min, c_lo,
+def _mc_fwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_mode, out_pos,
+            Qh, Sh, Ih, keep, row, spb, stor, count, T, dt, positivity, conservative, derive, q_min, c_lo,
             c_hi):  # pragma: no cover - compiled
-    """Steps t0..t1-1 in place on Q, S, I_old (sorted; I_new zeroed scratch, row [N] scratch), output as
+    """Steps t0..t1-1 in place on Q, S, I_old (sorted; I_new zeroed scratch, row, spb [N] scratch), output as
     ``end_step``. keep: Qh, Ih (and Sh when conservative) rows t - t0 + 1 = the state after step t. count: add
-    to stor (float64 [4]) the sums of the step-start and step-end storages, first-step starts, last-step ends."""
+    to stor (float64 [4]) the sums of the step-start and step-end storages, first-step starts, last-step ends.
+    Per level (lstart[L]:lstart[L+1], reaches independent of each other) one vectorised pass computes the
+    reach-steps, a second adds the outflows into the downstream inflows (unsigned indices: no wraparound)."""
     N = Q.shape[0]
     for t in range(t0, t1):
         read_row(q[t], order, row)
         first = derive and t == 0
         s_all = 0.0
         e_all = 0.0
-        for k in range(N):
-            Qn, Sn, Sp = _reach(P, k, dx[k], inv_dx[k], I_new[k], I_old[k], Q[k], S[k], row[k], first, dt,
-                                positivity, conservative, q_min, c_lo, c_hi)[:3]
-            s_all += Sp
-            e_all += Sn
-            S[k] = Sn
-            send(Q, I_new, down, k, Qn)
+        for L in range(lstart.shape[0] - 1):
+            a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
+            for k in range(a, b):
+                Q[k], S[k], spb[k] = _reach(kc[k], ku[k], a3[k], dx[k], inv_dx[k], I_new[k], I_old[k], Q[k], S[k],
+                                            row[k], first, dt, positivity, conservative, q_min, c_lo, c_hi)[:3]
+            for k in range(a, b):
+                s_all += spb[k]
+                e_all += S[k]
+                dk = down[k]
+                if dk < N:
+                    I_new[dk] += Q[k]
         if keep:
             Qh[t - t0 + 1] = Q
             Ih[t - t0 + 1] = I_new
@@ -127,59 +132,63 @@ def _mc_fwd(P, dx, inv_dx, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_
 
 
 @jit
-def _mc_bwd(P, dx, inv_dx, down, order, q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col, carry_q, carry_s, carry_m, m_bar,
-            p_bar, u_bar, want_u, row, grow, dt, positivity, conservative, derive, q_min, c_lo,
-            c_hi):  # pragma: no cover - compiled
+def _mc_bwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col, carry_q,
+            carry_s, carry_m, m_bar, kc_bar, ku_bar, a3_bar, dx_bar, u_bar, want_u, row, grow, gq, dt, positivity,
+            conservative, derive, q_min, c_lo, c_hi):  # pragma: no cover - compiled
     """Reverse steps t1-1..t0 (history rows t - t0 = before step t); g_mode as :func:`grad_row`. In place on
-    carry_q, carry_s, carry_m (cotangents of Q, S, I after the step on entry, before it on exit), p_bar [4, N]
-    (k_c, k_u, a_3, dx) and u_bar [T, N]; m_bar [N + 1] scratch with m_bar[N] = 0."""
-    N = carry_q.shape[0]
-    nc = P.shape[0]
+    carry_q, carry_s, carry_m (cotangents of Q, S, I after the step on entry, before it on exit), the parameter
+    cotangents and u_bar [T, N]; m_bar [N + 1] scratch with m_bar[N] = 0, gq [N] scratch. Per level, last
+    level first: the cotangents of Q(t) gathered, then one vectorised pass over the level's reaches."""
     for t in range(t1 - 1, t0 - 1, -1):
         r_ = t - t0
         first = derive and t == 0
         read_row(q[t], order, row)
         grad_row(g, t, g_mode, g_col, order, grow)
-        for k in range(N - 1, -1, -1):
-            Ii, Io, Qo = Ih[r_ + 1, k], Ih[r_, k], Qh[r_, k]
-            So = Sh[r_, k] if conservative else 0.0
-            dxk = dx[k]
-            Qn, Sn, Sp, r, Qr, a1, a2, c0, u, ic, K, Xr, X, sel, h, Pw, Rw, iD = _reach(
-                P, k, dxk, inv_dx[k], Ii, Io, Qo, So, row[k], first, dt, positivity, conservative, q_min, c_lo, c_hi)
-            Pb, Rb, Iib, Iob, Qob, Spb, qlb = muskingum_update_vjp(
-                carry_q[k] + m_bar[down[k]] + grow[k], carry_s[k], Qn, iD, Pw, Rw, Ii, Io, Qo, dt, conservative)
-            Sob = 0.0
-            if conservative:
-                if first:  # S(t-1) = P I(t-1) + R Q(t-1)
-                    Pb += Spb * Io
-                    Rb += Spb * Qo
-                    Iob += Spb * Pw
-                    Qob += Spb * Rw
-                else:
-                    Sob = Spb
-            Kb = Pb * X + Rb * (1.0 - X)  # P = K X, R = K (1 - X)
-            Xb = K * (Pb - Rb)
-            Xrb = 0.0
-            if sel == 0:
-                if Xr >= 0.0 and Xr <= 0.5:
-                    Xrb = Xb
-            elif sel == 1:  # X = h = dt / (2K)
-                Kb -= Xb * h / K
-            else:  # X = 1 - h
-                Kb += Xb * h / K
-            icb = Kb * dxk - 0.5 * u * Xrb  # K = dx / c, Xr = 0.5 - 0.5 u / c
-            p_bar[nc, k] += Kb * ic
-            c0b = -icb * ic * ic if (c0 >= c_lo and c0 <= c_hi) else 0.0
-            Qrb = _channel_vjp(P, k, Qr, a1, a2, c0, u, c0b, -0.5 * ic * Xrb, p_bar)
-            rb = Qrb / 3.0 if r >= q_min else 0.0
-            m_bar[k] = carry_m[k] + Iib + rb
-            carry_m[k] = Iob + rb
-            carry_q[k] = Qob + rb
-            carry_s[k] = Sob
-            grow[k] = qlb + 2.0 * rb
+        Ii_h, Io_h, Qo_h, Qn_h, So_h = Ih[r_ + 1], Ih[r_], Qh[r_], Qh[r_ + 1], Sh[r_ if conservative else 0]
+        for L in range(lstart.shape[0] - 2, -1, -1):
+            a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
+            for k in range(a, b):
+                gq[k] = carry_q[k] + m_bar[down[k]] + grow[k]
+            for k in range(a, b):
+                Ii, Io, Qo = Ii_h[k], Io_h[k], Qo_h[k]
+                dxk = dx[k]
+                Qn, Sn, Sp, r, Qr, a1, a2, c0, u, ic, K, Xr, X, sel, h, Pw, Rw, iD = _reach(
+                    kc[k], ku[k], a3[k], dxk, inv_dx[k], Ii, Io, Qo, So_h[k] if conservative else 0.0, row[k], first,
+                    dt, positivity, conservative, q_min, c_lo, c_hi)
+                Pb, Rb, Iib, Iob, Qob, Spb, qlb = muskingum_update_vjp(gq[k], carry_s[k], Qn, iD, Pw, Rw, Ii, Io,
+                                                                       Qo, dt, conservative)
+                Sob = 0.0
+                if conservative:
+                    if first:  # S(t-1) = P I(t-1) + R Q(t-1)
+                        Pb += Spb * Io
+                        Rb += Spb * Qo
+                        Iob += Spb * Pw
+                        Qob += Spb * Rw
+                    else:
+                        Sob = Spb
+                Kb = Pb * X + Rb * (1.0 - X)  # P = K X, R = K (1 - X)
+                Xb = K * (Pb - Rb)
+                Xrb = Xb if (sel == 0 and Xr >= 0.0 and Xr <= 0.5) else 0.0
+                if sel == 1:  # X = h = dt / (2K)
+                    Kb -= Xb * h / K
+                elif sel == 2:  # X = 1 - h
+                    Kb += Xb * h / K
+                icb = Kb * dxk - 0.5 * u * Xrb  # K = dx / c, Xr = 0.5 - 0.5 u / c
+                dx_bar[k] += Kb * ic
+                c0b = -icb * ic * ic if (c0 >= c_lo and c0 <= c_hi) else 0.0
+                kcb, kub, a3b, Qrb = _channel_vjp(a3[k], Qr, a1, a2, c0, u, c0b, -0.5 * ic * Xrb)
+                kc_bar[k] += kcb
+                ku_bar[k] += kub
+                a3_bar[k] += a3b
+                rb = Qrb / 3.0 if r >= q_min else 0.0
+                m_bar[k] = carry_m[k] + Iib + rb
+                carry_m[k] = Iob + rb
+                carry_q[k] = Qob + rb
+                carry_s[k] = Sob
+                grow[k] = qlb + 2.0 * rb
         if want_u:
             ut = u_bar[t]
-            for k in range(N):
+            for k in range(carry_q.shape[0]):
                 ut[order[k]] = grow[k]
 
 
@@ -192,6 +201,7 @@ class MCKernel:
 
     def __init__(self, sched, cell):
         self.down, self.order = as_numpy(sched.down), as_numpy(sched.order)
+        self.lstart = np.ascontiguousarray(sched.lstart, dtype=np.int64)
         self.opts = (cell.dt, bool(cell.positivity), bool(cell.conservative))
         self.stor = np.zeros(4)
 
@@ -204,25 +214,25 @@ class MCKernel:
     def bind(self, q, params, states0):
         self.q = as_numpy(q)
         kc, ku, a3, dx = (as_numpy(x.detach().contiguous()) for x in params)
-        self.P, self.dx, self.inv_dx = np.stack([kc, ku, a3]), dx, 1.0 / dx
+        self.p = (kc, ku, a3, dx, 1.0 / dx, self.lstart)
         self.derive = bool(torch.isnan(states0[1]).any())
         self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS)
-        self.row = np.empty(q.shape[1], dtype=self.q.dtype)
-        self.grow = np.empty(q.shape[1], dtype=self.q.dtype)
+        N = q.shape[1]
+        self.row, self.grow = np.empty(N, dtype=self.q.dtype), np.empty(N, dtype=self.q.dtype)
+        self.spb, self.gq = np.empty(N), np.empty(N)
 
     def history_states(self):
         return (0, 1) if self.opts[2] else (0,)  # Q, S (conservative), then I
 
     def forward(self, t0, t1, states, I_old, I_new, out, mode, opos, hist, keep, count):
         Qh, Sh, Ih = hist
-        _mc_fwd(self.P, self.dx, self.inv_dx, self.down, self.order, self.q, t0, t1, states[0], states[1], I_old,
-                I_new, out, mode, opos, Qh, Sh, Ih, keep, self.row, self.stor, count, self.q.shape[0],
-                *self.tail)
+        _mc_fwd(*self.p, self.down, self.order, self.q, t0, t1, states[0], states[1], I_old, I_new, out, mode, opos,
+                Qh, Sh, Ih, keep, self.row, self.spb, self.stor, count, self.q.shape[0], *self.tail)
 
     def backward(self, t0, t1, hist, g, g_mode, g_col, carries, carry_m, m_bar, p_bar, u_bar, want_u):
         Qh, Sh, Ih = hist
-        _mc_bwd(self.P, self.dx, self.inv_dx, self.down, self.order, self.q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col,
-                carries[0], carries[1], carry_m, m_bar, p_bar, u_bar, want_u, self.row, self.grow, *self.tail)
+        _mc_bwd(*self.p, self.down, self.order, self.q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col, carries[0], carries[1],
+                carry_m, m_bar, *p_bar, u_bar, want_u, self.row, self.grow, self.gq, *self.tail)
 
     def diagnostics(self, I_final, states, I0, states0, params):
         return torch.from_numpy(self.stor.copy())
