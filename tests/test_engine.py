@@ -224,7 +224,7 @@ def test_index_table_and_scratch_paths_agree(key, outputs, monkeypatch):
     """The bands' flat indices read from the workspace's table (every sweep after the first) or computed per
     diagonal into scratch (the table disabled): the same outputs and gradients, bit for bit, with the rings
     wrapping (T > levels) and not."""
-    from rivergraph.engine.sweep import Workspace
+    from rivergraph.engine.workspace import Workspace
 
     net, sched, cells = _cells()
     cell, p = cells[key]
