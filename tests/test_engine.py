@@ -221,9 +221,9 @@ def test_upstream_sum_and_workspaces():
 @pytest.mark.parametrize("key", ["static", "power_law-conservative"])
 @pytest.mark.parametrize("outputs", ["network", "sorted", "subset"])
 def test_index_table_and_scratch_paths_agree(key, outputs, monkeypatch):
-    """The bands' flat indices read from the workspace's table (every sweep after the first) or computed per
-    diagonal into scratch (the table disabled): the same outputs and gradients, bit for bit, with the rings
-    wrapping (T > levels) and not."""
+    """The bands' flat indices computed per diagonal (a first sweep, or the table disabled), filled into the
+    workspace's table (the second sweep) or read from it (later ones): the same outputs and gradients, bit for
+    bit, with the rings wrapping (T > levels) and not."""
     from rivergraph.engine.workspace import Workspace
 
     net, sched, cells = _cells()
@@ -243,11 +243,14 @@ def test_index_table_and_scratch_paths_agree(key, outputs, monkeypatch):
         return [r.out.detach(), r2.out.detach(), q.grad, *(x.grad for x in pp)]
 
     for T in (2, 8):  # 3 levels: no wrap, wrap
-        first, table = run(T), run(T)
+        first, fill, table = run(T), run(T), run(T)
+        ws = [w for w in sched._workspaces.values() if w.n_steps == T]
+        assert ws and all(w.idx_ready and w.table is not None for w in ws)
         monkeypatch.setattr(Workspace, "INDEX_TABLE_MAX", 0)
         sched._workspaces.clear()
-        scratch = run(T)
+        scratch = [run(T), run(T)]
+        assert all(w.table is None for w in sched._workspaces.values())
         monkeypatch.setattr(Workspace, "INDEX_TABLE_MAX", 1 << 23)
         sched._workspaces.clear()
-        for x, y, z in zip(first, table, scratch):
-            assert torch.equal(x, y) and torch.equal(x, z)
+        for x, *others in zip(first, fill, table, *scratch):
+            assert all(torch.equal(x, y) for y in others)

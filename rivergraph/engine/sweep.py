@@ -114,13 +114,13 @@ class _Sweep(torch.autograd.Function):
         subset = run.out_pos is not None
         flat_out = run.out_sorted or (full_net and not hist)  # the band's outflow written where it is computed
         snaps = []  # checkpoints: (diagonal, sweep state) every ckpt diagonals
+        ws.begin_sweep()
         step = diagonal_step(ws, fr, cell, T, N)
         for j, row in enumerate(ws.plan):
             if ckpt is not None and j % ckpt == 0:
                 snaps.append(ws.snapshot(j))
-            d, lo, hi, a, b, sa, sb, nf, nl, sv, y_up, y_b, m_full, m_new, m_old, down_up, base_b, idx, ridx, _, \
-                uv, pv = row
-            step(row)
+            d, lo, hi, a, b, sa, sb, nf, nl, sv, y_up, y_b, m_full, m_new, m_old, down_up, base_b, _, ridx, uv, pv = row
+            idx = step(row)
             if flat_out:  # idx: the band's flat [T, N] index; row t + 1 of a history is row t of its [N:] view
                 outf.scatter_(0, idx, sv[0])
             if hist:
@@ -140,7 +140,7 @@ class _Sweep(torch.autograd.Function):
                     else:
                         row_t = out_rows[t_done]
                         row_t.copy_(isel(row_t, 0, sorted_pos, out=row_buf))
-        ws.idx_ready = ws.idx_table  # the table is filled: later sweeps (and this one's adjoint) read it
+        ws.end_sweep()  # a table, if any, is filled: later sweeps (and this one's adjoint) read it
         # reaches finish on different diagonals: take each reach's last message from the history or buffers
         M = ws.M
         if keep_m:
@@ -208,7 +208,7 @@ class _Sweep(torch.autograd.Function):
             else:
                 g_ring = Rows(sched, T, ref)
         idx_buf, ridx_buf = (torch.empty(N, dtype=torch.long, device=dev) for _ in range(2))
-        table = ctx.ws.plan if ctx.ws.idx_ready else None  # the bands' flat indices, filled by the forward sweep
+        table = ctx.ws.table if ctx.ws.idx_ready else None  # the bands' flat indices, filled by a forward sweep
 
         last_level = sched.n_levels - 1
         isel = torch.index_select
@@ -240,7 +240,7 @@ class _Sweep(torch.autograd.Function):
                 continue
             m = b - a
             # sorted [T, N] index of step d - level
-            idx = table[d][17] if table is not None else torch.add(base[a:b], d * N, out=idx_buf[:m])
+            idx = table[d] if table is not None else torch.add(base[a:b], d * N, out=idx_buf[:m])
             if network:
                 uu = [None if r is None or k not in reads else isel(r.flat, 0, r.wrapped(idx, ridx_buf[:m]))
                       for k, r in enumerate(u_src)]

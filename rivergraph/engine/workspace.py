@@ -26,8 +26,13 @@ class Workspace:
     thread-safe: one sweep at a time per schedule.
 
     ``plan`` rows: ``(d, lo, hi, a, b, sa, sb, n_first, n_last, states[a:b], Y[sa:sb], Y[a:b], M_new (full),
-    M_new[a:b], M_old[a:b], down[sa:sb], base[a:b], idx, ridx, idx, forcings (gathered), params[a:b])``, with the
-    message M double-buffered by diagonal parity; Y is the emission (``states[0]`` when the cell emits it).
+    M_new[a:b], M_old[a:b], down[sa:sb], base[a:b], idx, ridx (None when no ring wraps), forcings (gathered),
+    params[a:b])``, with the message M double-buffered by diagonal parity; Y is the emission (``states[0]`` when
+    the cell emits it); ``idx`` is scratch for the band's flat [T, N] index ``base[a:b] + d N``.
+
+    The index table: a workspace used again (training epochs, chunked runs) keeps every band's flat index
+    (``table[d]``, T x N entries in all, filled by its second sweep) instead of computing it per diagonal;
+    not for a one-off call (no memory, no set-up) nor above ``INDEX_TABLE_MAX`` entries.
     """
 
     INDEX_TABLE_MAX = 1 << 23  # entries of the index table (64 MiB)
@@ -42,13 +47,11 @@ class Workspace:
         self.M, self.row = (vec(), vec()), vec()
         self.P = torch.empty(n_p, N, dtype=dtype, device=dev)
         U = torch.empty(n_u, N, dtype=dtype, device=dev)
-        # the bands' flat [T, N] indices (base[a:b] + d N): computed by the first sweep into a table every
-        # later sweep reuses (one op less per diagonal), or into scratch when the table would be large
-        self.idx_table = n_steps * N <= self.INDEX_TABLE_MAX
+        self.n_steps, self.sweeps = n_steps, 0
+        self.table: list[torch.Tensor] | None = None  # the bands' flat indices, filled (idx_ready) or not
         self.idx_ready = False
-        idx = torch.empty(n_steps * N if self.idx_table else N, dtype=torch.long, device=dev)
-        ridx = torch.empty(N, dtype=torch.long, device=dev)
-        off = 0
+        idx = torch.empty(N, dtype=torch.long, device=dev)
+        ridx = torch.empty(N, dtype=torch.long, device=dev) if n_steps > sched.n_levels else None  # rings wrap
         base, down, Y, M, ls = sched.flat_base(), sched.down, self.Y, self.M, sched.lstart
         # rows unbound once and sliced per diagonal: a 1-D slice costs ~1 us, an ``unbind`` ~18 us (measured;
         # the plan of a cold call on the Lower Colorado took 35 ms with one unbind per diagonal, 4 ms without)
@@ -59,11 +62,25 @@ class Workspace:
             nf = int(b - ls[d]) if hi == d else 0  # reaches taking their first step: the top of the band
             nl = int(ls[lo + 1] - a) if lo == d - n_steps + 1 else 0  # and their last step: the bottom
             sv = tuple(x[a:b] for x in S)
-            ix = idx[off:off + m]
-            off += m if self.idx_table else 0
             self.plan.append((d, lo, hi, a, b, sa, sb, nf, nl, sv, Y[sa:sb], sv[0] if emits_state else Y[a:b],
-                              M[d & 1], M[d & 1][a:b], M[(d + 1) & 1][a:b], down[sa:sb], base[a:b], ix,
-                              ridx[:m], ix, tuple(x[:m] for x in U), tuple(x[a:b] for x in P)))
+                              M[d & 1], M[d & 1][a:b], M[(d + 1) & 1][a:b], down[sa:sb], base[a:b], idx[:m],
+                              None if ridx is None else ridx[:m], tuple(x[:m] for x in U),
+                              tuple(x[a:b] for x in P)))
+
+    def begin_sweep(self) -> None:
+        """Before a forward sweep: from the second one on, the index table (views of one [T N] buffer)."""
+        if self.sweeps and self.table is None and self.n_steps * self.S.shape[1] <= self.INDEX_TABLE_MAX:
+            buf = torch.empty(self.n_steps * self.S.shape[1], dtype=torch.long, device=self.S.device)
+            self.table, off = [], 0
+            for row in self.plan:
+                m = row[4] - row[3]
+                self.table.append(buf[off:off + m])
+                off += m
+
+    def end_sweep(self) -> None:
+        """After a complete forward sweep (the table, if any, is filled)."""
+        self.sweeps += 1
+        self.idx_ready = self.table is not None
 
     def reset(self, s0: Sequence[torch.Tensor], m0: torch.Tensor, p: Sequence[torch.Tensor]) -> None:
         """Initial states, message m(-1) (both parity buffers) and parameters of a sweep."""
@@ -177,11 +194,12 @@ class Forcings:
 
 def diagonal_step(ws: Workspace, fr: Forcings, cell: Cell, T: int, N: int):
     """The forward update of one diagonal, ``step(row)`` for a ``Workspace.plan`` row: load the rows, pass the
-    messages, gather the band's forcings, update the band's states in place (and its emission). A closure
+    messages, gather the band's forcings, update the band's states in place (and its emission); returns the
+    band's flat [T, N] index (valid until the next call). A closure
     over everything a diagonal reads but the row (the sweep is bound by Python-side calls on small networks:
     the common single-forcing case is unrolled, no per-diagonal attribute lookups)."""
     isel, add = torch.index_select, torch.add
-    fresh = not ws.idx_ready  # compute the bands' flat indices (else read from the workspace's table)
+    table, fresh = ws.table, not ws.idx_ready  # the bands' flat indices: read, filled, or computed in scratch
     forward_, emit_ = cell.forward_, (None if cell.emits_state else cell.emit_)
     order = fr.order
     one, progressive = fr.one, fr.progressive
@@ -192,9 +210,10 @@ def diagonal_step(ws: Workspace, fr: Forcings, cell: Cell, T: int, N: int):
     else:
         load, gather = progressive, fr.gather
 
-    def step(row: tuple) -> None:
-        d, lo, hi, a, b, sa, sb, nf, nl, sv, y_up, y_b, m_full, m_new, m_old, down_up, base_b, idx, ridx, _, \
-            uv, pv = row
+    def step(row: tuple) -> torch.Tensor:
+        d, lo, hi, a, b, sa, sb, nf, nl, sv, y_up, y_b, m_full, m_new, m_old, down_up, base_b, idx, ridx, uv, pv = row
+        if table is not None:
+            idx = table[d]
         if load and d < T:
             if one:
                 isel(l_rows[d], 0, order, out=l_ring[d % l_R])
@@ -212,5 +231,6 @@ def diagonal_step(ws: Workspace, fr: Forcings, cell: Cell, T: int, N: int):
         forward_(m_new, m_old, sv, uv, pv, nf, nl)
         if emit_ is not None:
             emit_(y_b, sv, uv)
+        return idx
 
     return step
