@@ -220,12 +220,10 @@ def test_upstream_sum_and_workspaces():
 
 @pytest.mark.parametrize("key", ["static", "power_law-conservative"])
 @pytest.mark.parametrize("outputs", ["network", "sorted", "subset"])
-def test_index_table_and_scratch_paths_agree(key, outputs, monkeypatch):
-    """The bands' flat indices computed per diagonal (a first sweep, or the table disabled), filled into the
-    workspace's table (the second sweep) or read from it (later ones): the same outputs and gradients, bit for
-    bit, with the rings wrapping (T > levels) and not."""
-    from rivergraph.engine.workspace import Workspace
-
+def test_sweeps_repeat_bit_for_bit_every_output_layout(key, outputs):
+    """A workspace's first sweep, its reuse and a fresh workspace give the same outputs and gradients, bit for
+    bit, for every output layout (whole network, sorted, a subset next to the whole network: the band index is
+    reused for the history rows), with the rings wrapping (T > levels) and not."""
     net, sched, cells = _cells()
     cell, p = cells[key]
     N = len(net)
@@ -243,14 +241,16 @@ def test_index_table_and_scratch_paths_agree(key, outputs, monkeypatch):
         return [r.out.detach(), r2.out.detach(), q.grad, *(x.grad for x in pp)]
 
     for T in (2, 8):  # 3 levels: no wrap, wrap
-        first, fill, table = run(T), run(T), run(T)
-        ws = [w for w in sched._workspaces.values() if w.n_steps == T]
-        assert ws and all(w.idx_ready and w.table is not None for w in ws)
-        monkeypatch.setattr(Workspace, "INDEX_TABLE_MAX", 0)
+        first, again = run(T), run(T)
         sched._workspaces.clear()
-        scratch = [run(T), run(T)]
-        assert all(w.table is None for w in sched._workspaces.values())
-        monkeypatch.setattr(Workspace, "INDEX_TABLE_MAX", 1 << 23)
-        sched._workspaces.clear()
-        for x, *others in zip(first, fill, table, *scratch):
+        fresh = run(T)
+        for x, *others in zip(first, again, fresh):
             assert all(torch.equal(x, y) for y in others)
+        net_out, sel_out = first[0], first[1]  # every layout holds the same values as the whole network's
+        cols = sched.order if outputs == "sorted" else sched.order[sel] if outputs == "subset" else slice(None)
+        assert torch.equal(sel_out, net_out[:, cols])
+        if key == "static":  # against the per-reach loop (sorted parameters back to network order)
+            c = [x[sched.sorted_pos] for x in p]
+            Q0 = _rand(N, seed=22, lo=0.5, hi=2.0)[sched.sorted_pos]
+            ref = _loop_muskingum(net, c, _rand(T, N, seed=21, lo=0.5, hi=3.0), Q0, torch.zeros(N, dtype=F64))
+            assert (net_out - ref).abs().max() < 1e-12

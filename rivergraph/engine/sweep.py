@@ -114,7 +114,6 @@ class _Sweep(torch.autograd.Function):
         subset = run.out_pos is not None
         flat_out = run.out_sorted or (full_net and not hist)  # the band's outflow written where it is computed
         snaps = []  # checkpoints: (diagonal, sweep state) every ckpt diagonals
-        ws.begin_sweep()
         step = diagonal_step(ws, fr, cell, T, N)
         for j, row in enumerate(ws.plan):
             if ckpt is not None and j % ckpt == 0:
@@ -140,7 +139,6 @@ class _Sweep(torch.autograd.Function):
                     else:
                         row_t = out_rows[t_done]
                         row_t.copy_(isel(row_t, 0, sorted_pos, out=row_buf))
-        ws.end_sweep()  # a table, if any, is filled: later sweeps (and this one's adjoint) read it
         # reaches finish on different diagonals: take each reach's last message from the history or buffers
         M = ws.M
         if keep_m:
@@ -150,7 +148,7 @@ class _Sweep(torch.autograd.Function):
             m_fin = torch.where(last == 0, M[0], M[1])
         s_fin = [S[k].clone() for k in range(n_s)]
         diag = cell.finish(m_fin, s_fin, m0.detach(), s0d, pd)
-        ctx.run, ctx.ws = run, ws
+        ctx.run = run
         if hist:
             ctx.save_for_backward(*u, *p, *hists, mhist if keep_m else None)
         elif need_grad:  # checkpointed: the forcings, parameters, initial states and the sweep state snapshots
@@ -208,7 +206,6 @@ class _Sweep(torch.autograd.Function):
             else:
                 g_ring = Rows(sched, T, ref)
         idx_buf, ridx_buf = (torch.empty(N, dtype=torch.long, device=dev) for _ in range(2))
-        table = ctx.ws.table if ctx.ws.idx_ready else None  # the bands' flat indices, filled by a forward sweep
 
         last_level = sched.n_levels - 1
         isel = torch.index_select
@@ -240,7 +237,7 @@ class _Sweep(torch.autograd.Function):
                 continue
             m = b - a
             # sorted [T, N] index of step d - level
-            idx = table[d] if table is not None else torch.add(base[a:b], d * N, out=idx_buf[:m])
+            idx = torch.add(base[a:b], d * N, out=idx_buf[:m])
             if network:
                 uu = [None if r is None or k not in reads else isel(r.flat, 0, r.wrapped(idx, ridx_buf[:m]))
                       for k, r in enumerate(u_src)]

@@ -29,13 +29,7 @@ class Workspace:
     M_new[a:b], M_old[a:b], down[sa:sb], base[a:b], idx, ridx (None when no ring wraps), forcings (gathered),
     params[a:b])``, with the message M double-buffered by diagonal parity; Y is the emission (``states[0]`` when
     the cell emits it); ``idx`` is scratch for the band's flat [T, N] index ``base[a:b] + d N``.
-
-    The index table: a workspace used again (training epochs, chunked runs) keeps every band's flat index
-    (``table[d]``, T x N entries in all, filled by its second sweep) instead of computing it per diagonal;
-    not for a one-off call (no memory, no set-up) nor above ``INDEX_TABLE_MAX`` entries.
     """
-
-    INDEX_TABLE_MAX = 1 << 23  # entries of the index table (64 MiB)
 
     def __init__(self, sched: Schedule, n_steps: int, dtype: torch.dtype, layout: tuple[int, int, int, bool]):
         N, dev = sched.n, sched.device
@@ -47,9 +41,7 @@ class Workspace:
         self.M, self.row = (vec(), vec()), vec()
         self.P = torch.empty(n_p, N, dtype=dtype, device=dev)
         U = torch.empty(n_u, N, dtype=dtype, device=dev)
-        self.n_steps, self.sweeps = n_steps, 0
-        self.table: list[torch.Tensor] | None = None  # the bands' flat indices, filled (idx_ready) or not
-        self.idx_ready = False
+        self.n_steps = n_steps
         idx = torch.empty(N, dtype=torch.long, device=dev)
         ridx = torch.empty(N, dtype=torch.long, device=dev) if n_steps > sched.n_levels else None  # rings wrap
         base, down, Y, M, ls = sched.flat_base(), sched.down, self.Y, self.M, sched.lstart
@@ -66,21 +58,6 @@ class Workspace:
                               M[d & 1], M[d & 1][a:b], M[(d + 1) & 1][a:b], down[sa:sb], base[a:b], idx[:m],
                               None if ridx is None else ridx[:m], tuple(x[:m] for x in U),
                               tuple(x[a:b] for x in P)))
-
-    def begin_sweep(self) -> None:
-        """Before a forward sweep: from the second one on, the index table (views of one [T N] buffer)."""
-        if self.sweeps and self.table is None and self.n_steps * self.S.shape[1] <= self.INDEX_TABLE_MAX:
-            buf = torch.empty(self.n_steps * self.S.shape[1], dtype=torch.long, device=self.S.device)
-            self.table, off = [], 0
-            for row in self.plan:
-                m = row[4] - row[3]
-                self.table.append(buf[off:off + m])
-                off += m
-
-    def end_sweep(self) -> None:
-        """After a complete forward sweep (the table, if any, is filled)."""
-        self.sweeps += 1
-        self.idx_ready = self.table is not None
 
     def reset(self, s0: Sequence[torch.Tensor], m0: torch.Tensor, p: Sequence[torch.Tensor]) -> None:
         """Initial states, message m(-1) (both parity buffers) and parameters of a sweep."""
@@ -199,7 +176,6 @@ def diagonal_step(ws: Workspace, fr: Forcings, cell: Cell, T: int, N: int):
     over everything a diagonal reads but the row (the sweep is bound by Python-side calls on small networks:
     the common single-forcing case is unrolled, no per-diagonal attribute lookups)."""
     isel, add = torch.index_select, torch.add
-    table, fresh = ws.table, not ws.idx_ready  # the bands' flat indices: read, filled, or computed in scratch
     forward_, emit_ = cell.forward_, (None if cell.emits_state else cell.emit_)
     order = fr.order
     one, progressive = fr.one, fr.progressive
@@ -212,8 +188,6 @@ def diagonal_step(ws: Workspace, fr: Forcings, cell: Cell, T: int, N: int):
 
     def step(row: tuple) -> torch.Tensor:
         d, lo, hi, a, b, sa, sb, nf, nl, sv, y_up, y_b, m_full, m_new, m_old, down_up, base_b, idx, ridx, uv, pv = row
-        if table is not None:
-            idx = table[d]
         if load and d < T:
             if one:
                 isel(l_rows[d], 0, order, out=l_ring[d % l_R])
@@ -222,8 +196,7 @@ def diagonal_step(ws: Workspace, fr: Forcings, cell: Cell, T: int, N: int):
         m_new.zero_()  # message passing: upstream emissions at the same step, summed at the reach
         if sb > sa:
             m_full.scatter_add_(0, down_up, y_up)
-        if fresh:
-            add(base_b, d * N, out=idx)
+        add(base_b, d * N, out=idx)
         if one:
             isel(g_src, 0, torch.remainder(idx, g_mod, out=ridx) if g_mod else idx, out=uv[0])
         else:
