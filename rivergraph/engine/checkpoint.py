@@ -24,6 +24,7 @@ import torch
 
 from .cell import Cell
 from .schedule import Schedule
+from .workspace import Forcings, diagonal_step
 
 __all__ = ["Recompute", "resolve_checkpoint", "history_bytes", "checkpoint_bytes", "parse_memory"]
 
@@ -101,13 +102,12 @@ class Recompute:
     forward sweep, so the gradients are bit-identical to those of the full histories."""
 
     def __init__(self, run, snaps: list, ud, s0d, m0d, pd):
-        from .sweep import _Forcings  # the sweep imports this module
 
         sched, cell, T = run.sched, run.cell, run.n_steps
         self.run, self.snaps, self.ud, self.s0d, self.m0d, self.pd = run, snaps, ud, s0d, m0d, pd
         k, N, n_s = run.checkpoint, sched.n, len(cell.states)
         self.ws = sched.workspace(T, m0d.dtype, (n_s, len(cell.forcings), len(pd), cell.emits_state))
-        self.fr = _Forcings(sched, cell, T, ud, m0d, segment=k)
+        self.fr = Forcings(sched, cell, T, ud, m0d, segment=k)
         self.H = m0d.new_empty(n_s, k + 1, N)
         self.Mh = m0d.new_empty(k + 1, N) if cell.message_history else None
         self.seg = -1
@@ -120,11 +120,10 @@ class Recompute:
         ws.reset(self.s0d, self.m0d, self.pd)  # parameters (and the buffers' untouched parts)
         ws.restore(d0, self.snaps[seg])
         cell.begin(self.s0d, self.pd)  # per-call set-up; its diagnostics are not returned again
-        from .sweep import _diagonal
-
         fr = self.fr
+        step = diagonal_step(ws, fr, cell, T, sched.n)
         fr.ensure(d0 - sched.n_levels + 1, d0 + k, T)  # the rows read by diagonals d0 .. d0 + k - 1
-        H, Mh, N, n_s = self.H, self.Mh, sched.n, len(cell.states)
+        H, Mh, n_s = self.H, self.Mh, len(cell.states)
         H[:, 0] = ws.S
         if Mh is not None:
             Mh[0] = ws.M[(d0 + 1) & 1]
@@ -136,7 +135,7 @@ class Recompute:
                     H[s, j, b - nf:b] = sv[s][m - nf:]
                 if Mh is not None:
                     Mh[j, b - nf:b] = m_old[m - nf:]
-            _diagonal(ws, fr, cell, row, T, N)
+            step(row)
             for s in range(n_s):
                 H[s, j + 1, a:b] = sv[s]
             if Mh is not None:

@@ -69,10 +69,10 @@ class Schedule:
             yield d, lo, hi, int(ls[lo]), int(ls[hi + 1]), int(ls[max(lo - 1, 0)]), int(ls[hi])
 
     def workspace(self, n_steps: int, dtype: torch.dtype, layout: tuple):
-        """The forward-sweep workspace (:class:`rivergraph.engine.sweep.Workspace`) for ``n_steps`` steps,
+        """The forward-sweep workspace (:class:`rivergraph.engine.workspace.Workspace`) for ``n_steps`` steps,
         ``dtype`` and a cell layout; the last few are kept (a router and a heat cell alternate on one
         schedule), the oldest dropped."""
-        from .sweep import Workspace
+        from .workspace import Workspace
 
         key = (n_steps, dtype, layout)
         w = self._workspaces.pop(key, None)

@@ -28,95 +28,9 @@ from .cell import Cell
 from .checkpoint import Recompute, resolve_checkpoint
 from .compiled import compiled_sweep, use_compiled
 from .schedule import Schedule
+from .workspace import Forcings, Rows, diagonal_step
 
 __all__ = ["sweep", "SweepResult", "steady_state"]
-
-
-class Workspace:
-    """Forward-sweep workspace for one schedule, step count, dtype and cell layout: the state, message,
-    parameter and scratch buffers, and per diagonal every view the sweep touches. On a small network the
-    sweep is bound by Python-side calls (a slice costs as much as an op on a few thousand reaches), so the
-    views are built once and reused by every call with the same key (training epochs, chunked runs). Not
-    thread-safe: one sweep at a time per schedule.
-
-    ``plan`` rows: ``(d, lo, hi, a, b, sa, sb, n_first, n_last, states[a:b], Y[sa:sb], Y[a:b], M_new (full),
-    M_new[a:b], M_old[a:b], down[sa:sb], base[a:b], idx, ridx, hidx, forcings (gathered), params[a:b])``, with the
-    message M double-buffered by diagonal parity; Y is the emission (``states[0]`` when the cell emits it).
-    """
-
-    def __init__(self, sched: Schedule, n_steps: int, dtype: torch.dtype, layout: tuple[int, int, int, bool]):
-        N, dev = sched.n, sched.device
-        n_s, n_u, n_p, emits_state = layout
-        self.key = (n_steps, dtype, layout)
-        vec = partial(torch.empty, N, dtype=dtype, device=dev)
-        self.S = torch.empty(n_s, N, dtype=dtype, device=dev)
-        self.Y = self.S[0] if emits_state else vec()
-        self.M, self.row = (vec(), vec()), vec()
-        self.P = torch.empty(n_p, N, dtype=dtype, device=dev)
-        U = torch.empty(n_u, N, dtype=dtype, device=dev)
-        idx, ridx, hidx = (torch.empty(N, dtype=torch.long, device=dev) for _ in range(3))
-        base, down, S, Y, M, P, ls = sched.flat_base(), sched.down, self.S, self.Y, self.M, self.P, sched.lstart
-        self.plan = []
-        for d, lo, hi, a, b, sa, sb in sched.diagonals(n_steps):
-            m = b - a
-            nf = int(b - ls[d]) if hi == d else 0  # reaches taking their first step: the top of the band
-            nl = int(ls[lo + 1] - a) if lo == d - n_steps + 1 else 0  # and their last step: the bottom
-            self.plan.append((d, lo, hi, a, b, sa, sb, nf, nl, tuple(S[:, a:b].unbind(0)), Y[sa:sb], Y[a:b],
-                              M[d & 1], M[d & 1][a:b], M[(d + 1) & 1][a:b], down[sa:sb], base[a:b], idx[:m],
-                              ridx[:m], hidx[:m], tuple(U[:, :m].unbind(0)), tuple(P[:, a:b].unbind(0))))
-
-    def reset(self, s0: Sequence[torch.Tensor], m0: torch.Tensor, p: Sequence[torch.Tensor]) -> None:
-        """Initial states, message m(-1) (both parity buffers) and parameters of a sweep."""
-        for k, x in enumerate(s0):
-            self.S[k].copy_(x)
-        self.M[0].copy_(m0)
-        self.M[1].copy_(m0)
-        if len(p):
-            self.P.copy_(torch.stack(list(p)))
-
-    def snapshot(self, d: int) -> tuple:
-        """What diagonal d and later read of the earlier diagonals: the states, the message buffer of
-        diagonal d - 1 and the emission (O(N); see :mod:`rivergraph.engine.checkpoint`)."""
-        return (self.S.clone(), self.M[(d + 1) & 1].clone(), None if self.Y is self.S[0] else self.Y.clone())
-
-    def restore(self, d: int, snap: tuple) -> None:
-        S, M_prev, Y = snap
-        self.S.copy_(S)
-        self.M[(d + 1) & 1].copy_(M_prev)
-        if Y is not None:
-            self.Y.copy_(Y)
-
-
-class _Rows:
-    """A [T, N] array in network order, seen on the diagonals through a ring of rows in sorted order.
-
-    Reading q (or writing Q) for the active reaches of a diagonal straight in network order is a random
-    access into T x N memory, one cache and TLB miss per element, and it dominated the sweep. Row t
-    (step t) is read only on diagonals t .. t + depth, so a ring of ``R = min(T, n_levels)`` rows in
-    sorted reach order holds everything live: a row is permuted in (or out) once, within a row of N
-    values, and every diagonal reads runs of contiguous values, one run per level of its band.
-    Forward, row t is loaded before diagonal t and final after diagonal t + depth; in the reverse sweep
-    the roles swap. ``buf`` ([T, N]) gives the rows a home of their own instead of a ring (no wrap): the
-    routed output, or a forcing's gradient, whose value at (t, k) is written on the diagonal that reads it.
-    """
-
-    def __init__(self, sched: Schedule, n_steps: int, like: torch.Tensor, buf: torch.Tensor | None = None,
-                 rows: int | None = None):
-        self.sched = sched
-        self.R = n_steps if buf is not None else min(n_steps, rows or sched.n_levels)
-        self.buf = buf if buf is not None else like.new_empty(self.R, sched.n)
-        self.flat = self.buf.view(-1)
-        self.rows = self.buf.unbind(0)
-        self.wrap = self.R < n_steps
-
-    def index(self, base: torch.Tensor, d: int, out: torch.Tensor) -> torch.Tensor:
-        """Flat ring index of (step d - level, sorted reach) for ``base`` = a slice of ``flat_base()``."""
-        idx = torch.add(base, d * self.sched.n, out=out)
-        return idx.remainder_(self.R * self.sched.n) if self.wrap else idx
-
-    def load(self, row: torch.Tensor, t: int) -> None:
-        """Permute row t ([N], network order) into the ring."""
-        torch.index_select(row, 0, self.sched.order, out=self.rows[t % self.R])
 
 
 class _SteadyState(torch.autograd.Function):
@@ -174,12 +88,12 @@ class _Sweep(torch.autograd.Function):
             hists = [_empty(T + 1, N, like=m0) for _ in range(n_s)]
             for k in range(n_s):
                 hists[k][0] = S[k]
-            hfs = [h.view(-1) for h in hists]
+            hfs = [h.view(-1)[N:] for h in hists]
             hist0_rows = hists[0].unbind(0)
             if keep_m:
                 mhist = _empty(T + 1, N, like=m0)
                 mhist[0] = ws.M[0]
-                mhf = mhist.view(-1)
+                mhf = mhist.view(-1)[N:]
         full_net = run.out_pos is None and not run.out_sorted
         if run.out_pos is None:
             out = m0.new_empty(T, N)
@@ -193,31 +107,31 @@ class _Sweep(torch.autograd.Function):
         # network-order forcings: one ring of sorted rows each. With the full network-order output, ``out``
         # is the first forcing's ring: its value at (t, k) is overwritten by the output on the diagonal that
         # reads it, and each row is permuted in place into network order once final.
-        fr = _Forcings(sched, cell, T, ud, m0, out if full_net else None)
+        fr = Forcings(sched, cell, T, ud, m0, out if full_net else None)
         isel, sorted_pos = torch.index_select, sched.sorted_pos
         last_level = sched.n_levels - 1
         out_rows, row_buf = out.unbind(0), ws.row
         subset = run.out_pos is not None
+        flat_out = run.out_sorted or (full_net and not hist)  # the band's outflow written where it is computed
         snaps = []  # checkpoints: (diagonal, sweep state) every ckpt diagonals
+        step = diagonal_step(ws, fr, cell, T, N)
         for j, row in enumerate(ws.plan):
             if ckpt is not None and j % ckpt == 0:
                 snaps.append(ws.snapshot(j))
-            d, lo, hi, a, b, sa, sb, nf, nl, sv, y_up, y_b, m_full, m_new, m_old, down_up, base_b, idx, ridx, hidx, \
-                uv, pv = row
-            _diagonal(ws, fr, cell, row, T, N)
+            d, lo, hi, a, b, sa, sb, nf, nl, sv, y_up, y_b, m_full, m_new, m_old, down_up, base_b, _, ridx, uv, pv = row
+            idx = step(row)
+            if flat_out:  # idx: the band's flat [T, N] index; row t + 1 of a history is row t of its [N:] view
+                outf.scatter_(0, idx, sv[0])
             if hist:
-                torch.add(base_b, (d + 1) * N, out=hidx)
                 for k in range(n_s):
-                    hfs[k].scatter_(0, hidx, sv[k])
+                    hfs[k].scatter_(0, idx, sv[k])
                 if keep_m:
-                    mhf.scatter_(0, hidx, m_new)
+                    mhf.scatter_(0, idx, m_new)
             if subset:
                 oa, ob = int(o_l[lo]), int(o_l[hi + 1])
                 if ob > oa:
                     outf.scatter_(0, obase[oa:ob] + d * n_out, sv[0].index_select(0, run.out_pos[oa:ob] - a))
             elif full_net:
-                if not hist:
-                    outf.scatter_(0, idx, sv[0])
                 t_done = d - last_level  # step t is final once its top level has run
                 if t_done >= 0:
                     if hist:
@@ -225,8 +139,6 @@ class _Sweep(torch.autograd.Function):
                     else:
                         row_t = out_rows[t_done]
                         row_t.copy_(isel(row_t, 0, sorted_pos, out=row_buf))
-            else:
-                outf.scatter_(0, idx, sv[0])
         # reaches finish on different diagonals: take each reach's last message from the history or buffers
         M = ws.M
         if keep_m:
@@ -272,13 +184,13 @@ class _Sweep(torch.autograd.Function):
         m_bar = torch.zeros(N + 1, device=dev, dtype=dt_)  # cotangent of the message; [N]: outlets' downstream
         network = cell.forcing_order == "network"
         want_u = [ctx.needs_input_grad[2 + n_s + k] for k in range(n_u)]
-        # network-order forcings and their gradients in sorted order (see _Rows; in reverse, row t is loaded
+        # network-order forcings and their gradients in sorted order (see Rows; in reverse, row t is loaded
         # before diagonal t + depth): the gradient overwrites the value where it is read, each row permuted in
         # place into network order once final (after diagonal t). A forcing whose gradient is not wanted is
         # read through a ring of rows instead (no [T, N] buffer).
         if network:
             u_bar = [torch.empty(T, N, device=dev, dtype=dt_) if want_u[k] else None for k in range(n_u)]
-            u_rings = [_Rows(sched, T, ref, buf=ub) for ub in u_bar]
+            u_rings = [Rows(sched, T, ref, buf=ub) for ub in u_bar]
         else:
             u_bar = [torch.zeros(T, N, device=dev, dtype=dt_) if want_u[k] else None for k in range(n_u)]
             u_flat = [x.detach().reshape(-1) for x in u]
@@ -290,10 +202,11 @@ class _Sweep(torch.autograd.Function):
                 o_l = torch.searchsorted(run.out_pos, torch.as_tensor(sched.lstart, device=dev)).cpu().numpy()
                 obase = torch.arange(n_out, device=dev) - sched.level[run.out_pos] * n_out
             elif run.out_sorted:
-                g_ring = _Rows(sched, T, ref, buf=g_out.contiguous())
+                g_ring = Rows(sched, T, ref, buf=g_out.contiguous())
             else:
-                g_ring = _Rows(sched, T, ref)
-        idx_buf, idx1_buf, ridx_buf = (torch.empty(N, dtype=torch.long, device=dev) for _ in range(3))
+                g_ring = Rows(sched, T, ref)
+        idx_buf, ridx_buf = (torch.empty(N, dtype=torch.long, device=dev) for _ in range(2))
+
         last_level = sched.n_levels - 1
         isel = torch.index_select
         need_new = cell.vjp_needs_new_states
@@ -305,8 +218,10 @@ class _Sweep(torch.autograd.Function):
         pb_rows = p_bar.unbind(0)
         vjp_ = cell.vjp_
         if ckpt is None:
-            hfs = [h.reshape(-1) for h in hists]
+            hfs = [h.reshape(-1) for h in hists]  # row t: the state before step t; of the [N:] views: after it
+            hfs1 = [h[N:] for h in hfs]
             mhf = mhist.reshape(-1) if mhist is not None else None
+            mhf1 = mhf[N:] if mhf is not None else None
         else:
             rec = Recompute(run, ctx.snaps, [x.detach() for x in u], [x.detach() for x in s0], m0.detach(), pd)
         for d, lo, hi, a, b, _, _ in sched.diagonals(T, reverse=True):
@@ -321,18 +236,18 @@ class _Sweep(torch.autograd.Function):
             if a == b:
                 continue
             m = b - a
-            idx = torch.add(base[a:b], d * N, out=idx_buf[:m])  # sorted [T, N] index of step d - level
+            # sorted [T, N] index of step d - level
+            idx = torch.add(base[a:b], d * N, out=idx_buf[:m])
             if network:
-                uu = [None if r is None or k not in reads else
-                      isel(r.flat, 0, r.index(base[a:b], d, ridx_buf[:m])) for k, r in enumerate(u_src)]
+                uu = [None if r is None or k not in reads else isel(r.flat, 0, r.wrapped(idx, ridx_buf[:m]))
+                      for k, r in enumerate(u_src)]
             else:
                 uu = [None if src is None else isel(src, 0, idx) for src in u_src]
             if ckpt is None:
-                idx1 = torch.add(base[a:b], (d + 1) * N, out=idx1_buf[:m])  # its row in the histories
-                s_old = [isel(h, 0, idx) for h in hfs]  # row t: the state before step t
-                s_new = [isel(h, 0, idx1) for h in hfs] if need_new else None
+                s_old = [isel(h, 0, idx) for h in hfs]
+                s_new = [isel(h, 0, idx) for h in hfs1] if need_new else None
                 if mhf is not None:
-                    m_old, m_new = isel(mhf, 0, idx), isel(mhf, 0, idx1)
+                    m_old, m_new = isel(mhf, 0, idx), isel(mhf1, 0, idx)
                 else:
                     m_old = m_new = None
             else:
@@ -340,7 +255,7 @@ class _Sweep(torch.autograd.Function):
             y_bar = isel(m_bar, 0, sched.down[a:b])
             sc = [c[a:b] for c in carry_s]
             if g_ring is not None:
-                sc[0].add_(isel(g_ring.flat, 0, g_ring.index(base[a:b], d, ridx_buf[:m])))
+                sc[0].add_(isel(g_ring.flat, 0, g_ring.wrapped(idx, ridx_buf[:m])))
             elif g_sub is not None:
                 oa, ob = int(o_l[lo]), int(o_l[hi + 1])
                 if ob > oa:
@@ -359,79 +274,6 @@ class _Sweep(torch.autograd.Function):
         # what remains is the gradient w.r.t. the initial state; a derived initial state has none
         g_s0 = [None if (k > 0 and cell.derive_first) else carry_s[k] for k in range(n_s)]
         return (None, carry_m, *g_s0, *u_bar, *p_bar.unbind(0))
-
-
-class _Forcings:
-    """The forcings of one forward sweep as the diagonals read them: network-order forcings through a ring of
-    sorted rows each (:class:`_Rows`; ``out``, when given, is the first one's ring), sorted ones directly.
-    ``segment`` = k: the rings of the checkpointed adjoint's recomputation, ``depth + k`` rows, loaded by
-    :meth:`ensure` once per segment (the segments run backwards and share all but k rows with the next one),
-    not diagonal by diagonal."""
-
-    def __init__(self, sched: Schedule, cell: Cell, T: int, ud: Sequence[torch.Tensor], like: torch.Tensor,
-                 out: torch.Tensor | None = None, segment: int | None = None):
-        N = sched.n
-        self.network = network = cell.forcing_order == "network"
-        self.progressive = segment is None
-        self.lo = self.hi = T  # rows [lo, hi) are loaded (segment mode)
-        R = None if segment is None else sched.n_levels + segment
-        rings = [_Rows(sched, T, like, buf=out if k == 0 else None, rows=R) for k in range(len(ud))] \
-            if network else []
-        # per forcing: (row loads: source rows, ring rows, ring length) and (gathers: flat source, wrap modulus
-        # or 0); the common single-forcing case is unrolled in load / gather
-        self.loads = [(x.unbind(0), r.rows, r.R) for x, r in zip(ud, rings)]
-        self.gathers = [(r.flat, r.R * N if r.wrap else 0) for r in rings] if network else \
-            [(x.reshape(-1), 0) for x in ud]
-        self.order = sched.order
-        self.one = len(self.gathers) == 1 and len(self.loads) <= 1
-        if self.one:
-            self.g_src, self.g_mod = self.gathers[0]
-            self.l_rows, self.l_ring, self.l_R = self.loads[0] if self.loads else (None, None, 0)
-    def ensure(self, lo: int, hi: int, T: int) -> None:
-        """Segment mode: rows [lo, hi) loaded (hi <= the previous segment's end; only the new rows are permuted)."""
-        lo, hi = max(0, lo), min(hi, T)
-        for t in range(lo, min(hi, self.lo)):
-            self._load(t)
-        self.lo, self.hi = lo, hi
-
-    def load(self, d: int, T: int) -> None:
-        """Permute row d into the rings (before diagonal d, the first that reads it)."""
-        if d >= T or not self.progressive:
-            return
-        self._load(d)
-
-    def _load(self, d: int) -> None:
-        if self.one:
-            if self.l_R:
-                torch.index_select(self.l_rows[d], 0, self.order, out=self.l_ring[d % self.l_R])
-        else:
-            for rows, ring, R in self.loads:
-                torch.index_select(rows[d], 0, self.order, out=ring[d % R])
-
-    def gather(self, idx: torch.Tensor, ridx: torch.Tensor, uv: Sequence[torch.Tensor]) -> None:
-        """The band's forcings at flat [T, N] index ``idx`` into ``uv``."""
-        isel = torch.index_select
-        if self.one:
-            isel(self.g_src, 0, torch.remainder(idx, self.g_mod, out=ridx) if self.g_mod else idx, out=uv[0])
-        else:
-            for k, (src, mod) in enumerate(self.gathers):
-                isel(src, 0, torch.remainder(idx, mod, out=ridx) if mod else idx, out=uv[k])
-
-
-def _diagonal(ws: Workspace, fr: _Forcings, cell: Cell, row: tuple, T: int, N: int) -> None:
-    """One forward diagonal (a ``Workspace.plan`` row): load the rows, pass the messages, gather the band's
-    forcings, update the band's states in place (and its emission)."""
-    d, lo, hi, a, b, sa, sb, nf, nl, sv, y_up, y_b, m_full, m_new, m_old, down_up, base_b, idx, ridx, hidx, \
-        uv, pv = row
-    fr.load(d, T)
-    m_new.zero_()  # message passing: upstream emissions at the same step, summed at the reach
-    if sb > sa:
-        m_full.scatter_add_(0, down_up, y_up)
-    torch.add(base_b, d * N, out=idx)
-    fr.gather(idx, ridx, uv)
-    cell.forward_(m_new, m_old, sv, uv, pv, nf, nl)
-    if not cell.emits_state:
-        cell.emit_(y_b, sv, uv)
 
 
 def _empty(*shape: int, like: torch.Tensor) -> torch.Tensor:
