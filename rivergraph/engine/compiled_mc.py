@@ -13,13 +13,17 @@ The power law in closed form (T = p d^w, e = w + 5/3): d = a_d Qr^(1/e), T = b_t
 
 with per-reach constants k_c = e / (a_d b_t), k_u = 1 / (b_t S0 dx), a_3 = 1/(3e) (:func:`power_law_constants`,
 in torch, so that autograd carries their gradients to n, S0, p, w, dx): one log, one exp and two divisions per
-reach-step. The constants and all arithmetic are float64 whatever the states' dtype.
+reach-step. The constants and all arithmetic are float64 whatever the states' dtype (rounded to it where stored).
+The reaches of one level do not depend on each other: per level, one pass computes their reach-steps
+(vectorised by LLVM: unsigned indices, scalar-only inlined helpers, the arithmetic exp / log of
+:mod:`rivergraph.engine.compiled_math`) and a second adds their outflows into the downstream inflows.
 
 The adjoint (:func:`_mc_bwd`) recomputes each reach-step from the kept Q, S, I histories and applies the chain
 rule by hand through r -> Qr -> y -> (c, u) -> (K, X) -> the update, with the clamps' gradients as torch's
 (zero where a clamp is active, passed at its bound); it runs downstream before upstream, last step first, on the
-transposed graph. Ties of the positivity minimum (X exactly dt/(2K)) take one branch where torch.minimum
-splits the gradient (a measure-zero case).
+transposed graph, per level: the cotangents of Q(t) gathered, the log / exp in a vectorised pass, the rest in a
+scalar one. Ties of the positivity minimum (X exactly dt/(2K)) take one branch where torch.minimum splits the
+gradient (a measure-zero case).
 """
 from __future__ import annotations
 
