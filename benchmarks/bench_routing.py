@@ -15,7 +15,8 @@ Methods, side by side on the same network, steps and coefficients:
   wavefront  rivergraph.MuskingumCunge: T + depth anti-diagonal sweeps, hand-written adjoint
              (static K, X; Muskingum-Cunge on a power-law channel and on a trapezoid, mode "mc").
   compiled   the same router with engine="compiled" (rivergraph.engine.compiled: a numba loop per step
-             in level order and its adjoint; static K, X).
+             in level order and its adjoint; static K, X and Muskingum-Cunge on the power-law channel), timed
+             with one torch thread (the kernel is single-threaded; see run_case).
   +ckpt      forward+backward with checkpoint_every="auto" (the memory-bounded adjoint: checkpoints every
              k ~ sqrt(T) diagonals or steps, segments recomputed in the reverse sweep).
   spsolve    a sparse lower-triangular solve per step, (I - diag(c1) A) Q(t) = rhs, with
@@ -155,6 +156,8 @@ def _wavefront_case(case, net, q, dt, dtype, device, sync):
     router(q, balance=False, hot_start=False, **params)
     sync()
     t_first = _clock() - t0
+    warm = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    router(q[:2], balance=False, **warm).sum().backward()  # the adjoint's (compiled) kernels loaded too
 
     def run(backward):
         # cold start, as the baselines: the same work in every method
@@ -339,7 +342,10 @@ def run_case(case: dict) -> dict:
 
     global _clock
     _clock = time.process_time if case.get("clock") == "cpu" else time.perf_counter
-    torch.set_num_threads(case["threads"])
+    # the compiled kernels run on one thread; with more, torch's OpenMP workers spin-wait after each parallel op
+    # on the [N] vectors around the kernel and take the core it runs on (measured 4-6x slower on this 2-core
+    # machine, or OMP_WAIT_POLICY=PASSIVE)
+    torch.set_num_threads(1 if case.get("engine") == "compiled" else case["threads"])
     dtype = getattr(torch, case["dtype"])
     device = torch.device(case["device"])
     net = _network(case["network"], case["reaches"])
@@ -381,6 +387,30 @@ def _spawn(case: dict) -> dict:
         if line.startswith("RESULT"):
             return json.loads(line[6:])
     raise RuntimeError(f"case {case} failed:\n{p.stderr[-3000:]}")
+
+
+def _side_by_side(rows: list[dict]) -> None:
+    """One line per network, model and engine: forward, forward+backward and checkpointed forward+backward
+    reach-steps/s, their peak memory, and the ratios the targets are about (forward against the same engine's
+    static forward; forward+backward time over forward time)."""
+    this = [r for r in rows if r["code"] == "this"]
+    key = lambda r: (r["network"], r["method"], r["mode"], r.get("engine"))  # noqa: E731
+    full = {key(r): r for r in this if not r.get("checkpoint")}
+    ckpt = {key(r): r for r in this if r.get("checkpoint")}
+    print(f"# side by side: reach-steps/s (this checkout)\n{'network':<15} {'model':<12} {'engine':<9} {'forward':>10} "
+          f"{'fwd+bwd':>10} {'ckpt f+b':>10} {'MiB f+b':>8} {'MiB ckpt':>8} {'fwd/static':>10} {'f+b/fwd t':>9}")
+    names = {"mc": "trapezoid", "linear": "heat"}
+    for k, r in full.items():
+        net, method, mode, engine = k
+        c = ckpt.get(k)
+        st = full.get((net, "wavefront", "static", engine)) if method == "wavefront" else None
+        cells = [f"{r['fwd_reach_steps_per_s']:>10.3e}", f"{r['fwd_bwd_reach_steps_per_s']:>10.3e}",
+                 f"{c['fwd_bwd_reach_steps_per_s']:>10.3e}" if c else f"{'-':>10}", f"{r['peak_mib_fwd_bwd']:>8.0f}",
+                 f"{c['peak_mib_fwd_bwd']:>8.0f}" if c else f"{'-':>8}",
+                 f"{r['fwd_reach_steps_per_s'] / st['fwd_reach_steps_per_s']:>10.2f}" if st else f"{'-':>10}",
+                 f"{r['t_fwd_bwd_s'] / r['t_fwd_s']:>9.2f}"]
+        model = names.get(mode, mode) if method in ("wavefront", "heat", "lagged") else f"{method} (baseline)"
+        print(f"{net:<15} {model:<12} {engine or '-':<9} " + " ".join(cells))
 
 
 def main() -> None:
@@ -434,9 +464,11 @@ def main() -> None:
     # (method, mode, engine, checkpoint): engine "torch" is the wavefront (the GPU path), "compiled" the numba
     # CPU loop; checkpoint "auto" the memory-bounded adjoint (its forward keeps checkpoints only)
     variants = [("wavefront", "static", "torch", None), ("wavefront", "static", "compiled", None),
-                ("wavefront", "power_law", "torch", None), ("wavefront", "mc", "torch", None),
+                ("wavefront", "power_law", "torch", None), ("wavefront", "power_law", "compiled", None),
+                ("wavefront", "mc", "torch", None),
                 ("wavefront", "static", "torch", "auto"), ("wavefront", "static", "compiled", "auto"),
-                ("wavefront", "power_law", "torch", "auto"), ("wavefront", "mc", "torch", "auto"),
+                ("wavefront", "power_law", "torch", "auto"), ("wavefront", "power_law", "compiled", "auto"),
+                ("wavefront", "mc", "torch", "auto"),
                 ("heat", "linear", None, None), ("lagged", "nwm", None, None),
                 ("spsolve", "static", None, None), ("levels", "static", None, None)]
     engines = {e.strip() for e in a.engines.split(",")}
@@ -510,11 +542,13 @@ def main() -> None:
         if w and c:
             print(f"# {net_name}: compiled/static is {c[0] / w[0]:.1f}x the torch wavefront forward, "
                   f"{c[1] / w[1]:.1f}x forward+backward")
-        for label in ("wavefront/static", "compiled/static", "wavefront/power_law", "wavefront/mc"):
+        for label in ("wavefront/static", "compiled/static", "wavefront/power_law", "compiled/power_law",
+                      "wavefront/mc"):
             f, ck = results.get((net_name, label, "this")), results.get((net_name, label + "+ckpt", "this"))
             if f and ck:
                 print(f"# {net_name} {label}: checkpointed forward+backward takes {f[1] / ck[1]:.2f}x the time of the "
                       f"full-history one")
+    _side_by_side(rows)
     if a.json:
         Path(a.json).write_text(json.dumps({"args": vars(a), "results": rows}, indent=1))
         print(f"# results written to {a.json}")

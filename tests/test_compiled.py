@@ -90,10 +90,9 @@ def test_engine_choice(small):
     assert use_compiled(sched, StaticMuskingum(), "auto") and not use_compiled(sched, StaticMuskingum(), "torch")
     assert use_compiled(sched, StaticMuskingum(), "auto", needs_grad=True)
     assert not use_compiled(sched, mc, "auto")
-    assert use_compiled(sched, pl, "auto") and not use_compiled(sched, pl, "auto", needs_grad=True)
+    assert use_compiled(sched, pl, "auto") and use_compiled(sched, pl, "auto", needs_grad=True)
+    assert use_compiled(sched, pl, "compiled", needs_grad=True)
     with pytest.raises(ValueError, match="no compiled kernel for MuskingumCungeCell"):
         use_compiled(sched, mc, "compiled")
-    with pytest.raises(ValueError, match="without gradients"):
-        use_compiled(sched, pl, "compiled", needs_grad=True)
     with pytest.raises(ValueError, match="engine must be one of"):
         MuskingumCunge(small, mode="static", engine="fast")

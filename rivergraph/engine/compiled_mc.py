@@ -1,0 +1,245 @@
+"""Compiled Muskingum-Cunge on the power-law channel, forward and adjoint (numba, CPU).
+
+Per step t, the reaches in level order (a topological order), each one step of
+:func:`rivergraph.physics.muskingum.mc_step` with :func:`rivergraph.physics.channels.power_law_celerity` and
+:func:`rivergraph.physics.channels.cunge_K_X`: the 3-point reference flow r = (I(t-1) + I(t) + Q(t-1) + 2q)/3
+floored at ``MIN_REFERENCE_FLOW`` (Ponce & Chaganti 1994), the kinematic celerity c clamped to
+``CELERITY_BOUNDS``, K = dx/c, Cunge's X = 0.5 (1 - Qr/(T S0 c dx)) clipped to [0, 0.5] and, with positivity,
+lowered to min(X, dt/(2K), 1 - dt/(2K)); then the Muskingum update (:func:`compiled_base.muskingum_update`).
+
+The power law in closed form (T = p d^w, e = w + 5/3): d = a_d Qr^(1/e), T = b_t Qr^(w/e), so
+
+    c = e Qr / (T d) = k_c y^2,   Qr / (T S0 dx) = k_u y^5,   y = Qr^(1/(3e))
+
+with per-reach constants k_c = e / (a_d b_t), k_u = 1 / (b_t S0 dx), a_3 = 1/(3e) (:func:`power_law_constants`,
+in torch, so that autograd carries their gradients to n, S0, p, w, dx): one log, one exp and two divisions per
+reach-step. The constants and all arithmetic are float64 whatever the states' dtype.
+
+The adjoint (:func:`_mc_bwd`) recomputes each reach-step from the kept Q, S, I histories and applies the chain
+rule by hand through r -> Qr -> y -> (c, u) -> (K, X) -> the update, with the clamps' gradients as torch's
+(zero where a clamp is active, passed at its bound); it runs downstream before upstream, last step first, on the
+transposed graph. Ties of the positivity minimum (X exactly dt/(2K)) take one branch where torch.minimum
+splits the gradient (a measure-zero case).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..physics.channels import CELERITY_BOUNDS, MIN_REFERENCE_FLOW
+from .compiled_base import (as_numpy, end_step, grad_row, inline, jit, muskingum_update, muskingum_update_vjp, read_row,
+                            send)
+from .compiled_math import vexp, vlog
+
+__all__ = ["MCKernel", "power_law_constants"]
+
+
+def power_law_constants(n, S0, p, w, dx):
+    """Per-reach constants (k_c, k_u, a_3) of the power-law channel (module docstring), float64 tensors
+    differentiable in Manning's n, slope S0, width coefficient p, width exponent w and length dx:
+    a_d = [n (w+1)^(5/3) / (p sqrt(S0))]^(1/e), b_t = p a_d^w (:func:`~rivergraph.physics.channels.power_law_celerity`)."""
+    n, S0, p, w, dx = (x.double() for x in (n, S0, p, w, dx))
+    e = w + 5.0 / 3.0
+    log_ad = (torch.log(n) + 5.0 / 3.0 * torch.log1p(w) - torch.log(p) - 0.5 * torch.log(S0)) / e
+    log_bt = torch.log(p) + w * log_ad
+    return e * torch.exp(-log_ad - log_bt), torch.exp(-log_bt - torch.log(S0) - torch.log(dx)), 1.0 / (3.0 * e)
+
+
+@inline
+def _channel_vjp(a3, Qr, lq, y, c0, u, c0_bar, u_bar):  # pragma: no cover - compiled
+    """The cotangents of (k_c, k_u, a_3, Qr) from those of (c, u) = (k_c y^2, k_u y^5), y = exp(a_3 log Qr)."""
+    y2 = y * y
+    w = 2.0 * c0_bar * c0 + 5.0 * u_bar * u  # y dL/dy
+    return c0_bar * y2, u_bar * y2 * y2 * y, w * lq, w * a3 / Qr
+
+
+@inline
+def _reach(kc, ku, y, dx, inv_dx, Ii, Io, Qo, So, ql, first, dt, positivity, conservative, c_lo,
+           c_hi):  # pragma: no cover - compiled
+    """One reach-step (module docstring) given y = Qr^(a_3): Q(t), S(t), S(t-1) as used, and the intermediates
+    of the adjoint. Scalars only (an array argument of an inlined helper keeps reference-count calls that stop
+    vectorisation); the caller evaluates y, with the vectorisable exp/log in the forward sweep."""
+    y2 = y * y
+    c0 = kc * y2  # celerity
+    u = ku * y2 * y2 * y  # Qr / (T S0 dx)
+    c = min(max(c0, c_lo), c_hi)
+    ic = 1.0 / c
+    K = dx * ic
+    Xr = 0.5 - 0.5 * u * ic
+    X = min(max(Xr, 0.0), 0.5)
+    sel = 0
+    h = 0.0
+    if positivity:
+        h = 0.5 * dt * c * inv_dx  # dt / (2K)
+        if h < X:
+            X, sel = h, 1
+        if 1.0 - h < X:
+            X, sel = 1.0 - h, 2
+    Pw = K * X
+    Rw = K - Pw
+    Sp = Pw * Io + Rw * Qo if (first or not conservative) else So
+    Qn, Sn, iD = muskingum_update(Pw, Rw, Ii, Io, Qo, Sp, ql, dt, conservative)
+    return Qn, Sn, Sp, c0, u, ic, K, Xr, X, sel, h, Pw, Rw, iD
+
+
+@inline
+def _reference(Ii, Io, Qo, ql, q_min):  # pragma: no cover - compiled
+    """The 3-point reference flow r and its floored value Qr (m3/s)."""
+    r = (Io + Ii + Qo + 2.0 * ql) / 3.0
+    return r, max(r, q_min)
+
+
+@jit
+def _mc_fwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_mode, out_pos,
+            Qh, Sh, Ih, keep, row, spb, stor, count, T, dt, positivity, conservative, derive, q_min, c_lo,
+            c_hi):  # pragma: no cover - compiled
+    """Steps t0..t1-1 in place on Q, S, I_old (sorted; I_new zeroed scratch, row, spb [N] scratch), output as
+    ``end_step``. keep: Qh, Ih (and Sh when conservative) rows t - t0 + 1 = the state after step t. count: add
+    to stor (float64 [4]) the sums of the step-start and step-end storages, first-step starts, last-step ends.
+    Per level (lstart[L]:lstart[L+1], reaches independent of each other) one vectorised pass computes the
+    reach-steps, a second adds the outflows into the downstream inflows (unsigned indices: no wraparound)."""
+    N = Q.shape[0]
+    for t in range(t0, t1):
+        read_row(q[t], order, row)
+        first = derive and t == 0
+        s_all = 0.0
+        e_all = 0.0
+        for L in range(lstart.shape[0] - 1):
+            a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
+            for k in range(a, b):
+                Ii, Io, Qo, ql = I_new[k], I_old[k], Q[k], row[k]
+                y = vexp(a3[k] * vlog(_reference(Ii, Io, Qo, ql, q_min)[1]))
+                Q[k], S[k], spb[k] = _reach(kc[k], ku[k], y, dx[k], inv_dx[k], Ii, Io, Qo, S[k], ql, first, dt,
+                                            positivity, conservative, c_lo, c_hi)[:3]
+            for k in range(a, b):
+                s_all += spb[k]
+                e_all += S[k]
+                dk = down[k]
+                if dk < N:
+                    I_new[dk] += Q[k]
+        if keep:
+            Qh[t - t0 + 1] = Q
+            Ih[t - t0 + 1] = I_new
+            if conservative:
+                Sh[t - t0 + 1] = S
+        if count:
+            stor[0] += s_all
+            stor[1] += e_all
+            if t == 0:
+                stor[2] += s_all
+            if t == T - 1:
+                stor[3] += e_all
+        end_step(out[t], Q, I_old, I_new, order, out_pos, out_mode)
+
+
+@jit
+def _mc_bwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col, carry_q,
+            carry_s, carry_m, m_bar, kc_bar, ku_bar, a3_bar, dx_bar, u_bar, want_u, row, grow, gq, lqs, ys, dt, positivity,
+            conservative, derive, q_min, c_lo, c_hi):  # pragma: no cover - compiled
+    """Reverse steps t1-1..t0 (history rows t - t0 = before step t); g_mode as :func:`grad_row`. In place on
+    carry_q, carry_s, carry_m (cotangents of Q, S, I after the step on entry, before it on exit), the parameter
+    cotangents and u_bar [T, N]; m_bar [N + 1] scratch with m_bar[N] = 0, gq, lqs, ys [N] scratch. Per level, last
+    level first: the cotangents of Q(t) gathered, then one vectorised pass over the level's reaches."""
+    for t in range(t1 - 1, t0 - 1, -1):
+        r_ = t - t0
+        first = derive and t == 0
+        read_row(q[t], order, row)
+        grad_row(g, t, g_mode, g_col, order, grow)
+        Ii_h, Io_h, Qo_h, Qn_h, So_h = Ih[r_ + 1], Ih[r_], Qh[r_], Qh[r_ + 1], Sh[r_ if conservative else 0]
+        for L in range(lstart.shape[0] - 2, -1, -1):
+            a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
+            for k in range(a, b):
+                gq[k] = carry_q[k] + m_bar[down[k]] + grow[k]
+            for k in range(a, b):  # vectorised: the transcendental part
+                lq = vlog(_reference(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1])
+                lqs[k] = lq
+                ys[k] = vexp(a3[k] * lq)
+            for k in range(a, b):
+                Ii, Io, Qo, ql = Ii_h[k], Io_h[k], Qo_h[k], row[k]
+                dxk = dx[k]
+                r, Qr = _reference(Ii, Io, Qo, ql, q_min)
+                lq, y = lqs[k], ys[k]
+                Qn, Sn, Sp, c0, u, ic, K, Xr, X, sel, h, Pw, Rw, iD = _reach(
+                    kc[k], ku[k], y, dxk, inv_dx[k], Ii, Io, Qo, So_h[k] if conservative else 0.0, ql, first, dt,
+                    positivity, conservative, c_lo, c_hi)
+                Pb, Rb, Iib, Iob, Qob, Spb, qlb = muskingum_update_vjp(gq[k], carry_s[k], Qn, iD, Pw, Rw, Ii, Io,
+                                                                       Qo, dt, conservative)
+                Sob = 0.0
+                if conservative:
+                    if first:  # S(t-1) = P I(t-1) + R Q(t-1)
+                        Pb += Spb * Io
+                        Rb += Spb * Qo
+                        Iob += Spb * Pw
+                        Qob += Spb * Rw
+                    else:
+                        Sob = Spb
+                Kb = Pb * X + Rb * (1.0 - X)  # P = K X, R = K (1 - X)
+                Xb = K * (Pb - Rb)
+                Xrb = Xb if (sel == 0 and Xr >= 0.0 and Xr <= 0.5) else 0.0
+                if sel == 1:  # X = h = dt / (2K)
+                    Kb -= Xb * h / K
+                elif sel == 2:  # X = 1 - h
+                    Kb += Xb * h / K
+                icb = Kb * dxk - 0.5 * u * Xrb  # K = dx / c, Xr = 0.5 - 0.5 u / c
+                dx_bar[k] += Kb * ic
+                c0b = -icb * ic * ic if (c0 >= c_lo and c0 <= c_hi) else 0.0
+                kcb, kub, a3b, Qrb = _channel_vjp(a3[k], Qr, lq, y, c0, u, c0b, -0.5 * ic * Xrb)
+                kc_bar[k] += kcb
+                ku_bar[k] += kub
+                a3_bar[k] += a3b
+                rb = Qrb / 3.0 if r >= q_min else 0.0
+                m_bar[k] = carry_m[k] + Iib + rb
+                carry_m[k] = Iob + rb
+                carry_q[k] = Qob + rb
+                carry_s[k] = Sob
+                grow[k] = qlb + 2.0 * rb
+        if want_u:
+            ut = u_bar[t]
+            for k in range(carry_q.shape[0]):
+                ut[order[k]] = grow[k]
+
+
+class MCKernel:
+    """Muskingum-Cunge on the power-law channel for :class:`~rivergraph.engine.compiled.CompiledSweep`: states
+    (Q, S), parameters (k_c, k_u, a_3, dx) [N] float64 (:func:`power_law_constants` and the length); histories
+    Q, I and, for the conservative form, S."""
+
+    n_states = 2
+
+    def __init__(self, sched, cell):
+        self.down, self.order = as_numpy(sched.down), as_numpy(sched.order)
+        self.lstart = np.ascontiguousarray(sched.lstart, dtype=np.int64)
+        self.opts = (cell.dt, bool(cell.positivity), bool(cell.conservative))
+        self.stor = np.zeros(4)
+
+    @staticmethod
+    def parameters(params):
+        """The kernel's parameter tensors from the channel's (n, slope, width_coef, width_exp, length)."""
+        n, S0, p, w, dx = params
+        return (*power_law_constants(n, S0, p, w, dx), dx.double())
+
+    def bind(self, q, params, states0):
+        self.q = as_numpy(q)
+        kc, ku, a3, dx = (as_numpy(x.detach().contiguous()) for x in params)
+        self.p = (kc, ku, a3, dx, 1.0 / dx, self.lstart)
+        self.derive = bool(torch.isnan(states0[1]).any())
+        self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS)
+        N = q.shape[1]
+        self.row, self.grow = np.empty(N, dtype=self.q.dtype), np.empty(N, dtype=self.q.dtype)
+        self.spb, self.gq, self.lqs, self.ys = np.empty(N), np.empty(N), np.empty(N), np.empty(N)
+
+    def history_states(self):
+        return (0, 1) if self.opts[2] else (0,)  # Q, S (conservative), then I
+
+    def forward(self, t0, t1, states, I_old, I_new, out, mode, opos, hist, keep, count):
+        Qh, Sh, Ih = hist
+        _mc_fwd(*self.p, self.down, self.order, self.q, t0, t1, states[0], states[1], I_old, I_new, out, mode, opos,
+                Qh, Sh, Ih, keep, self.row, self.spb, self.stor, count, self.q.shape[0], *self.tail)
+
+    def backward(self, t0, t1, hist, g, g_mode, g_col, carries, carry_m, m_bar, p_bar, u_bar, want_u):
+        Qh, Sh, Ih = hist
+        _mc_bwd(*self.p, self.down, self.order, self.q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col, carries[0], carries[1],
+                carry_m, m_bar, *p_bar, u_bar, want_u, self.row, self.grow, self.gq, self.lqs, self.ys, *self.tail)
+
+    def diagnostics(self, I_final, states, I0, states0, params):
+        return torch.from_numpy(self.stor.copy())
