@@ -342,7 +342,7 @@ class StreamTemperature(torch.nn.Module):
                 t_mix = mixed_temperature(hyd, temp.detach(), x0.detach(), t_lat.detach(), D, dt, sched)
                 out.budget.update({k: v.index_select(1, inv) for k, v in exchange_terms(
                     out.budget["exchange_J"].index_select(1, sched.order), t_mix, t_e.detach(), e.detach(), form,
-                    inputs, self.albedo, area, dt).items()})
+                    inputs, self.albedo, area * area_factor, dt).items()})
         return out
 
     def _met(self, x, name: str, T: int, dtype, lo: float, hi: float, hint: str = "") -> torch.Tensor:
