@@ -28,16 +28,12 @@ surface runoff at air temperature (>= 0 degC), subsurface and groundwater at rec
 averages of air temperature with residence times ``ss_tau_days`` and ``gw_tau_days``; fractions
 ``gw_frac`` and ``ss_frac`` (of the non-groundwater remainder).
 
-Equilibrium temperature and exchange coefficient (``equilibrium="energy"``): the net surface flux
-H(T) = (1-albedo)(1-shade) SW + eps_a (1 + 0.17 C^2) sigma Ta^4 - eps_w sigma T^4 - f(U)(e_s(T) - e_a)
-- 0.47 f(U)(T - Ta) (shortwave, longwave in and out, evaporation by Dalton's law, sensible heat by the Bowen
-ratio; f(U) = 9.2 + 0.46 U^2 W m-2 mmHg-1, Brady, Graves & Geyer 1969, as in Chapra 1997, Surface
-Water-Quality Modeling, lecture 30; eps_a = 1.24 (e_a/Ta)^(1/7), Brutsaert 1975, WRR 11(5), cloud factor
-TVA 1972; e_s Tetens 1930) is solved for its root T_e by Newton's method with an implicit-function gradient
-(:func:`rivergraph.physics.heat.energy_balance_equilibrium`; H is decreasing and concave, so Newton converges
-monotonically). K_e is the chord slope of H between the air temperature and T_e (exact flux at both), then
-multiplied by the learnable ``ke_scale``. Before issue 17 T_e was the linearisation at the air temperature,
-Ta + H(Ta)/K_e (Edinger, Duttweiler & Geyer 1968, WRR 4(5)): one Newton step, an upper bound of the root.
+Equilibrium temperature and exchange coefficient (``equilibrium="energy"``): the root T_e of a surface energy
+balance H(T) chosen by name, ``surface_exchange`` (:mod:`rivergraph.physics.exchange`: ``chapra_edinger``, the
+default, Chapra 1997 / Edinger, Duttweiler & Geyer 1968; ``prms_sntemp``, SNTEMP / PRMS-SNTemp, Theurer et al.
+1984, Sanders et al. 2017; ``prms_sntemp_as_coded``), by bracketed Newton with an implicit-function gradient
+(:func:`rivergraph.physics.heat.equilibrium_root`); K_e is the chord slope of H between the formulation's anchor
+(air or inflow temperature) and T_e (exact flux at both), times the learnable ``ke_scale``.
 ``equilibrium="mohseni"``: T_e = mu + (alpha - mu)/(1 + exp(gamma (beta - Ta))) (Mohseni, Stefan &
 Erickson 1998, WRR 34(10)) with K_e = ke_scale x 30 W m-2 degC-1.
 
