@@ -187,10 +187,12 @@ def _add_run_commands(sub) -> None:
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_route)
 
-    t = sub.add_parser("temperature", help="route discharge and stream temperature on the shipped Lower Colorado",
-                       description="Route the shipped Lower Colorado NWM lateral inflow and compute water temperature "
-                                   "per reach (heat transport with surface exchange; synthetic central-Texas weather, "
-                                   "see docs/temperature.md); writes temperature.nc and temperature.png.")
+    t = sub.add_parser("temperature", help="route discharge and stream temperature on the network a config names",
+                       description="Route the lateral inflow of the network CONFIG.yaml names (a dataset, an NWM "
+                                   "Route_Link or NHM network file) and compute water temperature per reach (heat "
+                                   "transport with surface exchange; forcing: synthetic weather, a netCDF file or "
+                                   "PRMS-SNTemp drivers; docs/temperature.md); writes temperature.nc (CF) and "
+                                   "temperature.png.")
     t.add_argument("config", help="YAML configuration file (e.g. examples/temperature_lower_colorado.yaml)")
     t.set_defaults(func=_cmd_temperature)
 

@@ -216,3 +216,38 @@ def test_upstream_sum_and_workspaces():
     b = sweep(sched, StaticMuskingum(), (q,), c, (Q0,)).out
     assert torch.equal(a, b)
     assert len(sched._workspaces) == 2
+
+
+@pytest.mark.parametrize("key", ["static", "power_law-conservative"])
+@pytest.mark.parametrize("outputs", ["network", "sorted", "subset"])
+def test_index_table_and_scratch_paths_agree(key, outputs, monkeypatch):
+    """The bands' flat indices read from the workspace's table (every sweep after the first) or computed per
+    diagonal into scratch (the table disabled): the same outputs and gradients, bit for bit, with the rings
+    wrapping (T > levels) and not."""
+    from rivergraph.engine.sweep import Workspace
+
+    net, sched, cells = _cells()
+    cell, p = cells[key]
+    N = len(net)
+    sel = torch.tensor([1, 5, 6]) if outputs == "subset" else outputs
+    flow_dep = len(cell.states) == 2
+
+    def run(T):
+        q = _rand(T, N, seed=21, lo=0.5, hi=3.0).requires_grad_()
+        pp = [x.clone().requires_grad_() for x in p]
+        init = (_rand(N, seed=22, lo=0.5, hi=2.0), torch.full((N,), float("nan"), dtype=F64)) if flow_dep else \
+            (_rand(N, seed=22, lo=0.5, hi=2.0),)
+        r = sweep(sched, cell, (q,), pp, init)
+        r2 = sweep(sched, cell, (q,), pp, init, outputs=sel)
+        (r2.out.square().sum() + r.out.sum()).backward()
+        return [r.out.detach(), r2.out.detach(), q.grad, *(x.grad for x in pp)]
+
+    for T in (2, 8):  # 3 levels: no wrap, wrap
+        first, table = run(T), run(T)
+        monkeypatch.setattr(Workspace, "INDEX_TABLE_MAX", 0)
+        sched._workspaces.clear()
+        scratch = run(T)
+        monkeypatch.setattr(Workspace, "INDEX_TABLE_MAX", 1 << 23)
+        sched._workspaces.clear()
+        for x, y, z in zip(first, table, scratch):
+            assert torch.equal(x, y) and torch.equal(x, z)

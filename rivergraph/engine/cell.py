@@ -108,7 +108,8 @@ class Cell:
         :meth:`step` (and :meth:`emit`) on this band only.
         """
         with torch.enable_grad():
-            ins = [x.detach().clone().requires_grad_(True) for x in (m_new, m_old, *s_old, *u, *p)]
+            # step() is pure: leaves sharing the inputs' memory, no copies
+            ins = [x.detach().requires_grad_(True) for x in (m_new, m_old, *s_old, *u, *p)]
             ns, nu = len(s_old), len(u)
             mn, mo, so, uu, pp = ins[0], ins[1], ins[2:2 + ns], ins[2 + ns:2 + ns + nu], ins[2 + ns + nu:]
             new = self.step(mn, mo, so, uu, pp, n_first)

@@ -120,9 +120,10 @@ class Recompute:
         ws.reset(self.s0d, self.m0d, self.pd)  # parameters (and the buffers' untouched parts)
         ws.restore(d0, self.snaps[seg])
         cell.begin(self.s0d, self.pd)  # per-call set-up; its diagnostics are not returned again
-        from .sweep import _diagonal
+        from .sweep import _diagonal_step
 
         fr = self.fr
+        step = _diagonal_step(ws, fr, cell, T, sched.n)
         fr.ensure(d0 - sched.n_levels + 1, d0 + k, T)  # the rows read by diagonals d0 .. d0 + k - 1
         H, Mh, N, n_s = self.H, self.Mh, sched.n, len(cell.states)
         H[:, 0] = ws.S
@@ -136,7 +137,7 @@ class Recompute:
                     H[s, j, b - nf:b] = sv[s][m - nf:]
                 if Mh is not None:
                     Mh[j, b - nf:b] = m_old[m - nf:]
-            _diagonal(ws, fr, cell, row, T, N)
+            step(row)
             for s in range(n_s):
                 H[s, j + 1, a:b] = sv[s]
             if Mh is not None:

@@ -40,9 +40,11 @@ class Workspace:
     thread-safe: one sweep at a time per schedule.
 
     ``plan`` rows: ``(d, lo, hi, a, b, sa, sb, n_first, n_last, states[a:b], Y[sa:sb], Y[a:b], M_new (full),
-    M_new[a:b], M_old[a:b], down[sa:sb], base[a:b], idx, ridx, hidx, forcings (gathered), params[a:b])``, with the
+    M_new[a:b], M_old[a:b], down[sa:sb], base[a:b], idx, ridx, idx, forcings (gathered), params[a:b])``, with the
     message M double-buffered by diagonal parity; Y is the emission (``states[0]`` when the cell emits it).
     """
+
+    INDEX_TABLE_MAX = 1 << 23  # entries of the index table (64 MiB)
 
     def __init__(self, sched: Schedule, n_steps: int, dtype: torch.dtype, layout: tuple[int, int, int, bool]):
         N, dev = sched.n, sched.device
@@ -54,16 +56,28 @@ class Workspace:
         self.M, self.row = (vec(), vec()), vec()
         self.P = torch.empty(n_p, N, dtype=dtype, device=dev)
         U = torch.empty(n_u, N, dtype=dtype, device=dev)
-        idx, ridx, hidx = (torch.empty(N, dtype=torch.long, device=dev) for _ in range(3))
-        base, down, S, Y, M, P, ls = sched.flat_base(), sched.down, self.S, self.Y, self.M, self.P, sched.lstart
+        # the bands' flat [T, N] indices (base[a:b] + d N): computed by the first sweep into a table every
+        # later sweep reuses (one op less per diagonal), or into scratch when the table would be large
+        self.idx_table = n_steps * N <= self.INDEX_TABLE_MAX
+        self.idx_ready = False
+        idx = torch.empty(n_steps * N if self.idx_table else N, dtype=torch.long, device=dev)
+        ridx = torch.empty(N, dtype=torch.long, device=dev)
+        off = 0
+        base, down, Y, M, ls = sched.flat_base(), sched.down, self.Y, self.M, sched.lstart
+        # rows unbound once and sliced per diagonal: a 1-D slice costs ~1 us, an ``unbind`` ~18 us (measured;
+        # the plan of a cold call on the Lower Colorado took 35 ms with one unbind per diagonal, 4 ms without)
+        S, U, P = self.S.unbind(0), U.unbind(0), self.P.unbind(0)
         self.plan = []
         for d, lo, hi, a, b, sa, sb in sched.diagonals(n_steps):
             m = b - a
             nf = int(b - ls[d]) if hi == d else 0  # reaches taking their first step: the top of the band
             nl = int(ls[lo + 1] - a) if lo == d - n_steps + 1 else 0  # and their last step: the bottom
-            self.plan.append((d, lo, hi, a, b, sa, sb, nf, nl, tuple(S[:, a:b].unbind(0)), Y[sa:sb], Y[a:b],
-                              M[d & 1], M[d & 1][a:b], M[(d + 1) & 1][a:b], down[sa:sb], base[a:b], idx[:m],
-                              ridx[:m], hidx[:m], tuple(U[:, :m].unbind(0)), tuple(P[:, a:b].unbind(0))))
+            sv = tuple(x[a:b] for x in S)
+            ix = idx[off:off + m]
+            off += m if self.idx_table else 0
+            self.plan.append((d, lo, hi, a, b, sa, sb, nf, nl, sv, Y[sa:sb], sv[0] if emits_state else Y[a:b],
+                              M[d & 1], M[d & 1][a:b], M[(d + 1) & 1][a:b], down[sa:sb], base[a:b], ix,
+                              ridx[:m], ix, tuple(x[:m] for x in U), tuple(x[a:b] for x in P)))
 
     def reset(self, s0: Sequence[torch.Tensor], m0: torch.Tensor, p: Sequence[torch.Tensor]) -> None:
         """Initial states, message m(-1) (both parity buffers) and parameters of a sweep."""
@@ -109,10 +123,9 @@ class _Rows:
         self.rows = self.buf.unbind(0)
         self.wrap = self.R < n_steps
 
-    def index(self, base: torch.Tensor, d: int, out: torch.Tensor) -> torch.Tensor:
-        """Flat ring index of (step d - level, sorted reach) for ``base`` = a slice of ``flat_base()``."""
-        idx = torch.add(base, d * self.sched.n, out=out)
-        return idx.remainder_(self.R * self.sched.n) if self.wrap else idx
+    def wrapped(self, idx: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The ring's flat index of a [T, N] flat index ``idx`` (``out``: scratch of its size)."""
+        return torch.remainder(idx, self.R * self.sched.n, out=out) if self.wrap else idx
 
     def load(self, row: torch.Tensor, t: int) -> None:
         """Permute row t ([N], network order) into the ring."""
@@ -174,12 +187,12 @@ class _Sweep(torch.autograd.Function):
             hists = [_empty(T + 1, N, like=m0) for _ in range(n_s)]
             for k in range(n_s):
                 hists[k][0] = S[k]
-            hfs = [h.view(-1) for h in hists]
+            hfs = [h.view(-1)[N:] for h in hists]
             hist0_rows = hists[0].unbind(0)
             if keep_m:
                 mhist = _empty(T + 1, N, like=m0)
                 mhist[0] = ws.M[0]
-                mhf = mhist.view(-1)
+                mhf = mhist.view(-1)[N:]
         full_net = run.out_pos is None and not run.out_sorted
         if run.out_pos is None:
             out = m0.new_empty(T, N)
@@ -198,26 +211,27 @@ class _Sweep(torch.autograd.Function):
         last_level = sched.n_levels - 1
         out_rows, row_buf = out.unbind(0), ws.row
         subset = run.out_pos is not None
+        flat_out = run.out_sorted or (full_net and not hist)  # the band's outflow written where it is computed
         snaps = []  # checkpoints: (diagonal, sweep state) every ckpt diagonals
+        step = _diagonal_step(ws, fr, cell, T, N)
         for j, row in enumerate(ws.plan):
             if ckpt is not None and j % ckpt == 0:
                 snaps.append(ws.snapshot(j))
-            d, lo, hi, a, b, sa, sb, nf, nl, sv, y_up, y_b, m_full, m_new, m_old, down_up, base_b, idx, ridx, hidx, \
+            d, lo, hi, a, b, sa, sb, nf, nl, sv, y_up, y_b, m_full, m_new, m_old, down_up, base_b, idx, ridx, _, \
                 uv, pv = row
-            _diagonal(ws, fr, cell, row, T, N)
+            step(row)
+            if flat_out:  # idx: the band's flat [T, N] index; row t + 1 of a history is row t of its [N:] view
+                outf.scatter_(0, idx, sv[0])
             if hist:
-                torch.add(base_b, (d + 1) * N, out=hidx)
                 for k in range(n_s):
-                    hfs[k].scatter_(0, hidx, sv[k])
+                    hfs[k].scatter_(0, idx, sv[k])
                 if keep_m:
-                    mhf.scatter_(0, hidx, m_new)
+                    mhf.scatter_(0, idx, m_new)
             if subset:
                 oa, ob = int(o_l[lo]), int(o_l[hi + 1])
                 if ob > oa:
                     outf.scatter_(0, obase[oa:ob] + d * n_out, sv[0].index_select(0, run.out_pos[oa:ob] - a))
             elif full_net:
-                if not hist:
-                    outf.scatter_(0, idx, sv[0])
                 t_done = d - last_level  # step t is final once its top level has run
                 if t_done >= 0:
                     if hist:
@@ -225,8 +239,7 @@ class _Sweep(torch.autograd.Function):
                     else:
                         row_t = out_rows[t_done]
                         row_t.copy_(isel(row_t, 0, sorted_pos, out=row_buf))
-            else:
-                outf.scatter_(0, idx, sv[0])
+        ws.idx_ready = ws.idx_table  # the table is filled: later sweeps (and this one's adjoint) read it
         # reaches finish on different diagonals: take each reach's last message from the history or buffers
         M = ws.M
         if keep_m:
@@ -236,7 +249,7 @@ class _Sweep(torch.autograd.Function):
             m_fin = torch.where(last == 0, M[0], M[1])
         s_fin = [S[k].clone() for k in range(n_s)]
         diag = cell.finish(m_fin, s_fin, m0.detach(), s0d, pd)
-        ctx.run = run
+        ctx.run, ctx.ws = run, ws
         if hist:
             ctx.save_for_backward(*u, *p, *hists, mhist if keep_m else None)
         elif need_grad:  # checkpointed: the forcings, parameters, initial states and the sweep state snapshots
@@ -293,7 +306,9 @@ class _Sweep(torch.autograd.Function):
                 g_ring = _Rows(sched, T, ref, buf=g_out.contiguous())
             else:
                 g_ring = _Rows(sched, T, ref)
-        idx_buf, idx1_buf, ridx_buf = (torch.empty(N, dtype=torch.long, device=dev) for _ in range(3))
+        idx_buf, ridx_buf = (torch.empty(N, dtype=torch.long, device=dev) for _ in range(2))
+        table = ctx.ws.plan if ctx.ws.idx_ready else None  # the bands' flat indices, filled by the forward sweep
+
         last_level = sched.n_levels - 1
         isel = torch.index_select
         need_new = cell.vjp_needs_new_states
@@ -305,8 +320,10 @@ class _Sweep(torch.autograd.Function):
         pb_rows = p_bar.unbind(0)
         vjp_ = cell.vjp_
         if ckpt is None:
-            hfs = [h.reshape(-1) for h in hists]
+            hfs = [h.reshape(-1) for h in hists]  # row t: the state before step t; of the [N:] views: after it
+            hfs1 = [h[N:] for h in hfs]
             mhf = mhist.reshape(-1) if mhist is not None else None
+            mhf1 = mhf[N:] if mhf is not None else None
         else:
             rec = Recompute(run, ctx.snaps, [x.detach() for x in u], [x.detach() for x in s0], m0.detach(), pd)
         for d, lo, hi, a, b, _, _ in sched.diagonals(T, reverse=True):
@@ -321,18 +338,18 @@ class _Sweep(torch.autograd.Function):
             if a == b:
                 continue
             m = b - a
-            idx = torch.add(base[a:b], d * N, out=idx_buf[:m])  # sorted [T, N] index of step d - level
+            # sorted [T, N] index of step d - level
+            idx = table[d][17] if table is not None else torch.add(base[a:b], d * N, out=idx_buf[:m])
             if network:
-                uu = [None if r is None or k not in reads else
-                      isel(r.flat, 0, r.index(base[a:b], d, ridx_buf[:m])) for k, r in enumerate(u_src)]
+                uu = [None if r is None or k not in reads else isel(r.flat, 0, r.wrapped(idx, ridx_buf[:m]))
+                      for k, r in enumerate(u_src)]
             else:
                 uu = [None if src is None else isel(src, 0, idx) for src in u_src]
             if ckpt is None:
-                idx1 = torch.add(base[a:b], (d + 1) * N, out=idx1_buf[:m])  # its row in the histories
-                s_old = [isel(h, 0, idx) for h in hfs]  # row t: the state before step t
-                s_new = [isel(h, 0, idx1) for h in hfs] if need_new else None
+                s_old = [isel(h, 0, idx) for h in hfs]
+                s_new = [isel(h, 0, idx) for h in hfs1] if need_new else None
                 if mhf is not None:
-                    m_old, m_new = isel(mhf, 0, idx), isel(mhf, 0, idx1)
+                    m_old, m_new = isel(mhf, 0, idx), isel(mhf1, 0, idx)
                 else:
                     m_old = m_new = None
             else:
@@ -340,7 +357,7 @@ class _Sweep(torch.autograd.Function):
             y_bar = isel(m_bar, 0, sched.down[a:b])
             sc = [c[a:b] for c in carry_s]
             if g_ring is not None:
-                sc[0].add_(isel(g_ring.flat, 0, g_ring.index(base[a:b], d, ridx_buf[:m])))
+                sc[0].add_(isel(g_ring.flat, 0, g_ring.wrapped(idx, ridx_buf[:m])))
             elif g_sub is not None:
                 oa, ob = int(o_l[lo]), int(o_l[hi + 1])
                 if ob > oa:
@@ -418,20 +435,45 @@ class _Forcings:
                 isel(src, 0, torch.remainder(idx, mod, out=ridx) if mod else idx, out=uv[k])
 
 
-def _diagonal(ws: Workspace, fr: _Forcings, cell: Cell, row: tuple, T: int, N: int) -> None:
-    """One forward diagonal (a ``Workspace.plan`` row): load the rows, pass the messages, gather the band's
-    forcings, update the band's states in place (and its emission)."""
-    d, lo, hi, a, b, sa, sb, nf, nl, sv, y_up, y_b, m_full, m_new, m_old, down_up, base_b, idx, ridx, hidx, \
-        uv, pv = row
-    fr.load(d, T)
-    m_new.zero_()  # message passing: upstream emissions at the same step, summed at the reach
-    if sb > sa:
-        m_full.scatter_add_(0, down_up, y_up)
-    torch.add(base_b, d * N, out=idx)
-    fr.gather(idx, ridx, uv)
-    cell.forward_(m_new, m_old, sv, uv, pv, nf, nl)
-    if not cell.emits_state:
-        cell.emit_(y_b, sv, uv)
+def _diagonal_step(ws: Workspace, fr: _Forcings, cell: Cell, T: int, N: int):
+    """The forward update of one diagonal, ``step(row)`` for a ``Workspace.plan`` row: load the rows, pass the
+    messages, gather the band's forcings, update the band's states in place (and its emission). A closure
+    over everything a diagonal reads but the row (the sweep is bound by Python-side calls on small networks:
+    the common single-forcing case is unrolled, no per-diagonal attribute lookups)."""
+    isel, add = torch.index_select, torch.add
+    fresh = not ws.idx_ready  # compute the bands' flat indices (else read from the workspace's table)
+    forward_, emit_ = cell.forward_, (None if cell.emits_state else cell.emit_)
+    order = fr.order
+    one, progressive = fr.one, fr.progressive
+    if one:
+        g_src, g_mod = fr.g_src, fr.g_mod
+        l_rows, l_ring, l_R = fr.l_rows, fr.l_ring, fr.l_R
+        load = progressive and l_R
+    else:
+        load, gather = progressive, fr.gather
+
+    def step(row: tuple) -> None:
+        d, lo, hi, a, b, sa, sb, nf, nl, sv, y_up, y_b, m_full, m_new, m_old, down_up, base_b, idx, ridx, _, \
+            uv, pv = row
+        if load and d < T:
+            if one:
+                isel(l_rows[d], 0, order, out=l_ring[d % l_R])
+            else:
+                fr._load(d)
+        m_new.zero_()  # message passing: upstream emissions at the same step, summed at the reach
+        if sb > sa:
+            m_full.scatter_add_(0, down_up, y_up)
+        if fresh:
+            add(base_b, d * N, out=idx)
+        if one:
+            isel(g_src, 0, torch.remainder(idx, g_mod, out=ridx) if g_mod else idx, out=uv[0])
+        else:
+            gather(idx, ridx, uv)
+        forward_(m_new, m_old, sv, uv, pv, nf, nl)
+        if emit_ is not None:
+            emit_(y_b, sv, uv)
+
+    return step
 
 
 def _empty(*shape: int, like: torch.Tensor) -> torch.Tensor:
