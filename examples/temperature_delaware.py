@@ -158,7 +158,7 @@ def figure(d, sims, tabs, path: Path) -> None:
         i = int(np.flatnonzero(net.ids == seg)[0])
         ax.plot(time, d["ref"][:, i], "k", lw=1.2, label="PRMS-SNTemp")
         for name, sim in sims.items():
-            ax.plot(time, sim[:, i], lw=0.9, label=f"rivergraph, flows {name}")
+            ax.plot(time, sim[:, i], lw=0.9, label=f"rivergraph, {name}")
         ax.plot(time, d["seg_tave_air"][:, i], color="0.7", lw=0.5, label="air")
         ax.set_title(f"segment {seg}")
         ax.tick_params(axis="x", rotation=30)
@@ -166,7 +166,7 @@ def figure(d, sims, tabs, path: Path) -> None:
         ax.legend(fontsize=7)
     ax = axes.flat[3]
     for name, tab in tabs.items():
-        ax.hist(tab["rmse"].dropna(), bins=40, range=(0, 6), alpha=0.6, label=f"flows {name}")
+        ax.hist(tab["rmse"].dropna(), bins=40, range=(0, 6), alpha=0.6, label=name)
     ax.set_xlabel("1980 RMSE vs PRMS-SNTemp per segment (degC)")
     ax.set_ylabel("segments")
     ax.legend()
@@ -211,7 +211,7 @@ def main(argv=None) -> dict:
         sim = res.temperature.numpy()
         tab = scores(sim, d["ref"], y80)
         tab.index = net.ids
-        sims[flows], tabs[flows] = sim, tab
+        sims[f"flows {flows}, chapra_edinger"], tabs[f"flows {flows}, chapra_edinger"] = sim, tab
         out[f"flows_{flows}"] = {"all": summary(tab, has_ref), "without_defect": summary(tab, has_ref & ~d["defect"]),
                                  "volume_clamped_m3": getattr(model, "report", {}).get("volume_clamped_m3")}
         if flows == "prms":
@@ -225,7 +225,7 @@ def main(argv=None) -> dict:
         out["formulations_flows_prms"][name] = {**summary(tab, has_ref), **{
             k: v for k, v in model.report.items() if k.startswith("reference")}}
         if name == "prms_sntemp_as_coded":
-            sims["prms, prms_sntemp_as_coded"], tabs["prms, prms_sntemp_as_coded"] = res.temperature.numpy(), tab
+            sims["flows prms, prms_sntemp_as_coded"], tabs["flows prms, prms_sntemp_as_coded"] = res.temperature.numpy(), tab
     bud = budget_side_by_side(d, budgets, net, y80)
     # diagnostic: no surface exchange at all, PRMS's lateral-inflow temperatures only advected and mixed
     res, _ = run(d, "prms", exchange=False)
