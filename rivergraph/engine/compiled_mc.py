@@ -13,13 +13,17 @@ The power law in closed form (T = p d^w, e = w + 5/3): d = a_d Qr^(1/e), T = b_t
 
 with per-reach constants k_c = e / (a_d b_t), k_u = 1 / (b_t S0 dx), a_3 = 1/(3e) (:func:`power_law_constants`,
 in torch, so that autograd carries their gradients to n, S0, p, w, dx): one log, one exp and two divisions per
-reach-step. The constants and all arithmetic are float64 whatever the states' dtype.
+reach-step. The constants and all arithmetic are float64 whatever the states' dtype (rounded to it where stored).
+The reaches of one level do not depend on each other: per level, one pass computes their reach-steps
+(vectorised by LLVM: unsigned indices, scalar-only inlined helpers, the arithmetic exp / log of
+:mod:`rivergraph.engine.compiled_math`) and a second adds their outflows into the downstream inflows.
 
 The adjoint (:func:`_mc_bwd`) recomputes each reach-step from the kept Q, S, I histories and applies the chain
 rule by hand through r -> Qr -> y -> (c, u) -> (K, X) -> the update, with the clamps' gradients as torch's
 (zero where a clamp is active, passed at its bound); it runs downstream before upstream, last step first, on the
-transposed graph. Ties of the positivity minimum (X exactly dt/(2K)) take one branch where torch.minimum
-splits the gradient (a measure-zero case).
+transposed graph, per level: the cotangents of Q(t) gathered, the log / exp in a vectorised pass, the rest in a
+scalar one. Ties of the positivity minimum (X exactly dt/(2K)) take one branch where torch.minimum splits the
+gradient (a measure-zero case).
 """
 from __future__ import annotations
 
@@ -46,11 +50,12 @@ def power_law_constants(n, S0, p, w, dx):
 
 
 @inline
-def _channel_vjp(a3, Qr, lq, y, c0, u, c0_bar, u_bar):  # pragma: no cover - compiled
-    """The cotangents of (k_c, k_u, a_3, Qr) from those of (c, u) = (k_c y^2, k_u y^5), y = exp(a_3 log Qr)."""
+def _channel_vjp(a3_Qr, lq, y, c0, u, c0_bar, u_bar):  # pragma: no cover - compiled
+    """The cotangents of (k_c, k_u, a_3, Qr) from those of (c, u) = (k_c y^2, k_u y^5), y = exp(a_3 log Qr);
+    a3_Qr = a_3 / Qr."""
     y2 = y * y
     w = 2.0 * c0_bar * c0 + 5.0 * u_bar * u  # y dL/dy
-    return c0_bar * y2, u_bar * y2 * y2 * y, w * lq, w * a3 / Qr
+    return c0_bar * y2, u_bar * y2 * y2 * y, w * lq, w * a3_Qr
 
 
 @inline
@@ -79,7 +84,7 @@ def _reach(kc, ku, y, dx, inv_dx, Ii, Io, Qo, So, ql, first, dt, positivity, con
     Rw = K - Pw
     Sp = Pw * Io + Rw * Qo if (first or not conservative) else So
     Qn, Sn, iD = muskingum_update(Pw, Rw, Ii, Io, Qo, Sp, ql, dt, conservative)
-    return Qn, Sn, Sp, c0, u, ic, K, Xr, X, sel, h, Pw, Rw, iD
+    return Qn, Sn, Sp, c0, u, c, ic, K, Xr, X, sel, h, Pw, Rw, iD
 
 
 @inline
@@ -134,11 +139,11 @@ def _mc_fwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old,
 
 @jit
 def _mc_bwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col, carry_q,
-            carry_s, carry_m, m_bar, kc_bar, ku_bar, a3_bar, dx_bar, u_bar, want_u, row, grow, gq, lqs, ys, dt, positivity,
+            carry_s, carry_m, m_bar, kc_bar, ku_bar, a3_bar, dx_bar, u_bar, want_u, row, grow, gq, lqs, ys, a3q, dt, positivity,
             conservative, derive, q_min, c_lo, c_hi):  # pragma: no cover - compiled
     """Reverse steps t1-1..t0 (history rows t - t0 = before step t); g_mode as :func:`grad_row`. In place on
     carry_q, carry_s, carry_m (cotangents of Q, S, I after the step on entry, before it on exit), the parameter
-    cotangents and u_bar [T, N]; m_bar [N + 1] scratch with m_bar[N] = 0, gq, lqs, ys [N] scratch. Per level, last
+    cotangents and u_bar [T, N]; m_bar [N + 1] scratch with m_bar[N] = 0, gq, lqs, ys, a3q [N] scratch. Per level, last
     level first: the cotangents of Q(t) gathered, then one vectorised pass over the level's reaches."""
     for t in range(t1 - 1, t0 - 1, -1):
         r_ = t - t0
@@ -150,16 +155,18 @@ def _mc_bwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, 
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
             for k in range(a, b):
                 gq[k] = carry_q[k] + m_bar[down[k]] + grow[k]
-            for k in range(a, b):  # vectorised: the transcendental part
-                lq = vlog(_reference(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1])
+            for k in range(a, b):  # vectorised: the transcendental part and a division
+                Qr = _reference(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1]
+                lq = vlog(Qr)
                 lqs[k] = lq
                 ys[k] = vexp(a3[k] * lq)
+                a3q[k] = a3[k] / Qr
             for k in range(a, b):
                 Ii, Io, Qo, ql = Ii_h[k], Io_h[k], Qo_h[k], row[k]
                 dxk = dx[k]
                 r, Qr = _reference(Ii, Io, Qo, ql, q_min)
                 lq, y = lqs[k], ys[k]
-                Qn, Sn, Sp, c0, u, ic, K, Xr, X, sel, h, Pw, Rw, iD = _reach(
+                Qn, Sn, Sp, c0, u, c, ic, K, Xr, X, sel, h, Pw, Rw, iD = _reach(
                     kc[k], ku[k], y, dxk, inv_dx[k], Ii, Io, Qo, So_h[k] if conservative else 0.0, ql, first, dt,
                     positivity, conservative, c_lo, c_hi)
                 Pb, Rb, Iib, Iob, Qob, Spb, qlb = muskingum_update_vjp(gq[k], carry_s[k], Qn, iD, Pw, Rw, Ii, Io,
@@ -176,18 +183,18 @@ def _mc_bwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, 
                 Kb = Pb * X + Rb * (1.0 - X)  # P = K X, R = K (1 - X)
                 Xb = K * (Pb - Rb)
                 Xrb = Xb if (sel == 0 and Xr >= 0.0 and Xr <= 0.5) else 0.0
-                if sel == 1:  # X = h = dt / (2K)
-                    Kb -= Xb * h / K
+                if sel == 1:  # X = h = dt / (2K), dh/dK = -h / K = -h c / dx
+                    Kb -= Xb * h * c * inv_dx[k]
                 elif sel == 2:  # X = 1 - h
-                    Kb += Xb * h / K
+                    Kb += Xb * h * c * inv_dx[k]
                 icb = Kb * dxk - 0.5 * u * Xrb  # K = dx / c, Xr = 0.5 - 0.5 u / c
                 dx_bar[k] += Kb * ic
                 c0b = -icb * ic * ic if (c0 >= c_lo and c0 <= c_hi) else 0.0
-                kcb, kub, a3b, Qrb = _channel_vjp(a3[k], Qr, lq, y, c0, u, c0b, -0.5 * ic * Xrb)
+                kcb, kub, a3b, Qrb = _channel_vjp(a3q[k], lq, y, c0, u, c0b, -0.5 * ic * Xrb)
                 kc_bar[k] += kcb
                 ku_bar[k] += kub
                 a3_bar[k] += a3b
-                rb = Qrb / 3.0 if r >= q_min else 0.0
+                rb = Qrb * (1.0 / 3.0) if r >= q_min else 0.0
                 m_bar[k] = carry_m[k] + Iib + rb
                 carry_m[k] = Iob + rb
                 carry_q[k] = Qob + rb
@@ -226,7 +233,7 @@ class MCKernel:
         self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS)
         N = q.shape[1]
         self.row, self.grow = np.empty(N, dtype=self.q.dtype), np.empty(N, dtype=self.q.dtype)
-        self.spb, self.gq, self.lqs, self.ys = np.empty(N), np.empty(N), np.empty(N), np.empty(N)
+        self.spb, self.gq, self.lqs, self.ys, self.a3q = (np.empty(N) for _ in range(5))
 
     def history_states(self):
         return (0, 1) if self.opts[2] else (0,)  # Q, S (conservative), then I
@@ -239,7 +246,7 @@ class MCKernel:
     def backward(self, t0, t1, hist, g, g_mode, g_col, carries, carry_m, m_bar, p_bar, u_bar, want_u):
         Qh, Sh, Ih = hist
         _mc_bwd(*self.p, self.down, self.order, self.q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col, carries[0], carries[1],
-                carry_m, m_bar, *p_bar, u_bar, want_u, self.row, self.grow, self.gq, self.lqs, self.ys, *self.tail)
+                carry_m, m_bar, *p_bar, u_bar, want_u, self.row, self.grow, self.gq, self.lqs, self.ys, self.a3q, *self.tail)
 
     def diagnostics(self, I_final, states, I0, states0, params):
         return torch.from_numpy(self.stor.copy())
