@@ -22,12 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 
 from rivergraph.config.base import resolve_path
-from rivergraph.config.route import load_route_config
 from rivergraph.io import read_gauge_csv
 from rivergraph.io.forcing import read_ngen_forcing
 from rivergraph.io.hydrofabric import Hydrofabric, read_hydrofabric
@@ -102,9 +100,9 @@ def figures(res: NgenRun, out: Path) -> list[Path]:
     """The gauge hydrograph (with precipitation and unrouted lateral inflow) and a map."""
     import xarray as xr
 
-    from rivergraph.plots import _plt, plot_network_map, save
+    from rivergraph.plots import plot_network_map, pyplot, save
 
-    plt = _plt()
+    plt = pyplot()
     gid, fp = next(iter(res.hydrofabric.gauges.items()))
     fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True, gridspec_kw={"height_ratios": [1, 2.2]})
     ax0.bar(res.times, res.precip_mm_h, width=1 / 24, color="tab:blue")

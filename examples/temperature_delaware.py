@@ -10,7 +10,12 @@ Muskingum-Cunge at daily steps. PRMS's boxcar means of air temperature over gw_t
 are represented by exponential filters of the same mean age (tau = window / 2: 22.5 and 7.5 days). Wind is not
 a PRMS driver (PRMS takes evaporation from the potential ET); rivergraph's Dalton law uses 2 m/s.
 
-Diagnostic: the same with the surface exchange off (a conservative tracer of PRMS's lateral-inflow temperatures).
+Surface-exchange formulations (:mod:`rivergraph.physics.exchange`), flows (a): ``chapra_edinger`` (the default:
+sky longwave, Dalton and Bowen at the air temperature), ``prms_sntemp`` (PRMS-SNTemp's balance: sky longwave,
+vegetation longwave and Bowen at the inflow water temperature, sky shaded, evaporation from PRMS's potential ET
+``seg_potet``, friction heat, ground conduction to the groundwater temperature; over the whole water surface) and
+``prms_sntemp_as_coded`` (the same over width x length/1000, as PRMS 5's twavg applies it: a reproduction mode).
+Diagnostic: the surface exchange off (a conservative tracer of PRMS's lateral-inflow temperatures).
 
 Scores: per-segment RMSE, bias and NSE of the daily water temperature against PRMS-SNTemp's seg_tave_water in
 1980 (1979 is spin-up), over the 455 segments PRMS gives a temperature for, and without the 20 connector
@@ -110,24 +115,31 @@ def summary(tab: pd.DataFrame, mask: np.ndarray) -> dict:
             "median_nse": round(float(t["nse"].median()), 3), "p90_rmse": round(float(t["rmse"].quantile(0.9)), 3)}
 
 
-def budget_side_by_side(d: dict, res, net, year_rows: np.ndarray) -> pd.DataFrame:
-    """Monthly means (W per segment) of PRMS's heat terms and rivergraph's, for SEGMENTS_SHOWN x MONTHS_SHOWN."""
-    b = {k: v.numpy() / DAY for k, v in res.budget.items()}
+def budget_side_by_side(d: dict, results: dict, net, year_rows: np.ndarray) -> pd.DataFrame:
+    """Monthly means (W per segment) of PRMS's heat terms and rivergraph's (``results``: formulation -> result with
+    a budget), for SEGMENTS_SHOWN x MONTHS_SHOWN."""
     fx = d["flux"]
-    ours = {"shortwave": b["shortwave_J"], "longwave_in": b["longwave_in_J"], "longwave_out": -b["longwave_out_J"],
-            "evaporation": -b["evaporation_J"], "sensible": b["sensible_J"], "lin_residual": b["linearisation_residual_J"],
-            "advection_in": b["advection_in_J"] + b["lateral_in_J"], "outflow": b["outflow_J"]}
     prms = {"shortwave": fx["solar_radiation"], "longwave_in": fx["atmospheric_longwave"] + fx["longwave_vegetation"],
             "longwave_out": fx["longwave_emission"], "evaporation": fx["evaporative_cooling"],
             "sensible": -fx["convective_exchange"], "friction+ground": fx["friction_heat"] + fx["groundwater_conduction"],
             "advection_in": fx["heat_upstream"] + fx["heat_lateral"], "outflow": fx["heat_outflow"]}
+    models = {"PRMS": prms}
+    for name, res in results.items():
+        b = {k: v.numpy() / DAY for k, v in res.budget.items()}
+        zero = np.zeros_like(b["shortwave_J"])
+        ours = {"shortwave": b["shortwave_J"], "longwave_in": b["longwave_in_J"] + b.get("vegetation_longwave_J", zero),
+                "longwave_out": -b["longwave_out_J"], "evaporation": -b["evaporation_J"], "sensible": b["sensible_J"],
+                "friction+ground": b.get("friction_J", zero) + b.get("ground_conduction_J", zero),
+                "lin_residual": b["linearisation_residual_J"],
+                "advection_in": b["advection_in_J"] + b["lateral_in_J"], "outflow": b["outflow_J"]}
+        models[name] = ours
     rows = []
     month = d["time"].month.to_numpy()
     for seg in SEGMENTS_SHOWN:
         i = int(np.flatnonzero(net.ids == seg)[0])
         for mth in MONTHS_SHOWN:
             sel = year_rows & (month == mth)
-            for who, terms in (("PRMS", prms), ("rivergraph", ours)):
+            for who, terms in models.items():
                 row = {"segment": seg, "month": mth, "model": who}
                 row.update({k: float(v[sel, i].mean()) / 1e6 for k, v in terms.items()})
                 rows.append(row)
@@ -146,7 +158,7 @@ def figure(d, sims, tabs, path: Path) -> None:
         i = int(np.flatnonzero(net.ids == seg)[0])
         ax.plot(time, d["ref"][:, i], "k", lw=1.2, label="PRMS-SNTemp")
         for name, sim in sims.items():
-            ax.plot(time, sim[:, i], lw=0.9, label=f"rivergraph, flows {name}")
+            ax.plot(time, sim[:, i], lw=0.9, label=f"rivergraph, {name}")
         ax.plot(time, d["seg_tave_air"][:, i], color="0.7", lw=0.5, label="air")
         ax.set_title(f"segment {seg}")
         ax.tick_params(axis="x", rotation=30)
@@ -154,7 +166,7 @@ def figure(d, sims, tabs, path: Path) -> None:
         ax.legend(fontsize=7)
     ax = axes.flat[3]
     for name, tab in tabs.items():
-        ax.hist(tab["rmse"].dropna(), bins=40, range=(0, 6), alpha=0.6, label=f"flows {name}")
+        ax.hist(tab["rmse"].dropna(), bins=40, range=(0, 6), alpha=0.6, label=name)
     ax.set_xlabel("1980 RMSE vs PRMS-SNTemp per segment (degC)")
     ax.set_ylabel("segments")
     ax.legend()
@@ -164,9 +176,13 @@ def figure(d, sims, tabs, path: Path) -> None:
     plt.close(fig)
 
 
-def run(d: dict, flows: str, params: dict | None = None, budget: bool = False, exchange: bool = True):
+FORMULATIONS = ("chapra_edinger", "prms_sntemp", "prms_sntemp_as_coded")
+
+
+def run(d: dict, flows: str, params: dict | None = None, budget: bool = False, exchange: bool = True,
+        surface_exchange: str = "chapra_edinger"):
     net = d["net"]
-    model = StreamTemperature(net, dt=DAY, mode="trapezoid", exchange=exchange)
+    model = StreamTemperature(net, dt=DAY, mode="trapezoid", exchange=exchange, surface_exchange=surface_exchange)
     hyd = hydraulics(model, d, flows)
     p = {"shade": 0.0, **PRMS_TAU}
     p.update(params or {})
@@ -189,17 +205,28 @@ def main(argv=None) -> dict:
         net.attrs["side_slope"] = 1.0
     y80 = (d["time"].year == 1980)
     has_ref = np.isfinite(d["ref"]).any(0)
-    out, sims, tabs = {}, {}, {}
+    out, sims, tabs, budgets = {}, {}, {}, {}
     for flows in ("prms", "routed"):
         res, model = run(d, flows, budget=(flows == "prms"))
         sim = res.temperature.numpy()
         tab = scores(sim, d["ref"], y80)
         tab.index = net.ids
-        sims[flows], tabs[flows] = sim, tab
+        sims[f"flows {flows}, chapra_edinger"], tabs[f"flows {flows}, chapra_edinger"] = sim, tab
         out[f"flows_{flows}"] = {"all": summary(tab, has_ref), "without_defect": summary(tab, has_ref & ~d["defect"]),
                                  "volume_clamped_m3": getattr(model, "report", {}).get("volume_clamped_m3")}
         if flows == "prms":
-            bud = budget_side_by_side(d, res, net, y80)
+            budgets["chapra_edinger"] = res
+    # the surface-exchange formulations side by side, flows (a)
+    out["formulations_flows_prms"] = {"chapra_edinger": out["flows_prms"]["all"]}
+    for name in FORMULATIONS[1:]:
+        res, model = run(d, "prms", budget=True, surface_exchange=name)
+        budgets[name] = res
+        tab = scores(res.temperature.numpy(), d["ref"], y80)
+        out["formulations_flows_prms"][name] = {**summary(tab, has_ref), **{
+            k: v for k, v in model.report.items() if k.startswith("reference")}}
+        if name == "prms_sntemp_as_coded":
+            sims["flows prms, prms_sntemp_as_coded"], tabs["flows prms, prms_sntemp_as_coded"] = res.temperature.numpy(), tab
+    bud = budget_side_by_side(d, budgets, net, y80)
     # diagnostic: no surface exchange at all, PRMS's lateral-inflow temperatures only advected and mixed
     res, _ = run(d, "prms", exchange=False)
     out["flows_prms_exchange_off"] = {"all": summary(scores(res.temperature.numpy(), d["ref"], y80), has_ref)}

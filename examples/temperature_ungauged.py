@@ -12,10 +12,13 @@ group of their own); the sub-basins are dealt into ``--folds`` folds, and each f
 are predicted by the net trained on the gauged segments of the other folds. Reported: held-out per-segment RMSE
 against PRMS-SNTemp (1980) next to the default-parameter RMSE on the same segments.
 
-The trainer here is a short Adam loop (the package trainer, ``rivergraph.training``, is built around discharge
-routing losses; a temperature loss over fixed hydraulics is 15 lines).
+Surface exchange (``--surface-exchange``, :mod:`rivergraph.physics.exchange`): default ``prms_sntemp_as_coded``
+(PRMS-SNTemp's balance over width x length/1000, as PRMS 5 applies it: the mode that reproduces the reference);
+``prms_sntemp`` (the same balance over the whole water surface) and ``chapra_edinger`` for comparison. Training:
+the package trainer :func:`rivergraph.training.fit` (Adam, one item: the whole network over fixed hydraulics).
 
-    python examples/temperature_ungauged.py [--data ../shared/data] [--iters 120] [--folds 3] [--json out.json]
+    python examples/temperature_ungauged.py [--data ../shared/data] [--iters 120] [--folds 3]
+        [--surface-exchange NAME] [--json out.json]
 """
 from __future__ import annotations
 
@@ -80,6 +83,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--mainstem-km2", type=float, default=1500.0)
     ap.add_argument("--lr", type=float, default=0.03)
+    ap.add_argument("--surface-exchange", default="prms_sntemp_as_coded",
+                    help="surface-exchange formulation (rivergraph.physics.exchange.EXCHANGES)")
     ap.add_argument("--ke-lo", type=float, default=None, help="sensitivity run: lower bound of ke_scale below the "
                     "package's published-range bound (StreamTemperature is called with exchange scaled outside)")
     ap.add_argument("--json", default=None)
@@ -97,7 +102,7 @@ def main(argv=None) -> dict:
     y80 = np.asarray(d["time"].year == 1980)
     ref = torch.from_numpy(d["ref"])
     has_ref = np.isfinite(d["ref"]).any(0)
-    model = StreamTemperature(net, dt=td.DAY)
+    model = StreamTemperature(net, dt=td.DAY, surface_exchange=args.surface_exchange)
     hyd = model.hydraulics_from_flows(torch.from_numpy(d["seg_outflow"] * td.CFS_TO_M3S),
                                       torch.from_numpy(d["seg_lateral_inflow"] * td.CFS_TO_M3S),
                                       torch.from_numpy(np.maximum(d["seg_flow_width"], 0.1)),
@@ -158,7 +163,7 @@ def main(argv=None) -> dict:
             learned[n][held] = p[n].detach().numpy()[held]
     tab = td.scores(pred, d["ref"], y80)
     ung = has_ref & ~np.isin(np.arange(len(net)), gpos)  # held out and never observed in any fold
-    res = {"folds": args.folds, "sub_basins": int(len(np.unique(labels))), "train_segments_per_fold":
+    res = {"surface_exchange": args.surface_exchange, "iters": args.iters, "folds": args.folds, "sub_basins": int(len(np.unique(labels))), "train_segments_per_fold":
            [int(sum(1 for p in gpos if fold[p] != k and has_ref[p])) for k in range(args.folds)],
            "held_out_all": {"learned": td.summary(tab, has_ref), "default": td.summary(base_tab, has_ref)},
            "held_out_ungauged_only": {"learned": td.summary(tab, ung), "default": td.summary(base_tab, ung)},

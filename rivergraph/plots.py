@@ -14,11 +14,12 @@ import pandas as pd
 from .io.atomic import atomic_path
 from .graph.network import RiverNetwork
 
-__all__ = ["plot_hydrographs", "informative_gauges", "plot_n_vs_area", "plot_network_map", "plot_training",
+__all__ = ["pyplot", "plot_hydrographs", "informative_gauges", "plot_n_vs_area", "plot_network_map", "plot_training",
            "network_lines", "save", "plot_n_fit", "plot_sim_obs", "plot_reach_map", "resolve_map_values"]
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on a non-interactive backend (Agg unless one is set): figures without a display."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -35,7 +36,7 @@ def save(fig, path: str | Path, dpi: int = 120) -> Path:
         raise ValueError(f"figure {path}: unknown format '{path.suffix}'; use .png, .pdf or .svg")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
-    _plt().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -89,7 +90,7 @@ def plot_hydrographs(sim: pd.DataFrame, obs: pd.DataFrame | None = None, gages: 
     if missing:
         raise ValueError(f"gauge(s) {missing[:10]} not in the simulated table (has {len(all_g)} gauges)")
     obs = _valid_obs(obs)
-    plt = _plt()
+    plt = pyplot()
     nrows = -(-len(gages) // ncols)
     fig, axes = plt.subplots(nrows, min(ncols, len(gages)), figsize=(4 * min(ncols, len(gages)), 2.6 * nrows),
                              squeeze=False, sharex=True)
@@ -132,7 +133,7 @@ def plot_n_vs_area(net: RiverNetwork, n: np.ndarray | None = None, label: str = 
     n = net.attr("n") if n is None else np.asarray(n, dtype=np.float64)
     if n.shape != A.shape:
         raise ValueError(f"n has {n.size} values, the network has {A.size} reaches")
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     ok = (A > 0) & (n > 0) & np.isfinite(A) & np.isfinite(n)
     ax.scatter(A[ok], n[ok], s=3, alpha=0.4, color="C0", label=f"{int(ok.sum())} reaches")
@@ -189,7 +190,7 @@ def plot_network_map(net: RiverNetwork, values: np.ndarray | str, label: str | N
         A = np.clip(net.attr("drainage_area_km2"), 1e-3, None)
         width = 0.3 + 2.5 * np.log10(A) / max(np.log10(A.max()), 1.0)
         width = np.clip(width, 0.3, 3.0)
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 6))
     gdf.plot(ax=ax, column="value", cmap=cmap, norm=norm, linewidth=width, legend=True,
              legend_kwds={"label": label or "value", "shrink": 0.7})
@@ -208,7 +209,7 @@ def plot_training(history: pd.DataFrame | Sequence[dict]):
     cols = [c for c in df.columns if c != "epoch" and pd.api.types.is_numeric_dtype(df[c])]
     if not cols:
         raise ValueError(f"training history has no numeric loss columns (has {list(df.columns)})")
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for c in cols:
         ax.plot(df["epoch"], df[c], marker="o", ms=3, label=c)
@@ -224,7 +225,7 @@ def plot_training(history: pd.DataFrame | Sequence[dict]):
 def plot_n_fit(area_km2, n, mask, fit, truth: tuple[float, float] | None = None):
     """Learned n against drainage area (reaches in ``mask`` highlighted) with the fitted power law ``fit = (a, b)``
     and, for a twin, the truth law."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.scatter(area_km2[~mask], n[~mask], s=2, c="0.75", label="other reaches")
     ax.scatter(area_km2[mask], n[mask], s=3, c="C0", label="upstream of training gauges")
@@ -249,7 +250,7 @@ def plot_sim_obs(times, sim, obs, names, split: int | None = None, max_panels: i
     k = len(order)
     ncol = min(3, k)
     nrow = int(math.ceil(k / ncol))
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 2.6 * nrow), squeeze=False, sharex=True)
     for ax, j in zip(axes.flat, order):
         ax.plot(times, obs[:, j], "k", lw=1, label="observed")
@@ -273,7 +274,7 @@ def plot_reach_map(net: RiverNetwork, values: np.ndarray, title: str = "water te
     series (name -> [T] array)."""
     if not {"lat", "lon"} <= set(net.attrs):
         raise ValueError("plot_reach_map needs the network columns 'lat' and 'lon'")
-    plt = _plt()
+    plt = pyplot()
     ncol = 2 if series else 1
     fig, axes = plt.subplots(1, ncol, figsize=(6.5 * ncol, 5.5))
     ax = axes[0] if series else axes

@@ -67,18 +67,26 @@ def test_delaware_1980_against_prms_sntemp(shared_data):
     assert out["flows_prms_exchange_off"]["all"]["median_rmse"] < 1.2
     b = out["flows_routed"]["all"]
     assert b["median_rmse"] < 4.6 and b["median_nse"] > 0.65
+    # surface-exchange formulations (measured 1980 median RMSE: prms_sntemp 8.88, prms_sntemp_as_coded 0.83)
+    f = out["formulations_flows_prms"]
+    assert f["chapra_edinger"] == a
+    assert f["prms_sntemp_as_coded"]["median_rmse"] < 1.0 and f["prms_sntemp_as_coded"]["median_nse"] > 0.97
+    assert f["prms_sntemp"]["median_rmse"] > 5.0  # PRMS's balance over the whole surface: far colder than PRMS
+    assert f["prms_sntemp_as_coded"]["reference_gap_degC"] < 1e-3
 
 
 @pytest.mark.slow
-def test_cli_temperature_delaware(shared_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("surface_exchange", ["chapra_edinger", "prms_sntemp"])
+def test_cli_temperature_delaware(shared_data, tmp_path, monkeypatch, surface_exchange):
     """The general config path: an NHM network, its precomputed lateral inflow, PRMS-SNTemp drivers; CF output
-    with NaN on non-flowing reaches."""
+    with NaN on non-flowing reaches; the surface exchange chosen by name in the config."""
     import xarray as xr
 
     from rivergraph.cli import main
 
     cfg = (ROOT / "examples" / "temperature_delaware.yaml").read_text()
     cfg = cfg.replace("../../shared/data", str(shared_data)).replace('end: "1980-12-31"', 'end: "1979-03-31"')
+    cfg += f"\nsurface_exchange: {surface_exchange}\n"
     p = tmp_path / "t.yaml"
     p.write_text(cfg)
     monkeypatch.chdir(tmp_path)

@@ -6,6 +6,7 @@ from typing import Literal, Optional, Union
 from pydantic import Field, SerializeAsAny, create_model, field_validator, model_validator
 
 from ..models.temperature import DEFAULTS, TEMPERATURE_OUTPUTS
+from ..physics.exchange import EXCHANGES
 from .base import Strict
 from .route import MappingSection, PeriodSection
 from .runoff import RunoffSection, runoff_section
@@ -55,6 +56,11 @@ class TemperatureConfig(Strict):
                                                          "number or a network column (as routing.params of route)")
     equilibrium: Literal["energy", "mohseni"] = Field("energy", description="equilibrium temperature: root of the "
                                                                             "energy balance or Mohseni's logistic")
+    surface_exchange: Literal[tuple(EXCHANGES)] = Field(  # type: ignore[valid-type]
+        "chapra_edinger", description="surface energy balance of equilibrium 'energy' (rivergraph.physics.exchange): "
+        "chapra_edinger (sky longwave, Dalton, Bowen at the air temperature), prms_sntemp (PRMS-SNTemp's balance at "
+        "the inflow temperature; needs forcing.kind prms_sntemp and network columns slope, elevation_m) or "
+        "prms_sntemp_as_coded (the same over width x length/1000 as PRMS 5 applies it: reproduces PRMS, not physics)")
     spinup_hours: int = Field(48, ge=0, le=24 * 400, description="hours with the first inflow held, discarded")
     dry_m3s: float = Field(0.01, ge=0.0, description="reaches with less outflow are marked not flowing (NaN)")
     forcing: TemperatureForcing = Field(default_factory=TemperatureForcing, description="weather forcing")

@@ -13,7 +13,9 @@ Conversions (Sanders et al. 2017, USGS TM 6-D4; PRMS ``stream_temp.f90``): short
 parameter adds to it; groundwater and subsurface shares = their flows / lateral inflow; snowmelt share
 melt / (melt + rain) on days with melt (PRMS ``lat_inflow``: surface and subsurface water at melt_temp then;
 with rain 0 any melt amount makes it 1). PRMS gives no wind (it takes evaporation from the potential ET), so
-``wind`` is left to the caller.
+``wind`` is left to the caller. For the ``prms_sntemp`` surface exchange (:mod:`rivergraph.physics.exchange`)
+the forcing also carries ``pet`` = ``seg_potet`` (inches/day -> mm/day), ``sky_shade`` = ``seg_shade`` and
+``veg_shade`` = ``seg_svi`` (the riparian vegetation shade index, where the file has it).
 """
 from __future__ import annotations
 
@@ -91,6 +93,9 @@ def read_sntemp_drivers(path: str | Path, net, wind: float = 2.0) -> SNTempDrive
     t = lambda x: torch.from_numpy(np.ascontiguousarray(x))  # noqa: E731
     forcing = HeatForcing(t(raw["seg_tave_air"]), t(sw), t(np.clip(raw["seg_humid"], 0.01, 1.0)), wind,
                           t(np.clip(raw["seg_ccov"], 0.0, 1.0)), gw_share=t(np.clip(gw, 0.0, 1.0)),
-                          ss_share=t(np.clip(ss, 0.0, 1.0)), melt_share=t(np.clip(melt_share, 0.0, 1.0)))
+                          ss_share=t(np.clip(ss, 0.0, 1.0)), melt_share=t(np.clip(melt_share, 0.0, 1.0)),
+                          pet=t(raw["seg_potet"] * 25.4) if "seg_potet" in raw else None,
+                          sky_shade=t(np.clip(raw["seg_shade"], 0.0, 1.0)),
+                          veg_shade=t(np.clip(raw["seg_svi"], 0.0, 1.0)) if "seg_svi" in raw else None)
     return SNTempDrivers(time, forcing, raw["seg_outflow"] * CFS_TO_M3S, lat * CFS_TO_M3S, raw["seg_flow_width"],
                          raw["seg_flow_depth"], raw)

@@ -28,16 +28,12 @@ surface runoff at air temperature (>= 0 degC), subsurface and groundwater at rec
 averages of air temperature with residence times ``ss_tau_days`` and ``gw_tau_days``; fractions
 ``gw_frac`` and ``ss_frac`` (of the non-groundwater remainder).
 
-Equilibrium temperature and exchange coefficient (``equilibrium="energy"``): the net surface flux
-H(T) = (1-albedo)(1-shade) SW + eps_a (1 + 0.17 C^2) sigma Ta^4 - eps_w sigma T^4 - f(U)(e_s(T) - e_a)
-- 0.47 f(U)(T - Ta) (shortwave, longwave in and out, evaporation by Dalton's law, sensible heat by the Bowen
-ratio; f(U) = 9.2 + 0.46 U^2 W m-2 mmHg-1, Brady, Graves & Geyer 1969, as in Chapra 1997, Surface
-Water-Quality Modeling, lecture 30; eps_a = 1.24 (e_a/Ta)^(1/7), Brutsaert 1975, WRR 11(5), cloud factor
-TVA 1972; e_s Tetens 1930) is solved for its root T_e by Newton's method with an implicit-function gradient
-(:func:`rivergraph.physics.heat.energy_balance_equilibrium`; H is decreasing and concave, so Newton converges
-monotonically). K_e is the chord slope of H between the air temperature and T_e (exact flux at both), then
-multiplied by the learnable ``ke_scale``. Before issue 17 T_e was the linearisation at the air temperature,
-Ta + H(Ta)/K_e (Edinger, Duttweiler & Geyer 1968, WRR 4(5)): one Newton step, an upper bound of the root.
+Equilibrium temperature and exchange coefficient (``equilibrium="energy"``): the root T_e of a surface energy
+balance H(T) chosen by name, ``surface_exchange`` (:mod:`rivergraph.physics.exchange`: ``chapra_edinger``, the
+default, Chapra 1997 / Edinger, Duttweiler & Geyer 1968; ``prms_sntemp``, SNTEMP / PRMS-SNTemp, Theurer et al.
+1984, Sanders et al. 2017; ``prms_sntemp_as_coded``), by bracketed Newton with an implicit-function gradient
+(:func:`rivergraph.physics.heat.equilibrium_root`); K_e is the chord slope of H between the formulation's anchor
+(air or inflow temperature) and T_e (exact flux at both), times the learnable ``ke_scale``.
 ``equilibrium="mohseni"``: T_e = mu + (alpha - mu)/(1 + exp(gamma (beta - Ta))) (Mohseni, Stefan &
 Erickson 1998, WRR 34(10)) with K_e = ke_scale x 30 W m-2 degC-1.
 
@@ -58,11 +54,11 @@ import torch
 
 from ..engine.cells import linear_transport
 from ..graph.network import NetworkError, RiverNetwork
-from ..physics.heat import (CP_W, KE_MOHSENI, RHO_W, V_MIN,
-                            clear_sky_shortwave, energy_balance_equilibrium, lateral_temperature,
-                            surface_flux_terms,
-                            mohseni_equilibrium, recency_average, relaxation_factor)
+from ..physics.exchange import air_pressure_hpa, exchange_equilibrium, friction_heat, get_exchange
+from ..physics.heat import (KE_MOHSENI, V_MIN, clear_sky_shortwave, lateral_temperature, mohseni_equilibrium,
+                            recency_average, relaxation_factor)
 from ..physics.muskingum import water_volume_history
+from .heat_budget import exchange_terms, heat_budget, inflow_temperature, mixed_temperature
 from .params import OutputSpec, ParameterNet
 from .router import MuskingumCunge
 
@@ -94,7 +90,11 @@ class HeatForcing:
     """Meteorological forcing per step and reach, each [T, N] in network order (or broadcastable):
     air temperature (degC), incoming shortwave (W m-2), relative humidity (0-1), wind speed (m/s).
     Only ``air_temp`` is needed for ``equilibrium='mohseni'``. Optional: cloud cover (0-1, longwave),
-    lateral-inflow shares ``gw_share``/``ss_share`` and ``melt_share`` (module docstring)."""
+    lateral-inflow shares ``gw_share``/``ss_share`` and ``melt_share`` (module docstring). For
+    ``surface_exchange='prms_sntemp'`` (:mod:`rivergraph.physics.exchange`): ``pet`` (potential evaporation,
+    mm/day), ``sky_shade`` (0-1, sky hidden by topography and vegetation, PRMS ``seg_shade``; the shortwave
+    given is taken as already shaded by it) and ``veg_shade`` (0-1, riparian vegetation shade index, PRMS
+    ``seg_svi``); wind is not used there."""
 
     air_temp: torch.Tensor
     shortwave: torch.Tensor | None = None
@@ -104,6 +104,9 @@ class HeatForcing:
     gw_share: torch.Tensor | None = None
     ss_share: torch.Tensor | None = None
     melt_share: torch.Tensor | None = None
+    pet: torch.Tensor | None = None
+    sky_shade: torch.Tensor | None = None
+    veg_shade: torch.Tensor | None = None
 
 
 @dataclass
@@ -141,14 +144,28 @@ class StreamTemperature(torch.nn.Module):
         albedo: water albedo (-).
         exchange: surface heat exchange on (default); ``False`` leaves pure advection and mixing (a
             conservative tracer), for checks.
+        surface_exchange: the energy-balance formulation of ``equilibrium="energy"``, a name of
+            :data:`rivergraph.physics.exchange.EXCHANGES`: ``"chapra_edinger"`` (default) or ``"prms_sntemp"``
+            (needs the network columns ``slope`` and ``elevation_m`` and the forcing ``pet``, ``sky_shade``,
+            ``veg_shade``). A formulation whose terms depend on the inflow water temperature (PRMS's t_o) is
+            solved as a fixed point in T_ref = the flow-weighted temperature of the step's upstream and lateral
+            inflow (:func:`~rivergraph.models.heat_budget.inflow_temperature`), one sweep per iteration from the
+            conservative tracer, until T changes by less than ``reference_tol`` degC (exact after as many
+            sweeps as the network is deep, usually far fewer); more than ``reference_max_iter`` raises.
+            ``self.report`` records the iterations and the last change; gradients follow the unrolled sweeps.
     Call ``model(q_lat, forcing, routing_params=..., **temperature_params)`` -> :class:`TemperatureResult`;
     temperature parameters are scalars or [N] tensors named as in :data:`TEMPERATURE_OUTPUTS`.
     """
 
     def __init__(self, network: RiverNetwork, dt: float = 3600.0, mode: str = "trapezoid",
                  equilibrium: Literal["energy", "mohseni"] = "energy", albedo: float = 0.1,
-                 exchange: bool = True, device: str | torch.device = "cpu"):
+                 exchange: bool = True, device: str | torch.device = "cpu",
+                 surface_exchange: str = "chapra_edinger", reference_tol: float = 1e-3,
+                 reference_max_iter: int = 30):
         super().__init__()
+        get_exchange(surface_exchange)  # unknown names raise, listing the registered ones
+        self.surface_exchange, self.reference_tol = surface_exchange, float(reference_tol)
+        self.reference_max_iter = int(reference_max_iter)
         if equilibrium not in ("energy", "mohseni"):
             raise ValueError(f"equilibrium must be 'energy' or 'mohseni', got '{equilibrium}'")
         if "length_m" not in network.attrs:
@@ -250,48 +267,14 @@ class StreamTemperature(torch.nn.Module):
         T, N = hyd.Q.shape
         dtype = hyd.Q.dtype
         p = {k: self._param(k, params.get(k), dtype) for k in TEMPERATURE_OUTPUTS}
-        ta = self._sorted(forcing.air_temp, "air_temp", T, dtype)
-        bad = (ta.detach() < -60.0) | (ta.detach() > 60.0)
-        if bad.any():
-            raise ValueError("forcing 'air_temp' outside [-60, 60] degC (kelvin given?) at reaches "
-                             f"{self.network.ids[sched.order[bad.any(0)][:10].cpu().numpy()].tolist()}")
-        if self.equilibrium == "energy":
-            sw = forcing.shortwave
-            if sw is None:
-                if time is None or not {"lat", "lon"} <= set(self.network.attrs):
-                    raise ValueError("forcing.shortwave is missing: give it, or give `time` and a network with "
-                                     "lat/lon columns for clear-sky shortwave")
-                sw = clear_sky_shortwave(time, self.network.attrs["lat"], self.network.attrs["lon"])
-            sw = self._sorted(sw, "shortwave", T, dtype)
-            rh = self._sorted(forcing.rel_humidity, "rel_humidity", T, dtype)
-            wind = self._sorted(forcing.wind, "wind", T, dtype)
-            cc = self._sorted(forcing.cloud_cover, "cloud_cover", T, dtype)
-            for name, v, lo, hi in (("shortwave", sw, 0.0, 2000.0), ("rel_humidity", rh, 0.01, 1.0),
-                                    ("wind", wind, 0.0, 60.0), ("cloud_cover", cc, 0.0, 1.0)):
-                bad = (v.detach() < lo) | (v.detach() > hi)
-                if bad.any():
-                    raise ValueError(f"forcing '{name}' outside [{lo}, {hi}] at reaches "
-                                     f"{self.network.ids[sched.order[bad.any(0)][:10].cpu().numpy()].tolist()}")
-            t_e, k_e = energy_balance_equilibrium(ta, sw, rh, wind, p["shade"], cc, self.albedo)
-            met = (sw, rh, wind, cc)
-        else:
-            t_e = mohseni_equilibrium(ta)
-            k_e = torch.full_like(ta, KE_MOHSENI)
-            met = None
-        k_e = k_e * p["ke_scale"]
-        t_e = t_e.clamp_min(0.0)  # no ice process: liquid water does not equilibrate below freezing
+        ta = self._met(forcing.air_temp, "air_temp", T, dtype, -60.0, 60.0, " (kelvin given?)")
+        # sources of the lateral inflow
         m0 = ta.mean(0) if memory_init is None else self._sorted(memory_init, "memory_init", 1, dtype)[0]
         t_ss = recency_average(ta, p["ss_tau_days"] * 86400.0, dt, m0)
         t_gw = recency_average(ta, p["gw_tau_days"] * 86400.0, dt, m0) + p["gw_offset"]
-        shares = {}
-        for name in ("gw_share", "ss_share", "melt_share"):
-            v = getattr(forcing, name)
-            if v is not None:
-                v = self._sorted(v, name, T, dtype)
-                if ((v.detach() < 0.0) | (v.detach() > 1.0)).any():
-                    raise ValueError(f"forcing '{name}' outside [0, 1] at reaches "
-                                     f"{self.network.ids[sched.order[((v < 0) | (v > 1)).any(0)][:10].cpu().numpy()].tolist()}")
-            shares[name] = v
+        shares = {name: None if getattr(forcing, name) is None else
+                  self._met(getattr(forcing, name), name, T, dtype, 0.0, 1.0)
+                  for name in ("gw_share", "ss_share", "melt_share")}
         if shares["gw_share"] is not None or shares["ss_share"] is not None:
             gw = shares["gw_share"] if shares["gw_share"] is not None else torch.zeros_like(ta)
             ss = shares["ss_share"] if shares["ss_share"] is not None else torch.zeros_like(ta)
@@ -307,71 +290,112 @@ class StreamTemperature(torch.nn.Module):
         # coefficients of T(t) = sum_j a_j T_j(t) + beta T(t-1) + gamma (module docstring)
         W_prev = hyd.W[:-1] + V_MIN
         D = W_prev + dt * (hyd.I + hyd.q)
-        length = torch.as_tensor(self.network.attrs["length_m"].to_numpy(np.float64).copy(), dtype=dtype,
-                                 device=sched.device).index_select(0, sched.order)
-        e = relaxation_factor(k_e, hyd.width * length, dt, D) if self.exchange else torch.ones_like(D)
-        coef = e * dt / D
-        coef_down = torch.cat([coef, coef.new_zeros(T, 1)], 1).index_select(1, sched.down)  # 0 for outlets
-        a = coef_down * hyd.Q
-        beta = e * W_prev / D
-        gamma = coef * hyd.q * t_lat + (1.0 - e) * t_e
-        temp = linear_transport(sched, a, beta, gamma, x0)
+        length = self._column("length_m", dtype)
+        area = hyd.width * length
+
+        def sweep(t_e, k_e):
+            e = relaxation_factor(k_e * p["ke_scale"], area * area_factor, dt, D) if self.exchange else torch.ones_like(D)
+            coef = e * dt / D
+            coef_down = torch.cat([coef, coef.new_zeros(T, 1)], 1).index_select(1, sched.down)  # 0 for outlets
+            gamma = coef * hyd.q * t_lat + (1.0 - e) * t_e
+            return linear_transport(sched, coef_down * hyd.Q, e * W_prev / D, gamma, x0), e
+
+        form, inputs, area_factor = None, None, 1.0
+        if self.equilibrium == "mohseni":
+            t_e = mohseni_equilibrium(ta).clamp_min(0.0)
+            temp, e = sweep(t_e, torch.full_like(ta, KE_MOHSENI))
+        else:
+            form = get_exchange(self.surface_exchange)
+            area_factor = form.area_factor
+            inputs = self._exchange_inputs(form, forcing, hyd, ta, t_gw, p["shade"], time, T, dtype)
+            if not form.reference_dependent:
+                t_e, k_e = exchange_equilibrium(form, inputs, self.albedo)
+                t_e = t_e.clamp_min(0.0)  # no ice process: liquid water does not equilibrate below freezing
+                temp, e = sweep(t_e, k_e)
+            else:  # terms at the inflow temperature: fixed point in T_ref = the step's inflow temperature
+                temp, e = sweep(torch.zeros_like(ta), torch.zeros_like(ta))  # conservative tracer to start
+                for it in range(self.reference_max_iter):
+                    inputs["t_ref"] = inflow_temperature(hyd, temp, t_lat, dt, sched)
+                    t_e, k_e = exchange_equilibrium(form, inputs, self.albedo)
+                    t_e = t_e.clamp_min(0.0)
+                    new, e = sweep(t_e, k_e)
+                    gap = float((new - temp).detach().abs().max())
+                    temp = new
+                    if gap < self.reference_tol:
+                        break
+                else:
+                    raise RuntimeError(f"surface exchange '{form.name}': the inflow temperature did not converge in "
+                                       f"{self.reference_max_iter} sweeps (last change {gap:.3g} degC)")
+                self.report = {**getattr(self, "report", {}), "reference_iterations": it + 1,
+                               "reference_gap_degC": gap}
         inv = sched.sorted_pos
         out = TemperatureResult(temp.index_select(1, inv), hyd.Q.index_select(1, inv), t_e.index_select(1, inv),
                                 t_lat.index_select(1, inv))
         if budget:
             out.budget = {k: v.index_select(1, inv) for k, v in
-                          _heat_budget(hyd, temp, x0, t_lat, e, D, t_e, dt, sched).items()}
-            if met is not None:
-                t_mix = _mixed_temperature(hyd, temp.detach(), x0.detach(), t_lat.detach(), D, dt, sched)
-                out.budget.update({k: v.index_select(1, inv) for k, v in _exchange_terms(
-                    out.budget["exchange_J"].index_select(1, sched.order), t_mix, t_e.detach(), e.detach(), ta,
-                    met, p["shade"].detach(), self.albedo, hyd.width * length, dt).items()})
+                          heat_budget(hyd, temp, x0, t_lat, e, D, t_e, dt, sched).items()}
+            if form is not None:
+                t_mix = mixed_temperature(hyd, temp.detach(), x0.detach(), t_lat.detach(), D, dt, sched)
+                out.budget.update({k: v.index_select(1, inv) for k, v in exchange_terms(
+                    out.budget["exchange_J"].index_select(1, sched.order), t_mix, t_e.detach(), e.detach(), form,
+                    inputs, self.albedo, area * area_factor, dt).items()})
         return out
+
+    def _met(self, x, name: str, T: int, dtype, lo: float, hi: float, hint: str = "") -> torch.Tensor:
+        """A forcing field [T, N] sorted, checked to lie in [lo, hi] (naming the reaches)."""
+        v = self._sorted(x, name, T, dtype)
+        bad = (v.detach() < lo) | (v.detach() > hi)
+        if bad.any():
+            raise ValueError(f"forcing '{name}' outside [{lo:g}, {hi:g}]{hint} at reaches "
+                             f"{self.network.ids[self.sched.order[bad.any(0)][:10].cpu().numpy()].tolist()}")
+        return v
+
+    def _column(self, name: str, dtype) -> torch.Tensor:
+        """Network column ``name`` as an [N] tensor in sorted order."""
+        if name not in self.network.attrs:
+            raise NetworkError(f"stream temperature needs the network column '{name}'")
+        return torch.as_tensor(self.network.attrs[name].to_numpy(np.float64).copy(), dtype=dtype,
+                               device=self.sched.device).index_select(0, self.sched.order)
+
+    def _exchange_inputs(self, form, forcing: HeatForcing, hyd: Hydraulics, ta, t_gw, shade, time, T, dtype) -> dict:
+        """The inputs ``form`` needs (sorted order), each from the forcing, the hydraulics or the network; a
+        missing forcing field raises naming it."""
+        def need(name, what):
+            v = getattr(forcing, name)
+            if v is None:
+                raise ValueError(f"surface exchange '{form.name}' needs forcing.{name} ({what})")
+            return v
+
+        def shortwave():
+            sw = forcing.shortwave
+            if sw is None:
+                if time is None or not {"lat", "lon"} <= set(self.network.attrs):
+                    raise ValueError("forcing.shortwave is missing: give it, or give `time` and a network with "
+                                     "lat/lon columns for clear-sky shortwave")
+                sw = clear_sky_shortwave(time, self.network.attrs["lat"], self.network.attrs["lon"])
+            return self._met(sw, "shortwave", T, dtype, 0.0, 2000.0)
+
+        build = {
+            "air_temp": lambda: ta, "shade": lambda: shade, "shortwave": shortwave, "t_ground": lambda: t_gw,
+            "rel_humidity": lambda: self._met(forcing.rel_humidity, "rel_humidity", T, dtype, 0.01, 1.0),
+            "wind": lambda: self._met(forcing.wind, "wind", T, dtype, 0.0, 60.0),
+            "cloud_cover": lambda: self._met(forcing.cloud_cover, "cloud_cover", T, dtype, 0.0, 1.0),
+            "sky_shade": lambda: self._met(need("sky_shade", "0-1, sky fraction hidden by topography and "
+                                                "vegetation"), "sky_shade", T, dtype, 0.0, 1.0),
+            "veg_shade": lambda: self._met(need("veg_shade", "0-1, riparian vegetation shade index"), "veg_shade",
+                                           T, dtype, 0.0, 1.0),
+            "pet_m_s": lambda: self._met(need("pet", "potential evaporation, mm/day"), "pet", T, dtype, 0.0,
+                                         100.0) / (1000.0 * 86400.0),
+            "pressure_hpa": lambda: air_pressure_hpa(self._column("elevation_m", dtype)),
+            "friction": lambda: friction_heat(hyd.I + hyd.q, hyd.width.clamp_min(1e-3), self._column("slope", dtype)),
+        }
+        return {k: build[k]() for k in form.inputs if k != "t_ref"}
 
     def forward(self, q_lat, forcing: HeatForcing, time=None, routing_params: Mapping | None = None,
                 T0=None, budget: bool = False, **params) -> TemperatureResult:
         """Route ``q_lat`` [T, N] (m3/s) and compute water temperature (see :meth:`temperature`)."""
         return self.temperature(self.route(q_lat, routing_params), forcing, time=time, T0=T0, budget=budget,
                                 **params)
-
-
-def _heat_budget(hyd: Hydraulics, temp, x0, t_lat, e, D, t_e, dt, sched) -> dict:
-    """Per step and reach heat terms (J, sorted order): storage change, upstream advection in, lateral in,
-    outflow, surface exchange; storage_change = advection_in + lateral_in - outflow + exchange exactly."""
-    rc = RHO_W * CP_W
-    with torch.no_grad():
-        prev = torch.cat([x0.unsqueeze(0), temp[:-1]], 0)
-        up = sched.upstream_sum(hyd.Q * temp)
-        heat = rc * (hyd.W + V_MIN)
-        t_mix = _mixed_temperature(hyd, temp, x0, t_lat, D, dt, sched)
-        return {"storage_change_J": heat[1:] * temp - heat[:-1] * prev, "advection_in_J": rc * dt * up,
-                "lateral_in_J": rc * dt * hyd.q * t_lat, "outflow_J": rc * dt * hyd.Q * temp,
-                "exchange_J": rc * D * (1.0 - e) * (t_e - t_mix)}
-
-
-def _mixed_temperature(hyd: Hydraulics, temp, x0, t_lat, D, dt, sched) -> torch.Tensor:
-    """Tm [T, N] (degC, sorted): the mixed temperature of step 1 of the scheme (module docstring)."""
-    prev = torch.cat([x0.unsqueeze(0), temp[:-1]], 0)
-    up = sched.upstream_sum(hyd.Q * temp)
-    return ((hyd.W[:-1] + V_MIN) * prev + dt * up + dt * hyd.q * t_lat) / D
-
-
-def _exchange_terms(exchange_J, t_mix, t_e, e, ta, met, shade, albedo, area, dt) -> dict:
-    """The surface exchange of the step split into the energy-balance terms (J, sorted order): each term of
-    :func:`surface_flux_terms` at the step-mean water temperature of the exponential relaxation from Tm
-    towards T_e, T_e + (Tm - T_e)(1 - e)/(-ln e), times area and dt, plus the linearisation residual
-    (exchange - sum of terms; what the linear law K_e (T_e - T) adds to the nonlinear H), so the split
-    closes exactly."""
-    sw, rh, wind, cc = met
-    with torch.no_grad():
-        lam = -torch.log(e)
-        frac = torch.where(lam > 1e-12, -torch.expm1(-lam) / lam.clamp_min(1e-12), torch.ones_like(lam))
-        t_mean = t_e + (t_mix - t_e) * frac
-        terms = surface_flux_terms(t_mean, ta, sw, rh, wind, shade, cc, albedo)
-        out = {f"{k}_J": v * area * dt for k, v in terms.items()}
-        out["linearisation_residual_J"] = exchange_J - sum(out.values())
-    return out
 
 
 # -------------------------------------------------------------------------------- learning helpers

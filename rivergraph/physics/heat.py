@@ -94,19 +94,67 @@ def linearised_equilibrium(air_temp, shortwave, rel_humidity, wind, shade, cloud
     return air_temp - h / dh, -dh
 
 
+def equilibrium_root(flux, inputs: dict, anchor, tol: float = 1e-9, max_iter: int = 60,
+                     bracket: tuple[float, float] = (-100.0, 500.0)):
+    """Root T_e (degC) of a strictly decreasing surface energy balance H(T) and the chord exchange coefficient
+    K_e = H(a)/(T_e - a) (W m-2 degC-1) through an anchor temperature a; any exchange formulation
+    (:mod:`rivergraph.physics.exchange`).
+
+    ``flux(t, **inputs) -> (H, dH/dT)`` (W m-2, W m-2 degC-1); ``inputs`` tensors/floats broadcast together;
+    ``anchor`` [..] degC (the air temperature for the Chapra/Edinger balance, the inflow water temperature for
+    PRMS-SNTemp's), also the Newton start. Newton's method safeguarded by bisection in ``bracket`` (every
+    iterate keeps H(lo) > 0 > H(hi); a step leaving the bracket is replaced by its midpoint), so it converges
+    for any strictly decreasing H, concave (Newton is then monotone from the first step on, Chapra/Edinger)
+    or not (PRMS-SNTemp's balance has a convex T^2 term). Iterates run without autograd until |step| < tol
+    degC (at least 64 ulp of T in kelvin); the gradient is the implicit-function theorem's,
+    dT_e/dtheta = -(dH/dtheta)/(dH/dT) at the root, through ONE differentiable Newton step from the detached
+    root. The chord is exact at the anchor and at the root, lies between the tangents there and is > 0 for a
+    decreasing H; where T_e ~ a it is the tangent -H'(a). Raises if H has no sign change in the bracket."""
+    det = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in inputs.items()}
+    a = anchor.detach()
+    with torch.no_grad():
+        x = torch.broadcast_tensors(a, *[v for v in det.values() if torch.is_tensor(v)])[0].clone()
+        lo, hi = torch.full_like(x, bracket[0]), torch.full_like(x, bracket[1])
+        h_lo, h_hi = flux(lo, **det)[0], flux(hi, **det)[0]
+        if not (bool((h_lo > 0).all()) and bool((h_hi < 0).all())):
+            raise ValueError(f"equilibrium temperature: the energy balance has no root in {bracket} degC "
+                             f"(non-finite or out-of-range inputs?)")
+        tol = max(tol, 64.0 * torch.finfo(x.dtype).eps * (KELVIN + float(x.abs().max())))  # float32: ~1e-4 degC
+        x = x.clamp(bracket[0], bracket[1])
+        for _ in range(max_iter):
+            h, dh = flux(x, **det)
+            pos = h > 0
+            lo, hi = torch.where(pos, x, lo), torch.where(pos, hi, x)
+            new = x - h / dh
+            new = torch.where(torch.isfinite(new) & (new >= lo) & (new <= hi), new, 0.5 * (lo + hi))
+            step = torch.minimum((new - x).abs(), hi - lo)
+            x = new
+            if float(step.max()) < tol:
+                break
+        else:
+            raise RuntimeError(f"equilibrium temperature: Newton did not converge in {max_iter} iterations "
+                               f"(last step {float(step.max()):.3g} degC)")
+        _, dh_star = flux(x, **det)
+    h, _ = flux(x, **inputs)
+    t_e = x - h / dh_star
+    h_a, dh_a = flux(anchor, **inputs)
+    gap = t_e - anchor
+    small = gap.detach().abs() < 1e-6
+    k_e = torch.where(small, -dh_a, h_a / torch.where(small, torch.ones_like(gap), gap))
+    return t_e, k_e
+
+
 def energy_balance_equilibrium(air_temp, shortwave, rel_humidity, wind, shade, cloud_cover=0.0,
-                               albedo: float = 0.1, tol: float = 1e-9, max_iter: int = 50):
-    """Equilibrium temperature T_e (degC), the root of the surface energy balance H(T_e) = 0, and the exchange
-    coefficient K_e (W m-2 degC-1) of the linear law H(T) ~ K_e (T_e - T) used by the transport scheme.
+                               albedo: float = 0.1, tol: float = 1e-9, max_iter: int = 60):
+    """Equilibrium temperature T_e (degC), the root of the surface energy balance H(T_e) = 0 of
+    :func:`net_surface_flux`, and the exchange coefficient K_e (W m-2 degC-1) of the linear law
+    H(T) ~ K_e (T_e - T) used by the transport scheme (:func:`equilibrium_root`).
 
     Root: Newton's method from the air temperature (as SNTEMP, Theurer, Voos & Miller 1984, and PRMS-SNTemp's
     ``teak1``, Sanders et al. 2017, USGS TM 6-D4, solve their energy balance). H is strictly decreasing and
     concave (:func:`net_surface_flux`), so the first step lands at or above the root (it is the classical
-    linearisation, :func:`linearised_equilibrium`) and every later step decreases monotonically to it: the
-    iteration converges from any start without damping or bracketing. Iterates run without autograd until
-    |step| < tol degC (raised to 64 ulp of T in kelvin in float32; float64: ~5 steps); the gradient comes from the implicit-function theorem,
-    dT_e/dtheta = -(dH/dtheta)/(dH/dT) at the root, through ONE differentiable Newton step
-    T_e = T* - H(T*; theta)/H'(T*), T* and H'(T*) detached (its value is T* to rounding).
+    linearisation, :func:`linearised_equilibrium`) and every later step decreases monotonically to it.
+    Gradient by the implicit-function theorem (one differentiable Newton step at the detached root).
 
     K_e: the chord slope K_e = H(Ta)/(T_e - Ta) through the air temperature and the root (the tangent -H'(Ta)
     where T_e ~ Ta), so the linear law is exact both at the air temperature (the flux the classical
@@ -114,28 +162,11 @@ def energy_balance_equilibrium(air_temp, shortwave, rel_humidity, wind, shade, c
     overstate the flux far from it (up to ~2x for noon sun); the chord lies between the tangents at Ta and T_e,
     so K_e > 0 always. Args as :func:`surface_flux_terms` (tensors broadcast together).
     """
-    args = (air_temp, shortwave, rel_humidity, wind, shade, cloud_cover)
-    with torch.no_grad():
-        det = [a.detach() if torch.is_tensor(a) else a for a in args]
-        x = torch.broadcast_tensors(*[torch.as_tensor(a, dtype=torch.as_tensor(det[0]).dtype) for a in det])[0].clone()
-        tol = max(tol, 64.0 * torch.finfo(x.dtype).eps * (KELVIN + float(x.abs().max())))  # float32: ~1e-4 degC
-        for _ in range(max_iter):
-            h, dh = net_surface_flux(x, *det, albedo=albedo)
-            step = h / dh
-            x = x - step
-            if float(step.abs().max()) < tol:
-                break
-        else:
-            raise RuntimeError(f"equilibrium temperature: Newton did not converge in {max_iter} iterations "
-                               f"(last step {float(step.abs().max()):.3g} degC)")
-        _, dh_star = net_surface_flux(x, *det, albedo=albedo)
-    h, _ = net_surface_flux(x, *args, albedo=albedo)
-    t_e = x - h / dh_star
-    h_a, dh_a = net_surface_flux(air_temp, *args, albedo=albedo)
-    gap = t_e - air_temp
-    small = gap.detach().abs() < 1e-6
-    k_e = torch.where(small, -dh_a, h_a / torch.where(small, torch.ones_like(gap), gap))
-    return t_e, k_e
+    air_temp = torch.as_tensor(air_temp)
+    inputs = dict(air_temp=air_temp, shortwave=shortwave, rel_humidity=rel_humidity, wind=wind, shade=shade,
+                  cloud_cover=cloud_cover)
+    flux = lambda t, **kw: net_surface_flux(t, albedo=albedo, **kw)  # noqa: E731
+    return equilibrium_root(flux, inputs, air_temp, tol=tol, max_iter=max_iter)
 
 
 def mohseni_equilibrium(air_temp, alpha: float = 30.0, beta: float = 13.3, gamma: float = 0.18, mu: float = 0.0):

@@ -13,7 +13,7 @@ from ._common import RunoffError, _as_utc, _fmt, _id_hint
 from .lstm import NeuralHydrologyLSTM, _units_from_target
 from .inputs import InputSpec, derive_inputs
 from .mapping import CatchmentReachMap
-from .units import _rate_seconds, depth_rate_to_discharge
+from .units import depth_rate_seconds, depth_rate_to_discharge
 
 __all__ = ["LSTMRunoff", "lstm_runoff"]
 
@@ -93,7 +93,7 @@ class LSTMRunoff(nn.Module):
         self.units = units or _units_from_target(self.target)
         if self.units is None:
             raise RunoffError(f"cannot read depth-rate units from target {self.target!r}; pass units='mm/h'")
-        _rate_seconds(self.units)
+        depth_rate_seconds(self.units)
         if mapping is not None:
             miss = [c for c in mapping.catchment_ids if c not in set(self.catchment_ids)]
             if miss or len(mapping.catchment_ids) != len(self.catchment_ids):

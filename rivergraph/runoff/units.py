@@ -9,7 +9,7 @@ import torch
 
 from ._common import RunoffError, _fmt, _id_hint
 
-__all__ = ["depth_rate_to_discharge", "discharge_to_depth_rate", "CFS_TO_M3S"]
+__all__ = ["depth_rate_seconds", "depth_rate_to_discharge", "discharge_to_depth_rate", "CFS_TO_M3S"]
 
 CFS_TO_M3S = 0.0283168
 """Cubic feet per second to m3/s (0.3048**3 = 0.028316846592, rounded as USGS does)."""
@@ -18,7 +18,8 @@ _DEPTH_RATE_SECONDS = {"mm/h": 3600.0, "mm/hr": 3600.0, "mm/d": 86400.0, "mm/day
                        "mm/s": 1.0}
 
 
-def _rate_seconds(units: str) -> float:
+def depth_rate_seconds(units: str) -> float:
+    """Seconds per time unit of a depth-rate unit name (e.g. ``"mm/h"`` -> 3600); unknown names raise."""
     try:
         return _DEPTH_RATE_SECONDS[units.strip().lower()]
     except KeyError:
@@ -55,12 +56,12 @@ def depth_rate_to_discharge(runoff, area_km2, units: str = "mm/h"):
     Returns:
         Discharge in m3/s, same type and shape as ``runoff``.
     """
-    factor = 1e3 / _rate_seconds(units)  # 1e-3 m/mm * 1e6 m2/km2 / seconds
+    factor = 1e3 / depth_rate_seconds(units)  # 1e-3 m/mm * 1e6 m2/km2 / seconds
     return runoff * _area_like(area_km2, runoff) * factor
 
 
 def discharge_to_depth_rate(discharge, area_km2, units: str = "mm/h"):
     """Inverse of :func:`depth_rate_to_discharge`: discharge (m3/s) over ``area_km2`` -> depth rate in
     ``units`` (mm/h or mm/day)."""
-    factor = 1e3 / _rate_seconds(units)
+    factor = 1e3 / depth_rate_seconds(units)
     return discharge / (_area_like(area_km2, discharge) * factor)

@@ -83,7 +83,7 @@ def _plot_holdout(days, sims, obs_d, ids, held, split_day, path, panels: int = 6
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .train import _save_fig
+    from ..plots import save
 
     cols = np.flatnonzero(held) if held.any() else np.arange(len(ids))
     cols = cols[np.argsort(-np.nanmean(obs_d[:, cols], 0))][:panels]
@@ -100,7 +100,7 @@ def _plot_holdout(days, sims, obs_d, ids, held, split_day, path, panels: int = 6
         ax.set_ylabel("Q (m3/s)", fontsize=8)
     axes[0, 0].legend(fontsize=7, ncol=4)
     fig.tight_layout()
-    _save_fig(fig, path)
+    save(fig, path, dpi=110)
 
 
 def _plot_n_lat(net: RiverNetwork, n: np.ndarray, path) -> None:
@@ -111,7 +111,7 @@ def _plot_n_lat(net: RiverNetwork, n: np.ndarray, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .train import _save_fig
+    from ..plots import save
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     sc = ax.scatter(net.attr("lat"), n, c=np.log10(net.attr("drainage_area_km2")), s=8, cmap="viridis")
@@ -119,4 +119,4 @@ def _plot_n_lat(net: RiverNetwork, n: np.ndarray, path) -> None:
     ax.set(xlabel="segment latitude (deg N; no longitude in the NHM files)", ylabel="learned Manning's n",
            yscale="log")
     fig.tight_layout()
-    _save_fig(fig, path)
+    save(fig, path, dpi=110)

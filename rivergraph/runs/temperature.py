@@ -91,7 +91,8 @@ def run_temperature(path) -> int:
     bar = tqdm(total=4, desc="temperature", unit="stage")
     net, time, dt, q, spin = _inputs(cfg, base)
     forcing = _forcing(cfg, net, time, base)
-    model = StreamTemperature(net, dt=dt, mode=cfg.mode, equilibrium=cfg.equilibrium)
+    model = StreamTemperature(net, dt=dt, mode=cfg.mode, equilibrium=cfg.equilibrium,
+                              surface_exchange=cfg.surface_exchange)
     rparams = route_parameters(RoutingSection(mode=cfg.mode, params=cfg.routing_params), net, base)
     bar.set_postfix_str("routing")
     with torch.no_grad():
