@@ -105,7 +105,7 @@ class CompiledSweep(torch.autograd.Function):
         I_old = I0.detach().clone()
         I_new = torch.zeros_like(I_old)
         out, mode, opos = _output_layout(q, out_pos, out_sorted)
-        k = T if every is None else max(1, min(every, T))
+        k = max(1, T if every is None else min(every, T))
         keep_full = need_grad and every is None
         hist = _histories(kern, q, T if keep_full else 0, states, I_old)
         snaps = []
