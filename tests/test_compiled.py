@@ -96,3 +96,16 @@ def test_engine_choice(small):
         use_compiled(sched, mc, "compiled")
     with pytest.raises(ValueError, match="engine must be one of"):
         MuskingumCunge(small, mode="static", engine="fast")
+
+
+def test_numba_loaded_only_for_the_compiled_path():
+    """``import rivergraph`` and the torch engine do not import numba (~55 MB, ~0.25 s); the compiled path does."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from rivergraph import MuskingumCunge; from rivergraph.datasets import "
+            "load_lower_colorado; net, d = load_lower_colorado(); q = torch.as_tensor(d['q_lateral'][:3]).float(); "
+            "r = MuskingumCunge(net, dt=3600.0, mode='static', engine='torch'); r(q); a = 'numba' in sys.modules; "
+            "MuskingumCunge(net, dt=3600.0, mode='static', engine='compiled')(q); print(a, 'numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]

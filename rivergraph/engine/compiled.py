@@ -16,18 +16,19 @@ so the gradients are bit-identical to the full-history ones.
 
 ``engine="auto"`` (the router's default) takes this path on a CPU for the cells with a kernel, with or without
 gradients, when numba is importable; ``"compiled"`` requires it, ``"torch"`` always runs the wavefront (the
-GPU path).
+GPU path). numba and the kernel modules are imported on first use: ``import rivergraph`` and the torch engine
+load neither (numba and its LLVM take ~0.25 s and ~55 MB).
 """
 from __future__ import annotations
+
+import importlib.util
+from functools import cache
 
 import numpy as np
 import torch
 
 from .cell import Cell
 from .cells import MuskingumCungeCell, StaticMuskingum
-from .compiled_base import NO_GRAD, as_numpy, numba
-from .compiled_mc import MCKernel
-from .compiled_static import StaticKernel
 from .schedule import Schedule
 
 __all__ = ["available", "use_compiled", "compiled_sweep", "CompiledSweep", "ENGINES"]
@@ -35,15 +36,21 @@ __all__ = ["available", "use_compiled", "compiled_sweep", "CompiledSweep", "ENGI
 ENGINES = ("auto", "torch", "compiled")
 
 
+@cache
 def available() -> bool:
-    return numba is not None
+    """Whether numba is installed (without importing it)."""
+    return importlib.util.find_spec("numba") is not None
 
 
 def _kernel(cell: Cell):
     """The compiled kernel class of a cell, or None: static Muskingum, Muskingum-Cunge on the power-law channel."""
     if type(cell) is StaticMuskingum:
+        from .compiled_static import StaticKernel
+
         return StaticKernel
     if type(cell) is MuskingumCungeCell and cell.channel.name == "power_law":
+        from .compiled_mc import MCKernel
+
         return MCKernel
     return None
 
@@ -68,6 +75,8 @@ def use_compiled(sched: Schedule, cell: Cell, engine: str, needs_grad: bool = Fa
 
 def _output_layout(q, out_pos, out_sorted):
     """The output buffer and its (mode, positions) for ``end_step``."""
+    from .compiled_base import as_numpy
+
     T, N = q.shape
     if out_pos is None:
         return q.new_empty(T, N), (1 if out_sorted else 0), np.zeros(0, dtype=np.int64)
@@ -76,6 +85,8 @@ def _output_layout(q, out_pos, out_sorted):
 
 def _grad_layout(g_out, N, out_pos, out_sorted, dtype):
     """The output cotangent as ``grad_row`` reads it: (array, g_mode, g_col)."""
+    from .compiled_base import NO_GRAD, as_numpy
+
     g_col = np.zeros(0, dtype=np.int64)
     if g_out is None:
         return np.zeros((1, 1), dtype=dtype), NO_GRAD, g_col
@@ -95,6 +106,8 @@ class CompiledSweep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, I0, *xs):
+        from .compiled_base import as_numpy
+
         kern, out_pos, out_sorted, every, keep_history = a
         ns = kern.n_states
         states0, q, params = xs[:ns], xs[ns], xs[ns + 1:]
@@ -124,6 +137,8 @@ class CompiledSweep(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_out, g_I, *g_rest):
+        from .compiled_base import as_numpy
+
         kern, out_pos, out_sorted, every, _ = ctx.a
         ns = kern.n_states
         saved = ctx.saved_tensors

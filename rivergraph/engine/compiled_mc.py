@@ -31,8 +31,7 @@ import numpy as np
 import torch
 
 from ..physics.channels import CELERITY_BOUNDS, MIN_REFERENCE_FLOW
-from .compiled_base import (as_numpy, end_step, grad_row, inline, jit, muskingum_update, muskingum_update_vjp, read_row,
-                            send)
+from .compiled_base import as_numpy, end_step, grad_row, inline, jit, muskingum_update, muskingum_update_vjp, read_row
 from .compiled_math import vexp, vlog
 
 __all__ = ["MCKernel", "power_law_constants"]
@@ -150,7 +149,7 @@ def _mc_bwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, 
         first = derive and t == 0
         read_row(q[t], order, row)
         grad_row(g, t, g_mode, g_col, order, grow)
-        Ii_h, Io_h, Qo_h, Qn_h, So_h = Ih[r_ + 1], Ih[r_], Qh[r_], Qh[r_ + 1], Sh[r_ if conservative else 0]
+        Ii_h, Io_h, Qo_h, So_h = Ih[r_ + 1], Ih[r_], Qh[r_], Sh[r_ if conservative else 0]
         for L in range(lstart.shape[0] - 2, -1, -1):
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
             for k in range(a, b):

@@ -11,7 +11,6 @@ with the closed-form vector-Jacobian product of :class:`rivergraph.engine.cells.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from .compiled_base import as_numpy, end_step, grad_row, jit, read_row, send
 
