@@ -34,7 +34,7 @@ from ..physics.channels import CELERITY_BOUNDS, MIN_REFERENCE_FLOW
 from .compiled_base import as_numpy, end_step, grad_row, inline, jit, muskingum_update, muskingum_update_vjp, read_row
 from .compiled_math import vexp, vlog
 
-__all__ = ["MCKernel", "power_law_constants"]
+__all__ = ["MCKernel", "power_law_constants", "cunge_reach", "cunge_reach_vjp", "reference_flow"]
 
 
 def power_law_constants(n, S0, p, w, dx):
@@ -58,14 +58,13 @@ def _channel_vjp(a3_Qr, lq, y, c0, u, c0_bar, u_bar):  # pragma: no cover - comp
 
 
 @inline
-def _reach(kc, ku, y, dx, inv_dx, Ii, Io, Qo, So, ql, first, dt, positivity, conservative, c_lo,
-           c_hi):  # pragma: no cover - compiled
-    """One reach-step (module docstring) given y = Qr^(a_3): Q(t), S(t), S(t-1) as used, and the intermediates
-    of the adjoint. Scalars only (an array argument of an inlined helper keeps reference-count calls that stop
-    vectorisation); the caller evaluates y, with the vectorisable exp/log in the forward sweep."""
-    y2 = y * y
-    c0 = kc * y2  # celerity
-    u = ku * y2 * y2 * y  # Qr / (T S0 dx)
+def cunge_reach(c0, u, dx, inv_dx, Ii, Io, Qo, So, ql, first, dt, positivity, conservative, c_lo,
+                c_hi):  # pragma: no cover - compiled
+    """One Muskingum-Cunge reach-step from the channel's celerity c0 (m/s, before its clamp) and
+    u = Qr / (T S0 dx) (-): c clamped to [c_lo, c_hi], K = dx / c, X = 0.5 (1 - u / c) clipped to [0, 0.5] and
+    lowered for positivity, then the update; returns Q(t), S(t), S(t-1) as used and the intermediates of
+    :func:`cunge_reach_vjp`. Shared by every compiled Muskingum-Cunge channel; scalars only (an array argument of
+    an inlined helper keeps reference-count calls that stop vectorisation)."""
     c = min(max(c0, c_lo), c_hi)
     ic = 1.0 / c
     K = dx * ic
@@ -83,11 +82,52 @@ def _reach(kc, ku, y, dx, inv_dx, Ii, Io, Qo, So, ql, first, dt, positivity, con
     Rw = K - Pw
     Sp = Pw * Io + Rw * Qo if (first or not conservative) else So
     Qn, Sn, iD = muskingum_update(Pw, Rw, Ii, Io, Qo, Sp, ql, dt, conservative)
-    return Qn, Sn, Sp, c0, u, c, ic, K, Xr, X, sel, h, Pw, Rw, iD
+    return Qn, Sn, Sp, c, ic, K, Xr, X, sel, h, Pw, Rw, iD
 
 
 @inline
-def _reference(Ii, Io, Qo, ql, q_min):  # pragma: no cover - compiled
+def cunge_reach_vjp(Qn_bar, Sn_bar, Qn, c0, u, c, ic, K, Xr, X, sel, h, Pw, Rw, iD, dx, inv_dx, Ii, Io, Qo, first, dt,
+                    conservative, c_lo, c_hi):  # pragma: no cover - compiled
+    """Vector-Jacobian product of :func:`cunge_reach` for the cotangents of Q(t), S(t): returns those of
+    (c0, u, dx, I(t), I(t-1), Q(t-1), S(t-1), q); the clamps' gradients as torch's (zero where a clamp is active,
+    passed at its bound)."""
+    Pb, Rb, Iib, Iob, Qob, Spb, qlb = muskingum_update_vjp(Qn_bar, Sn_bar, Qn, iD, Pw, Rw, Ii, Io, Qo, dt,
+                                                           conservative)
+    Sob = 0.0
+    if conservative:
+        if first:  # S(t-1) = P I(t-1) + R Q(t-1)
+            Pb += Spb * Io
+            Rb += Spb * Qo
+            Iob += Spb * Pw
+            Qob += Spb * Rw
+        else:
+            Sob = Spb
+    Kb = Pb * X + Rb * (1.0 - X)  # P = K X, R = K (1 - X)
+    Xb = K * (Pb - Rb)
+    Xrb = Xb if (sel == 0 and Xr >= 0.0 and Xr <= 0.5) else 0.0
+    if sel == 1:  # X = h = dt / (2K), dh/dK = -h / K = -h c / dx
+        Kb -= Xb * h * c * inv_dx
+    elif sel == 2:  # X = 1 - h
+        Kb += Xb * h * c * inv_dx
+    icb = Kb * dx - 0.5 * u * Xrb  # K = dx / c, Xr = 0.5 - 0.5 u / c
+    c0b = -icb * ic * ic if (c0 >= c_lo and c0 <= c_hi) else 0.0
+    return c0b, -0.5 * ic * Xrb, Kb * ic, Iib, Iob, Qob, Sob, qlb
+
+
+@inline
+def _reach(kc, ku, y, dx, inv_dx, Ii, Io, Qo, So, ql, first, dt, positivity, conservative, c_lo,
+           c_hi):  # pragma: no cover - compiled
+    """One power-law reach-step (module docstring) given y = Qr^(a_3): (c0, u) then :func:`cunge_reach`; the
+    caller evaluates y, with the vectorisable exp/log in the forward sweep."""
+    y2 = y * y
+    c0 = kc * y2  # celerity
+    u = ku * y2 * y2 * y  # Qr / (T S0 dx)
+    return (c0, u, *cunge_reach(c0, u, dx, inv_dx, Ii, Io, Qo, So, ql, first, dt, positivity, conservative, c_lo,
+                                c_hi))
+
+
+@inline
+def reference_flow(Ii, Io, Qo, ql, q_min):  # pragma: no cover - compiled
     """The 3-point reference flow r and its floored value Qr (m3/s)."""
     r = (Io + Ii + Qo + 2.0 * ql) / 3.0
     return r, max(r, q_min)
@@ -112,9 +152,9 @@ def _mc_fwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old,
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
             for k in range(a, b):
                 Ii, Io, Qo, ql = I_new[k], I_old[k], Q[k], row[k]
-                y = vexp(a3[k] * vlog(_reference(Ii, Io, Qo, ql, q_min)[1]))
+                y = vexp(a3[k] * vlog(reference_flow(Ii, Io, Qo, ql, q_min)[1]))
                 Q[k], S[k], spb[k] = _reach(kc[k], ku[k], y, dx[k], inv_dx[k], Ii, Io, Qo, S[k], ql, first, dt,
-                                            positivity, conservative, c_lo, c_hi)[:3]
+                                            positivity, conservative, c_lo, c_hi)[2:5]
             for k in range(a, b):
                 s_all += spb[k]
                 e_all += S[k]
@@ -155,7 +195,7 @@ def _mc_bwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, 
             for k in range(a, b):
                 gq[k] = carry_q[k] + m_bar[down[k]] + grow[k]
             for k in range(a, b):  # vectorised: the transcendental part and a division
-                Qr = _reference(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1]
+                Qr = reference_flow(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1]
                 lq = vlog(Qr)
                 lqs[k] = lq
                 ys[k] = vexp(a3[k] * lq)
@@ -163,33 +203,16 @@ def _mc_bwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, 
             for k in range(a, b):
                 Ii, Io, Qo, ql = Ii_h[k], Io_h[k], Qo_h[k], row[k]
                 dxk = dx[k]
-                r, Qr = _reference(Ii, Io, Qo, ql, q_min)
+                r, Qr = reference_flow(Ii, Io, Qo, ql, q_min)
                 lq, y = lqs[k], ys[k]
-                Qn, Sn, Sp, c0, u, c, ic, K, Xr, X, sel, h, Pw, Rw, iD = _reach(
+                c0, u, Qn, Sn, Sp, c, ic, K, Xr, X, sel, h, Pw, Rw, iD = _reach(
                     kc[k], ku[k], y, dxk, inv_dx[k], Ii, Io, Qo, So_h[k] if conservative else 0.0, ql, first, dt,
                     positivity, conservative, c_lo, c_hi)
-                Pb, Rb, Iib, Iob, Qob, Spb, qlb = muskingum_update_vjp(gq[k], carry_s[k], Qn, iD, Pw, Rw, Ii, Io,
-                                                                       Qo, dt, conservative)
-                Sob = 0.0
-                if conservative:
-                    if first:  # S(t-1) = P I(t-1) + R Q(t-1)
-                        Pb += Spb * Io
-                        Rb += Spb * Qo
-                        Iob += Spb * Pw
-                        Qob += Spb * Rw
-                    else:
-                        Sob = Spb
-                Kb = Pb * X + Rb * (1.0 - X)  # P = K X, R = K (1 - X)
-                Xb = K * (Pb - Rb)
-                Xrb = Xb if (sel == 0 and Xr >= 0.0 and Xr <= 0.5) else 0.0
-                if sel == 1:  # X = h = dt / (2K), dh/dK = -h / K = -h c / dx
-                    Kb -= Xb * h * c * inv_dx[k]
-                elif sel == 2:  # X = 1 - h
-                    Kb += Xb * h * c * inv_dx[k]
-                icb = Kb * dxk - 0.5 * u * Xrb  # K = dx / c, Xr = 0.5 - 0.5 u / c
-                dx_bar[k] += Kb * ic
-                c0b = -icb * ic * ic if (c0 >= c_lo and c0 <= c_hi) else 0.0
-                kcb, kub, a3b, Qrb = _channel_vjp(a3q[k], lq, y, c0, u, c0b, -0.5 * ic * Xrb)
+                c0b, ub, dxb, Iib, Iob, Qob, Sob, qlb = cunge_reach_vjp(
+                    gq[k], carry_s[k], Qn, c0, u, c, ic, K, Xr, X, sel, h, Pw, Rw, iD, dxk, inv_dx[k], Ii, Io, Qo, first,
+                    dt, conservative, c_lo, c_hi)
+                dx_bar[k] += dxb
+                kcb, kub, a3b, Qrb = _channel_vjp(a3q[k], lq, y, c0, u, c0b, ub)
                 kc_bar[k] += kcb
                 ku_bar[k] += kub
                 a3_bar[k] += a3b
