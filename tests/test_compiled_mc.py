@@ -12,7 +12,7 @@ import torch
 
 from rivergraph import build_network
 from rivergraph.models.router import MuskingumCunge
-from rivergraph.physics.channels import CELERITY_BOUNDS, MIN_REFERENCE_FLOW, power_law_celerity
+from rivergraph.physics.channels import CELERITY_BOUNDS, MIN_REFERENCE_FLOW, get_channel
 
 torch.set_num_threads(1)
 F64 = torch.float64
@@ -53,12 +53,14 @@ def _inflow(T, N, dtype, zeros=False, seed=2):
     return q.to(dtype)
 
 
-def _run(net, engine, scheme, positivity, T=23, dtype=F64, every=None, outputs=None, extreme=False, dt=900.0):
+def _run(net, engine, scheme, positivity, T=23, dtype=F64, every=None, outputs=None, extreme=False, dt=900.0,
+         mode="power_law", params=_params, inflow=_inflow):
     """Two chained calls (cold start, then the carried state with an output subset) and one loss on both
-    outputs and the final state; returns the outputs, the gradients and the first call's full output."""
-    q = _inflow(T, len(net), dtype, zeros=extreme).requires_grad_(True)
-    ps = {k: v.requires_grad_(True) for k, v in _params(net, dtype, extreme).items()}
-    r = MuskingumCunge(net, dt=dt, mode="power_law", engine=engine, scheme=scheme, positivity=positivity,
+    outputs and the final state; returns the outputs, the gradients and the first call's full output.
+    ``mode``, ``params(net, dtype, extreme)`` and ``inflow(T, N, dtype, zeros)``: the channel and its inputs."""
+    q = inflow(T, len(net), dtype, zeros=extreme).requires_grad_(True)
+    ps = {k: v.requires_grad_(True) for k, v in params(net, dtype, extreme).items()}
+    r = MuskingumCunge(net, dt=dt, mode=mode, engine=engine, scheme=scheme, positivity=positivity,
                        checkpoint_every=every)
     Q1 = r(q[:9], hot_start=False, **ps)
     Q2 = r(q[9:], state=r.state, output_positions=outputs, **ps)
@@ -77,9 +79,10 @@ def _close(ref, got, rtol):
         assert err <= rtol, (i, err)
 
 
-def _clamps_hit(net, q, ps, Q, dt, positivity):
+def _clamps_hit(net, q, ps, Q, dt, positivity, mode="power_law"):
     """Which clamps the torch path's first call met: the reference-flow floor, the celerity bounds, X's floor
     and (with positivity) the lowering of X; from the routed flows (cold start, every reach an output)."""
+    channel = get_channel(mode)
     down = torch.as_tensor(net.downstream)
     q, Q = q.detach()[: Q.shape[0]], Q.detach()
     I = torch.zeros_like(Q)
@@ -90,7 +93,7 @@ def _clamps_hit(net, q, ps, Q, dt, positivity):
     r = (prev(I) + I + prev(Q) + 2.0 * q) / 3.0
     Qr = r.clamp_min(MIN_REFERENCE_FLOW)
     p = {k: v.detach() for k, v in ps.items()}
-    c, Tw = power_law_celerity(Qr, p["n"], p["slope"], p["width_coef"], p["width_exp"])
+    c, Tw = channel.celerity(Qr, *(p[name] for name in channel.param_names))
     cc = c.clamp(*CELERITY_BOUNDS)
     X = 0.5 * (1.0 - Qr / (Tw * p["slope"] * cc * p["length"]))
     h = dt * cc / (2.0 * p["length"])
