@@ -43,20 +43,22 @@ _MAX_ITERS = 60
 
 
 @inline
-def _depth(Qr, lc, B, z, s, h0):  # pragma: no cover - compiled
-    """Normal depth h (m) of Qr (m3/s) from the start h0 (<= 0: the wide-rectangle guess); lc = log(sqrt(S0)/n)."""
-    lQ = vlog(Qr)
-    h = h0 if h0 > 0.0 else vexp(0.6 * (lQ - lc - vlog(B)))
-    done = False
+def _depth(lK3, B, z, s, h0, lB):  # pragma: no cover - compiled
+    """Normal depth h (m) from the start h0 (<= 0: the wide-rectangle guess); lK3 = 3 log(Qr n / sqrt(S0)),
+    lB = log B (module docstring)."""
+    h = h0 if h0 > 0.0 else vexp(0.2 * lK3 - 0.6 * lB)
     for _ in range(_MAX_ITERS):
         A = (B + z * h) * h
         P = B + 2.0 * h * s
         T = B + 2.0 * z * h
-        step = (5.0 / 3.0 * vlog(A) - 2.0 / 3.0 * vlog(P) + lc - lQ) / (h * (5.0 / 3.0 * T / A - 4.0 / 3.0 * s / P))
-        h = h * vexp(-min(max(step, -2.0), 2.0))
-        if done:
-            break
-        done = abs(step) < _TOL
+        A2 = A * A
+        step = (vlog(A2 * A2 * A / (P * P)) - lK3) / (h * (5.0 * T / A - 4.0 * s / P))
+        if abs(step) < 0.0625:  # exp(-step) to 5th order: the Newton iterate changes by O(step^6)
+            h = h * (1.0 - step * (1.0 - step * (0.5 - step * (1.0 / 6.0 - step * (1.0 / 24.0 - step / 120.0)))))
+            if abs(step) < _TOL:
+                break
+        else:
+            h = h * vexp(-min(max(step, -2.0), 2.0))
     return h
 
 
@@ -96,7 +98,7 @@ def _channel_vjp(c0b, ub, Qr, h, B, z, s, n, S0, dx, u, A, P, T, G1, G2):  # pra
 
 
 @jit
-def _trap_fwd(n, S0, B, z, s, lc, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_mode,
+def _trap_fwd(n, S0, B, z, s, lc, lB, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_mode,
               out_pos, Qh, Sh, Ih, keep, row, spb, hs, stor, count, T, dt, positivity, conservative, derive, q_min,
               c_lo, c_hi):  # pragma: no cover - compiled
     """Steps t0..t1-1 in place on Q, S, I_old and the depth scratch hs (as ``compiled_mc._mc_fwd``)."""
@@ -111,7 +113,7 @@ def _trap_fwd(n, S0, B, z, s, lc, dx, inv_dx, lstart, down, order, q, t0, t1, Q,
             for k in range(a, b):
                 Ii, Io, Qo, ql = I_new[k], I_old[k], Q[k], row[k]
                 Qr = reference_flow(Ii, Io, Qo, ql, q_min)[1]
-                h = _depth(Qr, lc[k], B[k], z[k], s[k], hs[k])
+                h = _depth(3.0 * (vlog(Qr) - lc[k]), B[k], z[k], s[k], hs[k], lB[k])
                 hs[k] = h
                 c0, u = _channel(Qr, h, B[k], z[k], s[k], S0[k], dx[k])[:2]
                 Q[k], S[k], spb[k] = cunge_reach(c0, u, dx[k], inv_dx[k], Ii, Io, Qo, S[k], ql, first, dt,
@@ -138,7 +140,7 @@ def _trap_fwd(n, S0, B, z, s, lc, dx, inv_dx, lstart, down, order, q, t0, t1, Q,
 
 
 @jit
-def _trap_bwd(n, S0, B, z, s, lc, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col,
+def _trap_bwd(n, S0, B, z, s, lc, lB, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col,
               carry_q, carry_s, carry_m, m_bar, n_bar, S0_bar, B_bar, z_bar, dx_bar, u_bar, want_u, row, grow, gq,
               hs, dt, positivity, conservative, derive, q_min, c_lo, c_hi):  # pragma: no cover - compiled
     """Reverse steps t1-1..t0 (as ``compiled_mc._mc_bwd``), the depth scratch hs warm-starting each reach's
@@ -157,7 +159,7 @@ def _trap_bwd(n, S0, B, z, s, lc, dx, inv_dx, lstart, down, order, q, t0, t1, Qh
                 Ii, Io, Qo, ql = Ii_h[k], Io_h[k], Qo_h[k], row[k]
                 Bk, zk, sk, dxk = B[k], z[k], s[k], dx[k]
                 r, Qr = reference_flow(Ii, Io, Qo, ql, q_min)
-                h = _depth(Qr, lc[k], Bk, zk, sk, hs[k])
+                h = _depth(3.0 * (vlog(Qr) - lc[k]), Bk, zk, sk, hs[k], lB[k])
                 hs[k] = h
                 c0, u, A, P, Tw, G1, G2 = _channel(Qr, h, Bk, zk, sk, S0[k], dxk)
                 Qn, Sn, Sp, c, ic, K, Xr, X, sel, hh, Pw, Rw, iD = cunge_reach(
@@ -197,7 +199,7 @@ class TrapezoidKernel(MCKernel):
     def bind(self, q, params, states0):
         self.q = as_numpy(q)
         n, S0, B, z, dx = (as_numpy(x.detach().contiguous()) for x in params)
-        self.p = (n, S0, B, z, np.sqrt(1.0 + z * z), np.log(np.sqrt(S0) / n), dx, 1.0 / dx, self.lstart)
+        self.p = (n, S0, B, z, np.sqrt(1.0 + z * z), np.log(np.sqrt(S0) / n), np.log(B), dx, 1.0 / dx, self.lstart)
         self.derive = bool(torch.isnan(states0[1]).any())
         self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS)
         N = q.shape[1]
