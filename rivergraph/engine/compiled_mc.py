@@ -31,10 +31,29 @@ import numpy as np
 import torch
 
 from ..physics.channels import CELERITY_BOUNDS, MIN_REFERENCE_FLOW
-from .compiled_base import as_numpy, end_step, grad_row, inline, jit, muskingum_update, muskingum_update_vjp, read_row
+from .compiled_base import (
+    as_numpy,
+    end_step,
+    grad_row,
+    inline,
+    jit,
+    muskingum_update,
+    muskingum_update_vjp,
+    read_row,
+)
 from .compiled_math import vexp, vlog
 
-__all__ = ["MCKernel", "power_law_constants", "cunge_reach", "cunge_reach_vjp", "reference_flow"]
+__all__ = [
+    "MCKernel",
+    "carry_back",
+    "cunge_reach",
+    "cunge_reach_vjp",
+    "finish_step",
+    "power_law_constants",
+    "reference_flow",
+    "send_level",
+    "write_row",
+]
 
 
 def power_law_constants(n, S0, p, w, dx):
@@ -134,6 +153,62 @@ def reference_flow(Ii, Io, Qo, ql, q_min):  # pragma: no cover - compiled
 
 
 @jit
+def send_level(a, b, Q, S, spb, I_new, down):  # pragma: no cover - compiled
+    """The outflows Q[a:b] of one level added into their downstream inflows; returns the level's sums of the
+    step-start (spb) and step-end (S) storages."""
+    N = Q.shape[0]
+    s_all = 0.0
+    e_all = 0.0
+    for k in range(a, b):
+        s_all += spb[k]
+        e_all += S[k]
+        dk = down[k]
+        if dk < N:
+            I_new[dk] += Q[k]
+    return s_all, e_all
+
+
+@jit
+def finish_step(t, t0, T, Q, S, I_old, I_new, Qh, Sh, Ih, keep, conservative, count, stor, s_all, e_all, ot, order,
+                out_pos, out_mode):  # pragma: no cover - compiled
+    """The end of forward step t: the histories (keep: rows t - t0 + 1), the storage sums (count), the output
+    row and the inflow swap (``end_step``)."""
+    if keep:
+        Qh[t - t0 + 1] = Q
+        Ih[t - t0 + 1] = I_new
+        if conservative:
+            Sh[t - t0 + 1] = S
+    if count:
+        stor[0] += s_all
+        stor[1] += e_all
+        if t == 0:
+            stor[2] += s_all
+        if t == T - 1:
+            stor[3] += e_all
+    end_step(ot, Q, I_old, I_new, order, out_pos, out_mode)
+
+
+@inline
+def carry_back(k, r, q_min, Qrb, Iib, Iob, Qob, Sob, qlb, m_bar, carry_q, carry_s, carry_m,
+               grow):  # pragma: no cover - compiled
+    """The adjoint's cotangents of reach k before step t from those of its update (I(t), I(t-1), Q(t-1),
+    S(t-1), q) and of its floored reference flow Qr = max(r, q_min), r = (I(t-1) + I(t) + Q(t-1) + 2q)/3."""
+    rb = Qrb * (1.0 / 3.0) if r >= q_min else 0.0
+    m_bar[k] = carry_m[k] + Iib + rb
+    carry_m[k] = Iob + rb
+    carry_q[k] = Qob + rb
+    carry_s[k] = Sob
+    grow[k] = qlb + 2.0 * rb
+
+
+@jit
+def write_row(ut, order, grow):  # pragma: no cover - compiled
+    """ut[order[k]] = grow[k]: one row from level order back to network order (``read_row``'s inverse)."""
+    for k in range(grow.shape[0]):
+        ut[order[k]] = grow[k]
+
+
+@jit
 def _mc_fwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_mode, out_pos,
             Qh, Sh, Ih, keep, row, spb, stor, count, T, dt, positivity, conservative, derive, q_min, c_lo,
             c_hi):  # pragma: no cover - compiled
@@ -142,7 +217,6 @@ def _mc_fwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old,
     to stor (float64 [4]) the sums of the step-start and step-end storages, first-step starts, last-step ends.
     Per level (lstart[L]:lstart[L+1], reaches independent of each other) one vectorised pass computes the
     reach-steps, a second adds the outflows into the downstream inflows (unsigned indices: no wraparound)."""
-    N = Q.shape[0]
     for t in range(t0, t1):
         read_row(q[t], order, row)
         first = derive and t == 0
@@ -155,25 +229,11 @@ def _mc_fwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old,
                 y = vexp(a3[k] * vlog(reference_flow(Ii, Io, Qo, ql, q_min)[1]))
                 Q[k], S[k], spb[k] = _reach(kc[k], ku[k], y, dx[k], inv_dx[k], Ii, Io, Qo, S[k], ql, first, dt,
                                             positivity, conservative, c_lo, c_hi)[2:5]
-            for k in range(a, b):
-                s_all += spb[k]
-                e_all += S[k]
-                dk = down[k]
-                if dk < N:
-                    I_new[dk] += Q[k]
-        if keep:
-            Qh[t - t0 + 1] = Q
-            Ih[t - t0 + 1] = I_new
-            if conservative:
-                Sh[t - t0 + 1] = S
-        if count:
-            stor[0] += s_all
-            stor[1] += e_all
-            if t == 0:
-                stor[2] += s_all
-            if t == T - 1:
-                stor[3] += e_all
-        end_step(out[t], Q, I_old, I_new, order, out_pos, out_mode)
+            sl, el = send_level(a, b, Q, S, spb, I_new, down)
+            s_all += sl
+            e_all += el
+        finish_step(t, t0, T, Q, S, I_old, I_new, Qh, Sh, Ih, keep, conservative, count, stor, s_all, e_all, out[t],
+                    order, out_pos, out_mode)
 
 
 @jit
@@ -205,7 +265,7 @@ def _mc_bwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, 
                 dxk = dx[k]
                 r, Qr = reference_flow(Ii, Io, Qo, ql, q_min)
                 lq, y = lqs[k], ys[k]
-                c0, u, Qn, Sn, Sp, c, ic, K, Xr, X, sel, h, Pw, Rw, iD = _reach(
+                c0, u, Qn, _, _, c, ic, K, Xr, X, sel, h, Pw, Rw, iD = _reach(
                     kc[k], ku[k], y, dxk, inv_dx[k], Ii, Io, Qo, So_h[k] if conservative else 0.0, ql, first, dt,
                     positivity, conservative, c_lo, c_hi)
                 c0b, ub, dxb, Iib, Iob, Qob, Sob, qlb = cunge_reach_vjp(
@@ -216,16 +276,9 @@ def _mc_bwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, 
                 kc_bar[k] += kcb
                 ku_bar[k] += kub
                 a3_bar[k] += a3b
-                rb = Qrb * (1.0 / 3.0) if r >= q_min else 0.0
-                m_bar[k] = carry_m[k] + Iib + rb
-                carry_m[k] = Iob + rb
-                carry_q[k] = Qob + rb
-                carry_s[k] = Sob
-                grow[k] = qlb + 2.0 * rb
+                carry_back(k, r, q_min, Qrb, Iib, Iob, Qob, Sob, qlb, m_bar, carry_q, carry_s, carry_m, grow)
         if want_u:
-            ut = u_bar[t]
-            for k in range(carry_q.shape[0]):
-                ut[order[k]] = grow[k]
+            write_row(u_bar[t], order, grow)
 
 
 class MCKernel:

@@ -11,14 +11,15 @@ Per step t, the reaches in level order, each one step of :func:`rivergraph.physi
 celerity bounds, K = dx/c, X = 0.5 (1 - u/c) clipped, positivity, the Muskingum update). All arithmetic is
 float64 whatever the states' dtype.
 
-Depth (:func:`_depth`): Newton's method on log h for log Q(h) = 5/3 log A - 2/3 log P + log(sqrt(S0)/n) =
-log Qr, the step clamped to +-2 as :func:`~rivergraph.physics.channels.trapezoid_depth`, and the same stopping
-rule (once a step is below sqrt(eps), one more reaches rounding level). The start is the reach's depth of its
-previous reach-step (a per-reach scratch: two or three iterations instead of five to eight), or on its first
-step the wide-rectangle guess (Qr n / (B sqrt(S0)))^(3/5) of the torch path. The forward keeps the scratch at
-each checkpoint so that a recomputed segment starts from the same depths (the checkpointed adjoint stays
-bit-identical to the full-history one); the adjoint has a scratch of its own, warm-started the same way in
-reverse order.
+Depth (:func:`_depth`): Newton's method on log h for F(h) = log(A^5 / P^2) - 3 log(Qr n / sqrt(S0)) = 0 (Manning
+cubed: one log per iteration), the step clamped to +-2 as in
+:func:`~rivergraph.physics.channels.trapezoid_depth`, stopped after the first step below sqrt(eps) (Newton is
+quadratic: the error left is of order that step squared, rounding level; the torch path takes one more step).
+The start is the reach's root of its previous reach-step (a per-reach scratch of the depth, its log term and
+dF/dlog h, from which the first step is taken without evaluating F), or on its first step the torch path's wide-rectangle guess
+(Qr n / (B sqrt(S0)))^(3/5). The forward keeps the scratch at each checkpoint so that a recomputed segment
+starts from the same depths (the checkpointed adjoint stays bit-identical to the full-history one); the adjoint
+has a scratch of its own, warm-started the same way in reverse order.
 
 Adjoint (:func:`_trap_bwd`): the reach-step recomputed from the kept Q, S, I histories, the Cunge step's VJP
 (:func:`compiled_mc.cunge_reach_vjp`), then by hand through (c0, u) -> (A, P, T, s) -> (h, B, z) and the
@@ -32,9 +33,18 @@ import numpy as np
 import torch
 
 from ..physics.channels import CELERITY_BOUNDS, MIN_REFERENCE_FLOW
-from .compiled_base import as_numpy, end_step, grad_row, inline, jit, read_row
+from .compiled_base import as_numpy, grad_row, inline, jit, read_row
 from .compiled_math import vexp, vlog
-from .compiled_mc import MCKernel, cunge_reach, cunge_reach_vjp, reference_flow
+from .compiled_mc import (
+    MCKernel,
+    carry_back,
+    cunge_reach,
+    cunge_reach_vjp,
+    finish_step,
+    reference_flow,
+    send_level,
+    write_row,
+)
 
 __all__ = ["TrapezoidKernel"]
 
@@ -116,7 +126,6 @@ def _trap_fwd(n, S0, B, z, s, lc, lB, dx, inv_dx, lstart, down, order, q, t0, t1
               out_pos, Qh, Sh, Ih, keep, row, spb, hs, stor, count, T, dt, positivity, conservative, derive, q_min,
               c_lo, c_hi):  # pragma: no cover - compiled
     """Steps t0..t1-1 in place on Q, S, I_old and the depth scratch hs (as ``compiled_mc._mc_fwd``)."""
-    N = Q.shape[0]
     for t in range(t0, t1):
         read_row(q[t], order, row)
         first = derive and t == 0
@@ -133,25 +142,11 @@ def _trap_fwd(n, S0, B, z, s, lc, lB, dx, inv_dx, lstart, down, order, q, t0, t1
                 c0, u = _channel(Qr, h, B[k], z[k], s[k], S0[k], dx[k])[:2]
                 Q[k], S[k], spb[k] = cunge_reach(c0, u, dx[k], inv_dx[k], Ii, Io, Qo, S[k], ql, first, dt,
                                                  positivity, conservative, c_lo, c_hi)[:3]
-            for k in range(a, b):
-                s_all += spb[k]
-                e_all += S[k]
-                dk = down[k]
-                if dk < N:
-                    I_new[dk] += Q[k]
-        if keep:
-            Qh[t - t0 + 1] = Q
-            Ih[t - t0 + 1] = I_new
-            if conservative:
-                Sh[t - t0 + 1] = S
-        if count:
-            stor[0] += s_all
-            stor[1] += e_all
-            if t == 0:
-                stor[2] += s_all
-            if t == T - 1:
-                stor[3] += e_all
-        end_step(out[t], Q, I_old, I_new, order, out_pos, out_mode)
+            sl, el = send_level(a, b, Q, S, spb, I_new, down)
+            s_all += sl
+            e_all += el
+        finish_step(t, t0, T, Q, S, I_old, I_new, Qh, Sh, Ih, keep, conservative, count, stor, s_all, e_all, out[t],
+                    order, out_pos, out_mode)
 
 
 @jit
@@ -178,7 +173,7 @@ def _trap_bwd(n, S0, B, z, s, lc, lB, dx, inv_dx, lstart, down, order, q, t0, t1
                 h, hs[2, k] = _depth(lK, Bk, zk, sk, hs[0, k], lB[k], hs[1, k], hs[2, k])
                 hs[0, k], hs[1, k] = h, lK
                 c0, u, A, P, Tw, G1, G2 = _channel(Qr, h, Bk, zk, sk, S0[k], dxk)
-                Qn, Sn, Sp, c, ic, K, Xr, X, sel, hh, Pw, Rw, iD = cunge_reach(
+                Qn, _, _, c, ic, K, Xr, X, sel, hh, Pw, Rw, iD = cunge_reach(
                     c0, u, dxk, inv_dx[k], Ii, Io, Qo, So_h[k] if conservative else 0.0, ql, first, dt, positivity,
                     conservative, c_lo, c_hi)
                 c0b, ub, dxb, Iib, Iob, Qob, Sob, qlb = cunge_reach_vjp(
@@ -191,16 +186,9 @@ def _trap_bwd(n, S0, B, z, s, lc, lB, dx, inv_dx, lstart, down, order, q, t0, t1
                 B_bar[k] += Bb
                 z_bar[k] += zb
                 dx_bar[k] += dxb + dxb2
-                rb = Qrb * (1.0 / 3.0) if r >= q_min else 0.0
-                m_bar[k] = carry_m[k] + Iib + rb
-                carry_m[k] = Iob + rb
-                carry_q[k] = Qob + rb
-                carry_s[k] = Sob
-                grow[k] = qlb + 2.0 * rb
+                carry_back(k, r, q_min, Qrb, Iib, Iob, Qob, Sob, qlb, m_bar, carry_q, carry_s, carry_m, grow)
         if want_u:
-            ut = u_bar[t]
-            for k in range(carry_q.shape[0]):
-                ut[order[k]] = grow[k]
+            write_row(u_bar[t], order, grow)
 
 
 class TrapezoidKernel(MCKernel):
