@@ -51,6 +51,7 @@ __all__ = [
     "finish_step",
     "power_law_constants",
     "reference_flow",
+    "reverse_step",
     "send_level",
     "write_row",
 ]
@@ -237,6 +238,16 @@ def _mc_fwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old,
 
 
 @jit
+def reverse_step(t, t0, q, order, row, g, g_mode, g_col, grow, Qh, Sh, Ih, conservative):  # pragma: no cover
+    """The start of reverse step t: q(t) into row and the output cotangent into grow (level order), and the
+    history rows the step read: I(t), I(t-1), Q(t-1), S(t-1) (S's row 0 when not kept)."""
+    r_ = t - t0
+    read_row(q[t], order, row)
+    grad_row(g, t, g_mode, g_col, order, grow)
+    return Ih[r_ + 1], Ih[r_], Qh[r_], Sh[r_ if conservative else 0]
+
+
+@jit
 def _mc_bwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col, carry_q,
             carry_s, carry_m, m_bar, kc_bar, ku_bar, a3_bar, dx_bar, u_bar, want_u, row, grow, gq, lqs, ys, a3q, dt, positivity,
             conservative, derive, q_min, c_lo, c_hi):  # pragma: no cover - compiled
@@ -245,11 +256,8 @@ def _mc_bwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, 
     cotangents and u_bar [T, N]; m_bar [N + 1] scratch with m_bar[N] = 0, gq, lqs, ys, a3q [N] scratch. Per level, last
     level first: the cotangents of Q(t) gathered, then one vectorised pass over the level's reaches."""
     for t in range(t1 - 1, t0 - 1, -1):
-        r_ = t - t0
         first = derive and t == 0
-        read_row(q[t], order, row)
-        grad_row(g, t, g_mode, g_col, order, grow)
-        Ii_h, Io_h, Qo_h, So_h = Ih[r_ + 1], Ih[r_], Qh[r_], Sh[r_ if conservative else 0]
+        Ii_h, Io_h, Qo_h, So_h = reverse_step(t, t0, q, order, row, g, g_mode, g_col, grow, Qh, Sh, Ih, conservative)
         for L in range(lstart.shape[0] - 2, -1, -1):
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
             for k in range(a, b):

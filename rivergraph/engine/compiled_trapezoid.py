@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..physics.channels import CELERITY_BOUNDS, MIN_REFERENCE_FLOW
-from .compiled_base import as_numpy, grad_row, inline, jit, read_row
+from .compiled_base import as_numpy, inline, jit, read_row
 from .compiled_math import vexp, vlog
 from .compiled_mc import (
     MCKernel,
@@ -42,6 +42,7 @@ from .compiled_mc import (
     cunge_reach_vjp,
     finish_step,
     reference_flow,
+    reverse_step,
     send_level,
     write_row,
 )
@@ -156,11 +157,8 @@ def _trap_bwd(n, S0, B, z, s, lc, lB, dx, inv_dx, lstart, down, order, q, t0, t1
     """Reverse steps t1-1..t0 (as ``compiled_mc._mc_bwd``), the depth scratch hs warm-starting each reach's
     Newton iterations from its depth of the step after."""
     for t in range(t1 - 1, t0 - 1, -1):
-        r_ = t - t0
         first = derive and t == 0
-        read_row(q[t], order, row)
-        grad_row(g, t, g_mode, g_col, order, grow)
-        Ii_h, Io_h, Qo_h, So_h = Ih[r_ + 1], Ih[r_], Qh[r_], Sh[r_ if conservative else 0]
+        Ii_h, Io_h, Qo_h, So_h = reverse_step(t, t0, q, order, row, g, g_mode, g_col, grow, Qh, Sh, Ih, conservative)
         for L in range(lstart.shape[0] - 2, -1, -1):
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
             for k in range(a, b):
