@@ -6,6 +6,7 @@ Lower Colorado subnetwork and on the whole Lower Colorado; its checkpointed adjo
 full-history one (the warm-started depth solve included)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from test_compiled_mc import SCHEMES, _clamps_hit, _close, _inflow, _run, _tree
@@ -113,3 +114,31 @@ def test_trapezoid_balance_matches_torch(basin_08159000):
     for f in ("residual_m3", "parameter_drift_m3", "storage_start_m3", "storage_end_m3"):
         assert abs(getattr(a, f) - getattr(b, f)) <= 1e-10 * a.inflow_m3, f
 
+
+
+def test_depth_solve_matches_torch_from_any_start():
+    """engine/compiled_trapezoid._depth: the normal depth of torch's ``trapezoid_depth`` to rounding, from a cold
+    start and warm-started from the root of another flow up to 9 decades away (rectangles among the shapes)."""
+    import numba
+
+    from rivergraph.engine.compiled_trapezoid import _depth
+    from rivergraph.physics.channels import trapezoid_depth
+
+    @numba.njit
+    def solve(lK, B, z, s, lB, h0, lK0, g0, out):
+        for i in range(lK.shape[0]):
+            out[i] = _depth(lK[i], B[i], z[i], s[i], h0[i], lB[i], lK0[i], g0[i])[0]
+
+    rng = np.random.default_rng(1)
+    M = 20000
+    B, n, S0 = 10 ** rng.uniform(-1, 3, M), rng.uniform(0.01, 0.3, M), 10 ** rng.uniform(-6, -0.5, M)
+    z = np.where(rng.random(M) < 0.2, 0.0, 10 ** rng.uniform(-2, 1.5, M))
+    Q0, Q1 = 10 ** rng.uniform(-4, 5, M), 10 ** rng.uniform(-4, 5, M)
+    s, lc = np.sqrt(1 + z * z), np.log(np.sqrt(S0) / n)
+    h0, h1 = (trapezoid_depth(*(torch.from_numpy(x) for x in (Q, n, S0, B, z))).numpy() for Q in (Q0, Q1))
+    A, P = (B + z * h0) * h0, B + 2 * h0 * s
+    g0 = h0 * (5 * (B + 2 * z * h0) / A - 4 * s / P)
+    for start in (h0, np.zeros(M)):
+        out = np.empty(M)
+        solve(3 * (np.log(Q1) - lc), B, z, s, np.log(B), start, 3 * (np.log(Q0) - lc), g0, out)
+        assert np.abs(out / h1 - 1).max() < 1e-13
