@@ -6,7 +6,7 @@ from torch.autograd import gradcheck
 
 from rivergraph.models import MuskingumCunge
 from rivergraph.physics.channels import compound_celerity, trapezoid_celerity
-from rivergraph.physics.nwm import NWMChannel, compound_flow
+from rivergraph.physics.nwm import NWMChannel
 
 
 def _section(n_rows: int = 40):

@@ -11,7 +11,6 @@ from rivergraph import build_network
 from rivergraph.datasets import load_lower_colorado
 from rivergraph.physics.heat import CP_W, RHO_W, V_MIN, energy_balance_equilibrium, mohseni_equilibrium
 from rivergraph.models.temperature import (HeatForcing, Hydraulics, StreamTemperature, joint_loss, synthetic_texas_forcing, temperature_parameter_net)
-from rivergraph.engine.schedule import Schedule
 
 torch.set_num_threads(1)
 

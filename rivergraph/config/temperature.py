@@ -20,7 +20,7 @@ class TemperatureForcing(Strict):
 
     kind: Literal["synthetic_texas", "netcdf", "prms_sntemp"] = Field(
         "synthetic_texas", description="synthetic central-Texas summer weather, a netCDF file "
-                                       "(rivergraph.models.temperature.read_forcing_netcdf) or a PRMS-SNTemp drivers "
+                                       "(rivergraph.io.weather.read_forcing_netcdf) or a PRMS-SNTemp drivers "
                                        "file (rivergraph.io.sntemp.read_sntemp_drivers, NHM networks)")
     seed: int = Field(0, description="random seed of the synthetic weather")
     path: Optional[str] = Field(None, description="kind netcdf / prms_sntemp: the file (relative to the config)")

@@ -46,7 +46,8 @@ def _inputs(cfg, base: Path):
 
 def _forcing(cfg, net, time, base: Path):
     from ..config.base import resolve_path
-    from ..models.temperature import read_forcing_netcdf, synthetic_texas_forcing
+    from ..io.weather import read_forcing_netcdf
+    from ..models.temperature import synthetic_texas_forcing
 
     f = cfg.forcing
     if f.kind == "netcdf":
