@@ -15,9 +15,9 @@ Depth (:func:`_depth`): Newton's method on log h for F(h) = log(A^5 / P^2) - 3 l
 cubed: one log per iteration), the step clamped to +-2 as in
 :func:`~rivergraph.physics.channels.trapezoid_depth`, stopped after the first step below sqrt(eps) (Newton is
 quadratic: the error left is of order that step squared, rounding level; the torch path takes one more step).
-The start is the reach's root of its previous reach-step (a per-reach scratch of the depth, its log term and
-dF/dlog h, from which the first step is taken without evaluating F), or on its first step the torch path's wide-rectangle guess
-(Qr n / (B sqrt(S0)))^(3/5). The forward keeps the scratch at each checkpoint so that a recomputed segment
+The start is the reach's depth of its previous reach-step (a per-reach scratch), or on its first step the torch
+path's wide-rectangle guess (Qr n / (B sqrt(S0)))^(3/5). The forward keeps the scratch at each checkpoint (one
+float64 per reach: with float32 states, 2/3 more checkpoint memory than Q, S, I alone) so that a recomputed segment
 starts from the same depths (the checkpointed adjoint stays bit-identical to the full-history one); the adjoint
 has a scratch of its own, warm-started the same way in reverse order.
 
@@ -63,28 +63,19 @@ def _log_step(h, step):  # pragma: no cover - compiled
 
 
 @inline
-def _depth(lK3, B, z, s, h0, lB, lK3_0, g0):  # pragma: no cover - compiled
-    """(h, dF/dlog h) of the normal depth (module docstring); lK3 = 3 log(Qr n / sqrt(S0)), lB = log B. Start:
-    h0 <= 0: the wide-rectangle guess; else the root h0 of lK3_0 with slope g0, the first step
-    (lK3_0 - lK3) / g0 taken without evaluating F."""
-    if h0 > 0.0:
-        g = g0
-        step = (lK3_0 - lK3) / g0
-        h = _log_step(h0, step)
-    else:
-        g = 1.0
-        step = 1.0
-        h = vexp(0.2 * lK3 - 0.6 * lB)
+def _depth(lK3, B, z, s, h0, lB):  # pragma: no cover - compiled
+    """The normal depth h (module docstring) from the start h0 (<= 0: the wide-rectangle guess);
+    lK3 = 3 log(Qr n / sqrt(S0)), lB = log B."""
+    h = h0 if h0 > 0.0 else vexp(0.2 * lK3 - 0.6 * lB)
     for _ in range(_MAX_ITERS):
-        if abs(step) < _TOL:
-            break
         A = (B + z * h) * h
         P = B + 2.0 * h * s
         A2 = A * A
-        g = h * (5.0 * (B + 2.0 * z * h) / A - 4.0 * s / P)
-        step = (vlog(A2 * A2 * A / (P * P)) - lK3) / g
+        step = (vlog(A2 * A2 * A / (P * P)) - lK3) / (h * (5.0 * (B + 2.0 * z * h) / A - 4.0 * s / P))
         h = _log_step(h, step)
-    return h, g
+        if abs(step) < _TOL:
+            break
+    return h
 
 
 @inline
@@ -137,9 +128,8 @@ def _trap_fwd(n, S0, B, z, s, lc, lB, dx, inv_dx, lstart, down, order, q, t0, t1
             for k in range(a, b):
                 Ii, Io, Qo, ql = I_new[k], I_old[k], Q[k], row[k]
                 Qr = reference_flow(Ii, Io, Qo, ql, q_min)[1]
-                lK = 3.0 * (vlog(Qr) - lc[k])
-                h, hs[2, k] = _depth(lK, B[k], z[k], s[k], hs[0, k], lB[k], hs[1, k], hs[2, k])
-                hs[0, k], hs[1, k] = h, lK
+                h = _depth(3.0 * (vlog(Qr) - lc[k]), B[k], z[k], s[k], hs[k], lB[k])
+                hs[k] = h
                 c0, u = _channel(Qr, h, B[k], z[k], s[k], S0[k], dx[k])[:2]
                 Q[k], S[k], spb[k] = cunge_reach(c0, u, dx[k], inv_dx[k], Ii, Io, Qo, S[k], ql, first, dt,
                                                  positivity, conservative, c_lo, c_hi)[:3]
@@ -167,9 +157,8 @@ def _trap_bwd(n, S0, B, z, s, lc, lB, dx, inv_dx, lstart, down, order, q, t0, t1
                 Ii, Io, Qo, ql = Ii_h[k], Io_h[k], Qo_h[k], row[k]
                 Bk, zk, sk, dxk = B[k], z[k], s[k], dx[k]
                 r, Qr = reference_flow(Ii, Io, Qo, ql, q_min)
-                lK = 3.0 * (vlog(Qr) - lc[k])
-                h, hs[2, k] = _depth(lK, Bk, zk, sk, hs[0, k], lB[k], hs[1, k], hs[2, k])
-                hs[0, k], hs[1, k] = h, lK
+                h = _depth(3.0 * (vlog(Qr) - lc[k]), Bk, zk, sk, hs[k], lB[k])
+                hs[k] = h
                 c0, u, A, P, Tw, G1, G2 = _channel(Qr, h, Bk, zk, sk, S0[k], dxk)
                 Qn, _, _, c, ic, K, Xr, X, sel, hh, Pw, Rw, iD = cunge_reach(
                     c0, u, dxk, inv_dx[k], Ii, Io, Qo, So_h[k] if conservative else 0.0, ql, first, dt, positivity,
@@ -207,7 +196,7 @@ class TrapezoidKernel(MCKernel):
         N = q.shape[1]
         self.row, self.grow = np.empty(N, dtype=self.q.dtype), np.empty(N, dtype=self.q.dtype)
         self.spb, self.gq = np.empty(N), np.empty(N)
-        self.h_fwd, self.h_bwd = np.zeros((3, N)), np.zeros((3, N))  # depth, its lK3, dF/dlog h; 0: cold start
+        self.h_fwd, self.h_bwd = np.zeros(N), np.zeros(N)  # depth scratch (0: the cold-start guess)
         self.h_snaps: dict[int, np.ndarray] = {}
 
     def forward(self, t0, t1, states, I_old, I_new, out, mode, opos, hist, keep, count):
