@@ -144,35 +144,45 @@ def test_power_law_gradients_match_torch_lower_colorado(lc, scheme):
     _close(res["torch"], res["compiled"], 1e-11)
 
 
-def test_power_law_float32(basin_08159000):
-    net = basin_08159000[0]
-    ref, _ = _run(net, "torch", "conservative", True, dtype=torch.float32)
-    got, _ = _run(net, "compiled", "conservative", True, dtype=torch.float32)
+def _check_float32(net, run):
+    ref, _ = run(net, "torch", "conservative", True, dtype=torch.float32)
+    got, _ = run(net, "compiled", "conservative", True, dtype=torch.float32)
     _close(ref, got, 1e-4)
 
 
-@pytest.mark.parametrize("scheme", SCHEMES)
-@pytest.mark.parametrize("every", [1, 4, 50])
-def test_power_law_checkpoint_bit_identical(basin_08159000, scheme, every):
-    net = basin_08159000[0]
-    ref, _ = _run(net, "compiled", scheme, True, outputs=[3, 9])
-    got, _ = _run(net, "compiled", scheme, True, every=every, outputs=[3, 9])
+def _check_checkpoint(net, run, scheme, every):
+    ref, _ = run(net, "compiled", scheme, True, outputs=[3, 9])
+    got, _ = run(net, "compiled", scheme, True, every=every, outputs=[3, 9])
     for a, b in zip(ref, got):
         assert torch.equal(a, b)
 
 
-def test_power_law_balance_matches_torch(basin_08159000):
+def _check_balance(net, q, mode, params):
     """The storage sums the mass balance reports are the torch path's, with gradients on."""
-    net, q = basin_08159000[0], basin_08159000[1][:30]
     bal = {}
     for eng in ("torch", "compiled"):
-        r = MuskingumCunge(net, dt=3600.0, mode="power_law", engine=eng)
-        ps = {k: v.requires_grad_(True) for k, v in _params(net, F64).items()}
+        r = MuskingumCunge(net, dt=3600.0, mode=mode, engine=eng)
+        ps = {k: v.requires_grad_(True) for k, v in params(net, F64).items()}
         r(q, **ps).sum().backward()
         bal[eng] = r.balance
     a, b = bal["torch"], bal["compiled"]
     for f in ("residual_m3", "parameter_drift_m3", "storage_start_m3", "storage_end_m3"):
         assert abs(getattr(a, f) - getattr(b, f)) <= 1e-10 * a.inflow_m3, f
+
+
+def test_power_law_float32(basin_08159000):
+    _check_float32(basin_08159000[0], _run)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("every", [1, 4, 50])
+def test_power_law_checkpoint_bit_identical(basin_08159000, scheme, every):
+    _check_checkpoint(basin_08159000[0], _run, scheme, every)
+
+
+def test_power_law_balance_matches_torch(basin_08159000):
+    """The storage sums the mass balance reports are the torch path's, with gradients on."""
+    _check_balance(basin_08159000[0], basin_08159000[1][:30], "power_law", _params)
 
 
 def test_vectorisable_exp_log_match_libm():

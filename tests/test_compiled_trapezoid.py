@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_compiled_mc import SCHEMES, _clamps_hit, _close, _inflow, _run, _tree
+from test_compiled_mc import (SCHEMES, _check_balance, _check_checkpoint, _check_float32, _clamps_hit, _close, _inflow,
+                              _run, _tree)
 
 from rivergraph.models.router import MuskingumCunge
 
@@ -85,35 +86,19 @@ def test_trapezoid_gradients_match_torch_lower_colorado(lc, scheme):
 
 
 def test_trapezoid_float32(basin_08159000):
-    net = basin_08159000[0]
-    ref, _ = _trap(net, "torch", "conservative", True, dtype=torch.float32)
-    got, _ = _trap(net, "compiled", "conservative", True, dtype=torch.float32)
-    _close(ref, got, 1e-4)
+    _check_float32(basin_08159000[0], _trap)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("every", [1, 4, 50])
 def test_trapezoid_checkpoint_bit_identical(basin_08159000, scheme, every):
-    net = basin_08159000[0]
-    ref, _ = _trap(net, "compiled", scheme, True, outputs=[3, 9])
-    got, _ = _trap(net, "compiled", scheme, True, every=every, outputs=[3, 9])
-    for a, b in zip(ref, got):
-        assert torch.equal(a, b)
+    """Bit-identical with the warm-started depth solve: the forward restores its depth scratch per segment."""
+    _check_checkpoint(basin_08159000[0], _trap, scheme, every)
 
 
 def test_trapezoid_balance_matches_torch(basin_08159000):
     """The storage sums the mass balance reports are the torch path's, with gradients on."""
-    net, q = basin_08159000[0], basin_08159000[1][:30]
-    bal = {}
-    for eng in ("torch", "compiled"):
-        r = MuskingumCunge(net, dt=3600.0, mode="trapezoid", engine=eng)
-        ps = {k: v.requires_grad_(True) for k, v in _params(net, F64).items()}
-        r(q, **ps).sum().backward()
-        bal[eng] = r.balance
-    a, b = bal["torch"], bal["compiled"]
-    for f in ("residual_m3", "parameter_drift_m3", "storage_start_m3", "storage_end_m3"):
-        assert abs(getattr(a, f) - getattr(b, f)) <= 1e-10 * a.inflow_m3, f
-
+    _check_balance(basin_08159000[0], basin_08159000[1][:30], "trapezoid", _params)
 
 
 def test_depth_solve_matches_torch_from_any_start():
