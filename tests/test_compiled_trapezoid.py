@@ -9,8 +9,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_compiled_mc import (SCHEMES, _check_balance, _check_checkpoint, _check_float32, _clamps_hit, _close, _inflow,
-                              _run, _tree)
+from test_compiled_mc import (
+    SCHEMES,
+    _check_balance,
+    _check_checkpoint,
+    _check_float32,
+    _clamps_hit,
+    _close,
+    _inflow,
+    _run,
+    _tree,
+)
 
 from rivergraph.models.router import MuskingumCunge
 
