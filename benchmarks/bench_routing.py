@@ -465,10 +465,10 @@ def main() -> None:
     # CPU loop; checkpoint "auto" the memory-bounded adjoint (its forward keeps checkpoints only)
     variants = [("wavefront", "static", "torch", None), ("wavefront", "static", "compiled", None),
                 ("wavefront", "power_law", "torch", None), ("wavefront", "power_law", "compiled", None),
-                ("wavefront", "mc", "torch", None),
+                ("wavefront", "mc", "torch", None), ("wavefront", "mc", "compiled", None),
                 ("wavefront", "static", "torch", "auto"), ("wavefront", "static", "compiled", "auto"),
                 ("wavefront", "power_law", "torch", "auto"), ("wavefront", "power_law", "compiled", "auto"),
-                ("wavefront", "mc", "torch", "auto"),
+                ("wavefront", "mc", "torch", "auto"), ("wavefront", "mc", "compiled", "auto"),
                 ("heat", "linear", None, None), ("lagged", "nwm", None, None),
                 ("spsolve", "static", None, None), ("levels", "static", None, None)]
     engines = {e.strip() for e in a.engines.split(",")}
@@ -543,7 +543,7 @@ def main() -> None:
             print(f"# {net_name}: compiled/static is {c[0] / w[0]:.1f}x the torch wavefront forward, "
                   f"{c[1] / w[1]:.1f}x forward+backward")
         for label in ("wavefront/static", "compiled/static", "wavefront/power_law", "compiled/power_law",
-                      "wavefront/mc"):
+                      "wavefront/mc", "compiled/mc"):
             f, ck = results.get((net_name, label, "this")), results.get((net_name, label + "+ckpt", "this"))
             if f and ck:
                 print(f"# {net_name} {label}: checkpointed forward+backward takes {f[1] / ck[1]:.2f}x the time of the "

@@ -85,13 +85,15 @@ def test_compiled_power_law_forward_matches_torch(small, scheme, positivity):
 
 def test_engine_choice(small):
     sched = Schedule.from_network(small)
-    mc = MuskingumCungeCell(get_channel("trapezoid"), 600.0)
+    mc = MuskingumCungeCell(get_channel("compound_trapezoid"), 600.0)
     pl = MuskingumCungeCell(get_channel("power_law"), 600.0)
+    tz = MuskingumCungeCell(get_channel("trapezoid"), 600.0)
     assert use_compiled(sched, StaticMuskingum(), "auto") and not use_compiled(sched, StaticMuskingum(), "torch")
     assert use_compiled(sched, StaticMuskingum(), "auto", needs_grad=True)
     assert not use_compiled(sched, mc, "auto")
     assert use_compiled(sched, pl, "auto") and use_compiled(sched, pl, "auto", needs_grad=True)
     assert use_compiled(sched, pl, "compiled", needs_grad=True)
+    assert use_compiled(sched, tz, "auto") and use_compiled(sched, tz, "compiled", needs_grad=True)
     with pytest.raises(ValueError, match="no compiled kernel for MuskingumCungeCell"):
         use_compiled(sched, mc, "compiled")
     with pytest.raises(ValueError, match="engine must be one of"):

@@ -12,7 +12,7 @@ import torch
 
 from rivergraph import build_network
 from rivergraph.models.router import MuskingumCunge
-from rivergraph.physics.channels import CELERITY_BOUNDS, MIN_REFERENCE_FLOW, power_law_celerity
+from rivergraph.physics.channels import CELERITY_BOUNDS, MIN_REFERENCE_FLOW, get_channel
 
 torch.set_num_threads(1)
 F64 = torch.float64
@@ -53,12 +53,14 @@ def _inflow(T, N, dtype, zeros=False, seed=2):
     return q.to(dtype)
 
 
-def _run(net, engine, scheme, positivity, T=23, dtype=F64, every=None, outputs=None, extreme=False, dt=900.0):
+def _run(net, engine, scheme, positivity, T=23, dtype=F64, every=None, outputs=None, extreme=False, dt=900.0,
+         mode="power_law", params=_params, inflow=_inflow):
     """Two chained calls (cold start, then the carried state with an output subset) and one loss on both
-    outputs and the final state; returns the outputs, the gradients and the first call's full output."""
-    q = _inflow(T, len(net), dtype, zeros=extreme).requires_grad_(True)
-    ps = {k: v.requires_grad_(True) for k, v in _params(net, dtype, extreme).items()}
-    r = MuskingumCunge(net, dt=dt, mode="power_law", engine=engine, scheme=scheme, positivity=positivity,
+    outputs and the final state; returns the outputs, the gradients and the first call's full output.
+    ``mode``, ``params(net, dtype, extreme)`` and ``inflow(T, N, dtype, zeros)``: the channel and its inputs."""
+    q = inflow(T, len(net), dtype, zeros=extreme).requires_grad_(True)
+    ps = {k: v.requires_grad_(True) for k, v in params(net, dtype, extreme).items()}
+    r = MuskingumCunge(net, dt=dt, mode=mode, engine=engine, scheme=scheme, positivity=positivity,
                        checkpoint_every=every)
     Q1 = r(q[:9], hot_start=False, **ps)
     Q2 = r(q[9:], state=r.state, output_positions=outputs, **ps)
@@ -77,9 +79,10 @@ def _close(ref, got, rtol):
         assert err <= rtol, (i, err)
 
 
-def _clamps_hit(net, q, ps, Q, dt, positivity):
+def _clamps_hit(net, q, ps, Q, dt, positivity, mode="power_law"):
     """Which clamps the torch path's first call met: the reference-flow floor, the celerity bounds, X's floor
     and (with positivity) the lowering of X; from the routed flows (cold start, every reach an output)."""
+    channel = get_channel(mode)
     down = torch.as_tensor(net.downstream)
     q, Q = q.detach()[: Q.shape[0]], Q.detach()
     I = torch.zeros_like(Q)
@@ -90,7 +93,7 @@ def _clamps_hit(net, q, ps, Q, dt, positivity):
     r = (prev(I) + I + prev(Q) + 2.0 * q) / 3.0
     Qr = r.clamp_min(MIN_REFERENCE_FLOW)
     p = {k: v.detach() for k, v in ps.items()}
-    c, Tw = power_law_celerity(Qr, p["n"], p["slope"], p["width_coef"], p["width_exp"])
+    c, Tw = channel.celerity(Qr, *(p[name] for name in channel.param_names))
     cc = c.clamp(*CELERITY_BOUNDS)
     X = 0.5 * (1.0 - Qr / (Tw * p["slope"] * cc * p["length"]))
     h = dt * cc / (2.0 * p["length"])
@@ -141,35 +144,45 @@ def test_power_law_gradients_match_torch_lower_colorado(lc, scheme):
     _close(res["torch"], res["compiled"], 1e-11)
 
 
-def test_power_law_float32(basin_08159000):
-    net = basin_08159000[0]
-    ref, _ = _run(net, "torch", "conservative", True, dtype=torch.float32)
-    got, _ = _run(net, "compiled", "conservative", True, dtype=torch.float32)
+def _check_float32(net, run):
+    ref, _ = run(net, "torch", "conservative", True, dtype=torch.float32)
+    got, _ = run(net, "compiled", "conservative", True, dtype=torch.float32)
     _close(ref, got, 1e-4)
 
 
-@pytest.mark.parametrize("scheme", SCHEMES)
-@pytest.mark.parametrize("every", [1, 4, 50])
-def test_power_law_checkpoint_bit_identical(basin_08159000, scheme, every):
-    net = basin_08159000[0]
-    ref, _ = _run(net, "compiled", scheme, True, outputs=[3, 9])
-    got, _ = _run(net, "compiled", scheme, True, every=every, outputs=[3, 9])
+def _check_checkpoint(net, run, scheme, every):
+    ref, _ = run(net, "compiled", scheme, True, outputs=[3, 9])
+    got, _ = run(net, "compiled", scheme, True, every=every, outputs=[3, 9])
     for a, b in zip(ref, got):
         assert torch.equal(a, b)
 
 
-def test_power_law_balance_matches_torch(basin_08159000):
+def _check_balance(net, q, mode, params):
     """The storage sums the mass balance reports are the torch path's, with gradients on."""
-    net, q = basin_08159000[0], basin_08159000[1][:30]
     bal = {}
     for eng in ("torch", "compiled"):
-        r = MuskingumCunge(net, dt=3600.0, mode="power_law", engine=eng)
-        ps = {k: v.requires_grad_(True) for k, v in _params(net, F64).items()}
+        r = MuskingumCunge(net, dt=3600.0, mode=mode, engine=eng)
+        ps = {k: v.requires_grad_(True) for k, v in params(net, F64).items()}
         r(q, **ps).sum().backward()
         bal[eng] = r.balance
     a, b = bal["torch"], bal["compiled"]
     for f in ("residual_m3", "parameter_drift_m3", "storage_start_m3", "storage_end_m3"):
         assert abs(getattr(a, f) - getattr(b, f)) <= 1e-10 * a.inflow_m3, f
+
+
+def test_power_law_float32(basin_08159000):
+    _check_float32(basin_08159000[0], _run)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("every", [1, 4, 50])
+def test_power_law_checkpoint_bit_identical(basin_08159000, scheme, every):
+    _check_checkpoint(basin_08159000[0], _run, scheme, every)
+
+
+def test_power_law_balance_matches_torch(basin_08159000):
+    """The storage sums the mass balance reports are the torch path's, with gradients on."""
+    _check_balance(basin_08159000[0], basin_08159000[1][:30], "power_law", _params)
 
 
 def test_vectorisable_exp_log_match_libm():

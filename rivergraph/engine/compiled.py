@@ -9,6 +9,7 @@ loop in reverse (downstream before upstream, last step first) on the transposed 
 
     static Muskingum                        :mod:`rivergraph.engine.compiled_static` (closed-form VJP)
     Muskingum-Cunge, power-law channel      :mod:`rivergraph.engine.compiled_mc` (hand-derived chain rule)
+    Muskingum-Cunge, trapezoid channel      :mod:`rivergraph.engine.compiled_trapezoid` (Newton depth, IFT)
 
 Memory-bounded gradients: with ``checkpoint_every = k`` (steps here, not diagonals) the forward keeps the states
 and the inflow every k steps and the reverse sweep recomputes one k-step segment at a time with the same kernel,
@@ -43,7 +44,8 @@ def available() -> bool:
 
 
 def _kernel(cell: Cell):
-    """The compiled kernel class of a cell, or None: static Muskingum, Muskingum-Cunge on the power-law channel."""
+    """The compiled kernel class of a cell, or None: static Muskingum, Muskingum-Cunge on the power-law and the
+    trapezoid channels."""
     if type(cell) is StaticMuskingum:
         from .compiled_static import StaticKernel
 
@@ -52,6 +54,10 @@ def _kernel(cell: Cell):
         from .compiled_mc import MCKernel
 
         return MCKernel
+    if type(cell) is MuskingumCungeCell and cell.channel.name == "trapezoid":
+        from .compiled_trapezoid import TrapezoidKernel
+
+        return TrapezoidKernel
     return None
 
 
@@ -68,7 +74,7 @@ def use_compiled(sched: Schedule, cell: Cell, engine: str, needs_grad: bool = Fa
         what = type(cell).__name__ + (f" ({cell.channel.name})" if hasattr(cell, "channel") else "")
         why = ("numba is not installed" if not available() else
                f"it runs on CPU only (device {sched.device})" if sched.device.type != "cpu" else
-               f"no compiled kernel for {what} (compiled: static Muskingum, power-law Muskingum-Cunge)")
+               f"no compiled kernel for {what} (compiled: static Muskingum, Muskingum-Cunge on the power-law and trapezoid channels)")
         raise ValueError(f"engine='compiled' is not available: {why}")
     return ok
 

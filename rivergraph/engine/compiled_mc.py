@@ -31,10 +31,30 @@ import numpy as np
 import torch
 
 from ..physics.channels import CELERITY_BOUNDS, MIN_REFERENCE_FLOW
-from .compiled_base import as_numpy, end_step, grad_row, inline, jit, muskingum_update, muskingum_update_vjp, read_row
+from .compiled_base import (
+    as_numpy,
+    end_step,
+    grad_row,
+    inline,
+    jit,
+    muskingum_update,
+    muskingum_update_vjp,
+    read_row,
+)
 from .compiled_math import vexp, vlog
 
-__all__ = ["MCKernel", "power_law_constants"]
+__all__ = [
+    "MCKernel",
+    "carry_back",
+    "cunge_reach",
+    "cunge_reach_vjp",
+    "finish_step",
+    "power_law_constants",
+    "reference_flow",
+    "reverse_step",
+    "send_level",
+    "write_row",
+]
 
 
 def power_law_constants(n, S0, p, w, dx):
@@ -58,14 +78,13 @@ def _channel_vjp(a3_Qr, lq, y, c0, u, c0_bar, u_bar):  # pragma: no cover - comp
 
 
 @inline
-def _reach(kc, ku, y, dx, inv_dx, Ii, Io, Qo, So, ql, first, dt, positivity, conservative, c_lo,
-           c_hi):  # pragma: no cover - compiled
-    """One reach-step (module docstring) given y = Qr^(a_3): Q(t), S(t), S(t-1) as used, and the intermediates
-    of the adjoint. Scalars only (an array argument of an inlined helper keeps reference-count calls that stop
-    vectorisation); the caller evaluates y, with the vectorisable exp/log in the forward sweep."""
-    y2 = y * y
-    c0 = kc * y2  # celerity
-    u = ku * y2 * y2 * y  # Qr / (T S0 dx)
+def cunge_reach(c0, u, dx, inv_dx, Ii, Io, Qo, So, ql, first, dt, positivity, conservative, c_lo,
+                c_hi):  # pragma: no cover - compiled
+    """One Muskingum-Cunge reach-step from the channel's celerity c0 (m/s, before its clamp) and
+    u = Qr / (T S0 dx) (-): c clamped to [c_lo, c_hi], K = dx / c, X = 0.5 (1 - u / c) clipped to [0, 0.5] and
+    lowered for positivity, then the update; returns Q(t), S(t), S(t-1) as used and the intermediates of
+    :func:`cunge_reach_vjp`. Shared by every compiled Muskingum-Cunge channel; scalars only (an array argument of
+    an inlined helper keeps reference-count calls that stop vectorisation)."""
     c = min(max(c0, c_lo), c_hi)
     ic = 1.0 / c
     K = dx * ic
@@ -83,14 +102,111 @@ def _reach(kc, ku, y, dx, inv_dx, Ii, Io, Qo, So, ql, first, dt, positivity, con
     Rw = K - Pw
     Sp = Pw * Io + Rw * Qo if (first or not conservative) else So
     Qn, Sn, iD = muskingum_update(Pw, Rw, Ii, Io, Qo, Sp, ql, dt, conservative)
-    return Qn, Sn, Sp, c0, u, c, ic, K, Xr, X, sel, h, Pw, Rw, iD
+    return Qn, Sn, Sp, c, ic, K, Xr, X, sel, h, Pw, Rw, iD
 
 
 @inline
-def _reference(Ii, Io, Qo, ql, q_min):  # pragma: no cover - compiled
+def cunge_reach_vjp(Qn_bar, Sn_bar, Qn, c0, u, c, ic, K, Xr, X, sel, h, Pw, Rw, iD, dx, inv_dx, Ii, Io, Qo, first, dt,
+                    conservative, c_lo, c_hi):  # pragma: no cover - compiled
+    """Vector-Jacobian product of :func:`cunge_reach` for the cotangents of Q(t), S(t): returns those of
+    (c0, u, dx, I(t), I(t-1), Q(t-1), S(t-1), q); the clamps' gradients as torch's (zero where a clamp is active,
+    passed at its bound)."""
+    Pb, Rb, Iib, Iob, Qob, Spb, qlb = muskingum_update_vjp(Qn_bar, Sn_bar, Qn, iD, Pw, Rw, Ii, Io, Qo, dt,
+                                                           conservative)
+    Sob = 0.0
+    if conservative:
+        if first:  # S(t-1) = P I(t-1) + R Q(t-1)
+            Pb += Spb * Io
+            Rb += Spb * Qo
+            Iob += Spb * Pw
+            Qob += Spb * Rw
+        else:
+            Sob = Spb
+    Kb = Pb * X + Rb * (1.0 - X)  # P = K X, R = K (1 - X)
+    Xb = K * (Pb - Rb)
+    Xrb = Xb if (sel == 0 and Xr >= 0.0 and Xr <= 0.5) else 0.0
+    if sel == 1:  # X = h = dt / (2K), dh/dK = -h / K = -h c / dx
+        Kb -= Xb * h * c * inv_dx
+    elif sel == 2:  # X = 1 - h
+        Kb += Xb * h * c * inv_dx
+    icb = Kb * dx - 0.5 * u * Xrb  # K = dx / c, Xr = 0.5 - 0.5 u / c
+    c0b = -icb * ic * ic if (c0 >= c_lo and c0 <= c_hi) else 0.0
+    return c0b, -0.5 * ic * Xrb, Kb * ic, Iib, Iob, Qob, Sob, qlb
+
+
+@inline
+def _reach(kc, ku, y, dx, inv_dx, Ii, Io, Qo, So, ql, first, dt, positivity, conservative, c_lo,
+           c_hi):  # pragma: no cover - compiled
+    """One power-law reach-step (module docstring) given y = Qr^(a_3): (c0, u) then :func:`cunge_reach`; the
+    caller evaluates y, with the vectorisable exp/log in the forward sweep."""
+    y2 = y * y
+    c0 = kc * y2  # celerity
+    u = ku * y2 * y2 * y  # Qr / (T S0 dx)
+    return (c0, u, *cunge_reach(c0, u, dx, inv_dx, Ii, Io, Qo, So, ql, first, dt, positivity, conservative, c_lo,
+                                c_hi))
+
+
+@inline
+def reference_flow(Ii, Io, Qo, ql, q_min):  # pragma: no cover - compiled
     """The 3-point reference flow r and its floored value Qr (m3/s)."""
     r = (Io + Ii + Qo + 2.0 * ql) / 3.0
     return r, max(r, q_min)
+
+
+@jit
+def send_level(a, b, Q, S, spb, I_new, down):  # pragma: no cover - compiled
+    """The outflows Q[a:b] of one level added into their downstream inflows; returns the level's sums of the
+    step-start (spb) and step-end (S) storages."""
+    N = Q.shape[0]
+    s_all = 0.0
+    e_all = 0.0
+    for k in range(a, b):
+        s_all += spb[k]
+        e_all += S[k]
+        dk = down[k]
+        if dk < N:
+            I_new[dk] += Q[k]
+    return s_all, e_all
+
+
+@jit
+def finish_step(t, t0, T, Q, S, I_old, I_new, Qh, Sh, Ih, keep, conservative, count, stor, s_all, e_all, ot, order,
+                out_pos, out_mode):  # pragma: no cover - compiled
+    """The end of forward step t: the histories (keep: rows t - t0 + 1), the storage sums (count), the output
+    row and the inflow swap (``end_step``)."""
+    if keep:
+        Qh[t - t0 + 1] = Q
+        Ih[t - t0 + 1] = I_new
+        if conservative:
+            Sh[t - t0 + 1] = S
+    if count:
+        stor[0] += s_all
+        stor[1] += e_all
+        if t == 0:
+            stor[2] += s_all
+        if t == T - 1:
+            stor[3] += e_all
+    end_step(ot, Q, I_old, I_new, order, out_pos, out_mode)
+
+
+@inline
+def carry_back(k, r, q_min, Qrb, Iib, Iob, Qob, Sob, qlb, m_bar, carry_q, carry_s, carry_m,
+               grow):  # pragma: no cover - compiled
+    """The adjoint's cotangents of reach k before step t from those of its update (I(t), I(t-1), Q(t-1),
+    S(t-1), q) and of its floored reference flow Qr = max(r, q_min), r = (I(t-1) + I(t) + Q(t-1) + 2q)/3."""
+    rb = Qrb * (1.0 / 3.0) if r >= q_min else 0.0
+    m_bar[k] = carry_m[k] + Iib + rb
+    carry_m[k] = Iob + rb
+    carry_q[k] = Qob + rb
+    carry_s[k] = Sob
+    grow[k] = qlb + 2.0 * rb
+
+
+@jit
+def write_row(ut, order, grow):  # pragma: no cover - compiled
+    """ut[order[k]] = grow[k]: one row from level order back to network order (``read_row``'s inverse)."""
+    for k in range(grow.shape[0]):
+        ut[order[k]] = grow[k]
 
 
 @jit
@@ -102,7 +218,6 @@ def _mc_fwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old,
     to stor (float64 [4]) the sums of the step-start and step-end storages, first-step starts, last-step ends.
     Per level (lstart[L]:lstart[L+1], reaches independent of each other) one vectorised pass computes the
     reach-steps, a second adds the outflows into the downstream inflows (unsigned indices: no wraparound)."""
-    N = Q.shape[0]
     for t in range(t0, t1):
         read_row(q[t], order, row)
         first = derive and t == 0
@@ -112,28 +227,24 @@ def _mc_fwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old,
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
             for k in range(a, b):
                 Ii, Io, Qo, ql = I_new[k], I_old[k], Q[k], row[k]
-                y = vexp(a3[k] * vlog(_reference(Ii, Io, Qo, ql, q_min)[1]))
+                y = vexp(a3[k] * vlog(reference_flow(Ii, Io, Qo, ql, q_min)[1]))
                 Q[k], S[k], spb[k] = _reach(kc[k], ku[k], y, dx[k], inv_dx[k], Ii, Io, Qo, S[k], ql, first, dt,
-                                            positivity, conservative, c_lo, c_hi)[:3]
-            for k in range(a, b):
-                s_all += spb[k]
-                e_all += S[k]
-                dk = down[k]
-                if dk < N:
-                    I_new[dk] += Q[k]
-        if keep:
-            Qh[t - t0 + 1] = Q
-            Ih[t - t0 + 1] = I_new
-            if conservative:
-                Sh[t - t0 + 1] = S
-        if count:
-            stor[0] += s_all
-            stor[1] += e_all
-            if t == 0:
-                stor[2] += s_all
-            if t == T - 1:
-                stor[3] += e_all
-        end_step(out[t], Q, I_old, I_new, order, out_pos, out_mode)
+                                            positivity, conservative, c_lo, c_hi)[2:5]
+            sl, el = send_level(a, b, Q, S, spb, I_new, down)
+            s_all += sl
+            e_all += el
+        finish_step(t, t0, T, Q, S, I_old, I_new, Qh, Sh, Ih, keep, conservative, count, stor, s_all, e_all, out[t],
+                    order, out_pos, out_mode)
+
+
+@jit
+def reverse_step(t, t0, q, order, row, g, g_mode, g_col, grow, Qh, Sh, Ih, conservative):  # pragma: no cover
+    """The start of reverse step t: q(t) into row and the output cotangent into grow (level order), and the
+    history rows the step read: I(t), I(t-1), Q(t-1), S(t-1) (S's row 0 when not kept)."""
+    r_ = t - t0
+    read_row(q[t], order, row)
+    grad_row(g, t, g_mode, g_col, order, grow)
+    return Ih[r_ + 1], Ih[r_], Qh[r_], Sh[r_ if conservative else 0]
 
 
 @jit
@@ -145,17 +256,14 @@ def _mc_bwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, 
     cotangents and u_bar [T, N]; m_bar [N + 1] scratch with m_bar[N] = 0, gq, lqs, ys, a3q [N] scratch. Per level, last
     level first: the cotangents of Q(t) gathered, then one vectorised pass over the level's reaches."""
     for t in range(t1 - 1, t0 - 1, -1):
-        r_ = t - t0
         first = derive and t == 0
-        read_row(q[t], order, row)
-        grad_row(g, t, g_mode, g_col, order, grow)
-        Ii_h, Io_h, Qo_h, So_h = Ih[r_ + 1], Ih[r_], Qh[r_], Sh[r_ if conservative else 0]
+        Ii_h, Io_h, Qo_h, So_h = reverse_step(t, t0, q, order, row, g, g_mode, g_col, grow, Qh, Sh, Ih, conservative)
         for L in range(lstart.shape[0] - 2, -1, -1):
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
             for k in range(a, b):
                 gq[k] = carry_q[k] + m_bar[down[k]] + grow[k]
             for k in range(a, b):  # vectorised: the transcendental part and a division
-                Qr = _reference(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1]
+                Qr = reference_flow(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1]
                 lq = vlog(Qr)
                 lqs[k] = lq
                 ys[k] = vexp(a3[k] * lq)
@@ -163,46 +271,22 @@ def _mc_bwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, 
             for k in range(a, b):
                 Ii, Io, Qo, ql = Ii_h[k], Io_h[k], Qo_h[k], row[k]
                 dxk = dx[k]
-                r, Qr = _reference(Ii, Io, Qo, ql, q_min)
+                r, Qr = reference_flow(Ii, Io, Qo, ql, q_min)
                 lq, y = lqs[k], ys[k]
-                Qn, Sn, Sp, c0, u, c, ic, K, Xr, X, sel, h, Pw, Rw, iD = _reach(
+                c0, u, Qn, _, _, c, ic, K, Xr, X, sel, h, Pw, Rw, iD = _reach(
                     kc[k], ku[k], y, dxk, inv_dx[k], Ii, Io, Qo, So_h[k] if conservative else 0.0, ql, first, dt,
                     positivity, conservative, c_lo, c_hi)
-                Pb, Rb, Iib, Iob, Qob, Spb, qlb = muskingum_update_vjp(gq[k], carry_s[k], Qn, iD, Pw, Rw, Ii, Io,
-                                                                       Qo, dt, conservative)
-                Sob = 0.0
-                if conservative:
-                    if first:  # S(t-1) = P I(t-1) + R Q(t-1)
-                        Pb += Spb * Io
-                        Rb += Spb * Qo
-                        Iob += Spb * Pw
-                        Qob += Spb * Rw
-                    else:
-                        Sob = Spb
-                Kb = Pb * X + Rb * (1.0 - X)  # P = K X, R = K (1 - X)
-                Xb = K * (Pb - Rb)
-                Xrb = Xb if (sel == 0 and Xr >= 0.0 and Xr <= 0.5) else 0.0
-                if sel == 1:  # X = h = dt / (2K), dh/dK = -h / K = -h c / dx
-                    Kb -= Xb * h * c * inv_dx[k]
-                elif sel == 2:  # X = 1 - h
-                    Kb += Xb * h * c * inv_dx[k]
-                icb = Kb * dxk - 0.5 * u * Xrb  # K = dx / c, Xr = 0.5 - 0.5 u / c
-                dx_bar[k] += Kb * ic
-                c0b = -icb * ic * ic if (c0 >= c_lo and c0 <= c_hi) else 0.0
-                kcb, kub, a3b, Qrb = _channel_vjp(a3q[k], lq, y, c0, u, c0b, -0.5 * ic * Xrb)
+                c0b, ub, dxb, Iib, Iob, Qob, Sob, qlb = cunge_reach_vjp(
+                    gq[k], carry_s[k], Qn, c0, u, c, ic, K, Xr, X, sel, h, Pw, Rw, iD, dxk, inv_dx[k], Ii, Io, Qo, first,
+                    dt, conservative, c_lo, c_hi)
+                dx_bar[k] += dxb
+                kcb, kub, a3b, Qrb = _channel_vjp(a3q[k], lq, y, c0, u, c0b, ub)
                 kc_bar[k] += kcb
                 ku_bar[k] += kub
                 a3_bar[k] += a3b
-                rb = Qrb * (1.0 / 3.0) if r >= q_min else 0.0
-                m_bar[k] = carry_m[k] + Iib + rb
-                carry_m[k] = Iob + rb
-                carry_q[k] = Qob + rb
-                carry_s[k] = Sob
-                grow[k] = qlb + 2.0 * rb
+                carry_back(k, r, q_min, Qrb, Iib, Iob, Qob, Sob, qlb, m_bar, carry_q, carry_s, carry_m, grow)
         if want_u:
-            ut = u_bar[t]
-            for k in range(carry_q.shape[0]):
-                ut[order[k]] = grow[k]
+            write_row(u_bar[t], order, grow)
 
 
 class MCKernel:

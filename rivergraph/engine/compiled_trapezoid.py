@@ -1,0 +1,218 @@
+"""Compiled Muskingum-Cunge on the trapezoid channel, forward and adjoint (numba, CPU).
+
+Per step t, the reaches in level order, each one step of :func:`rivergraph.physics.muskingum.mc_step` with
+:func:`rivergraph.physics.channels.trapezoid_celerity`: the 3-point reference flow Qr (floored at
+``MIN_REFERENCE_FLOW``; :func:`compiled_mc.reference_flow`), the normal depth h of Qr, then
+
+    A = (B + z h) h,  P = B + 2 h s,  T = B + 2 z h,  s = sqrt(1 + z^2)
+    c0 = (Qr / A) (5/3 - 4/3 s A / (T P)),   u = Qr / (T S0 dx)
+
+(Manning; Chow, Maidment & Mays 1988, 9.4) and the shared Cunge step (:func:`compiled_mc.cunge_reach`: the
+celerity bounds, K = dx/c, X = 0.5 (1 - u/c) clipped, positivity, the Muskingum update). All arithmetic is
+float64 whatever the states' dtype.
+
+Depth (:func:`_depth`): Newton's method on log h for F(h) = log(A^5 / P^2) - 3 log(Qr n / sqrt(S0)) = 0 (Manning
+cubed: one log per iteration), the step clamped to +-2 as in
+:func:`~rivergraph.physics.channels.trapezoid_depth`, stopped after the first step below sqrt(eps) (Newton is
+quadratic: the error left is of order that step squared, rounding level; the torch path takes one more step).
+The start is the reach's depth of its previous reach-step (a per-reach scratch), or on its first step the torch
+path's wide-rectangle guess (Qr n / (B sqrt(S0)))^(3/5). The forward keeps the scratch at each checkpoint (one
+float64 per reach: with float32 states, 2/3 more checkpoint memory than Q, S, I alone) so that a recomputed segment
+starts from the same depths (the checkpointed adjoint stays bit-identical to the full-history one); the adjoint
+has a scratch of its own, warm-started the same way in reverse order.
+
+Adjoint (:func:`_trap_bwd`): the reach-step recomputed from the kept Q, S, I histories, the Cunge step's VJP
+(:func:`compiled_mc.cunge_reach_vjp`), then by hand through (c0, u) -> (A, P, T, s) -> (h, B, z) and the
+implicit-function derivative of the depth, F(h) = log Q(h) - log Qr = 0:
+dh/dQr = 1 / (dQ/dh), dh/dtheta = -(dQ/dtheta) / (dQ/dh), the torch path's gradients (one differentiable
+Newton step at the root) to rounding. Parameters (n, S0, B, z, dx) [N] float64 tensors, gradients to each.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..physics.channels import CELERITY_BOUNDS, MIN_REFERENCE_FLOW
+from .compiled_base import as_numpy, inline, jit, read_row
+from .compiled_math import vexp, vlog
+from .compiled_mc import (
+    MCKernel,
+    carry_back,
+    cunge_reach,
+    cunge_reach_vjp,
+    finish_step,
+    reference_flow,
+    reverse_step,
+    send_level,
+    write_row,
+)
+
+__all__ = ["TrapezoidKernel"]
+
+_TOL = float(np.finfo(np.float64).eps) ** 0.5
+_MAX_ITERS = 60
+
+
+@inline
+def _log_step(h, step):  # pragma: no cover - compiled
+    """h exp(-step), step clamped to +-2; exp to 5th order for |step| < 1/16 (the Newton iterate then changes
+    by O(step^6), the final one by less than rounding)."""
+    if abs(step) < 0.0625:
+        return h * (1.0 - step * (1.0 - step * (0.5 - step * (1.0 / 6.0 - step * (1.0 / 24.0 - step / 120.0)))))
+    return h * vexp(-min(max(step, -2.0), 2.0))
+
+
+@inline
+def _depth(lK3, B, z, s, h0, lB):  # pragma: no cover - compiled
+    """The normal depth h (module docstring) from the start h0 (<= 0: the wide-rectangle guess);
+    lK3 = 3 log(Qr n / sqrt(S0)), lB = log B."""
+    h = h0 if h0 > 0.0 else vexp(0.2 * lK3 - 0.6 * lB)
+    for _ in range(_MAX_ITERS):
+        A = (B + z * h) * h
+        P = B + 2.0 * h * s
+        A2 = A * A
+        step = (vlog(A2 * A2 * A / (P * P)) - lK3) / (h * (5.0 * (B + 2.0 * z * h) / A - 4.0 * s / P))
+        h = _log_step(h, step)
+        if abs(step) < _TOL:
+            break
+    return h
+
+
+@inline
+def _channel(Qr, h, B, z, s, S0, dx):  # pragma: no cover - compiled
+    """(c0, u, A, P, T, G1, G2) at depth h: c0 = Qr (G1 - G2), G1 = 5/(3A), G2 = 4 s/(3 T P)."""
+    A = (B + z * h) * h
+    P = B + 2.0 * h * s
+    T = B + 2.0 * z * h
+    G1 = 5.0 / (3.0 * A)
+    G2 = 4.0 * s / (3.0 * T * P)
+    return Qr * (G1 - G2), Qr / (T * S0 * dx), A, P, T, G1, G2
+
+
+@inline
+def _channel_vjp(c0b, ub, Qr, h, B, z, s, n, S0, dx, u, A, P, T, G1, G2):  # pragma: no cover - compiled
+    """The cotangents of (Qr, n, S0, B, z, dx) from those of (c0, u) of :func:`_channel`, through the depth
+    h(Qr, n, S0, B, z) by the implicit-function theorem."""
+    Qrb = c0b * (G1 - G2) + ub * u / Qr
+    cq = c0b * Qr
+    Ab = -cq * G1 / A
+    Pb = cq * G2 / P
+    Tb = cq * G2 / T - ub * u / T
+    S0b = -ub * u / S0
+    dxb = -ub * u / dx
+    hb = Ab * T + Pb * 2.0 * s + Tb * 2.0 * z  # dA/dh = T, dP/dh = 2 s, dT/dh = 2 z
+    Bb = Ab * h + Pb + Tb
+    zb = Ab * h * h + Pb * 2.0 * h * z / s + Tb * 2.0 * h + cq * (-G2 / s) * z / s
+    # Q(h) = A^(5/3) P^(-2/3) sqrt(S0) / n = Qr at the root: dh/dQr = 1 / Q'(h), dh/dtheta = -dQ/dtheta / Q'(h)
+    w = hb / (5.0 / 3.0 * T / A - 4.0 / 3.0 * s / P)  # hb / (Q'(h) / Q), Q = Qr
+    Qrb += w / Qr
+    nb = w / n
+    S0b -= 0.5 * w / S0
+    Bb -= w * (5.0 / 3.0 * h / A - 2.0 / 3.0 / P)
+    zb -= w * (5.0 / 3.0 * h * h / A - 4.0 / 3.0 * h * z / (s * P))
+    return Qrb, nb, S0b, Bb, zb, dxb
+
+
+@jit
+def _trap_fwd(n, S0, B, z, s, lc, lB, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_mode,
+              out_pos, Qh, Sh, Ih, keep, row, spb, hs, stor, count, T, dt, positivity, conservative, derive, q_min,
+              c_lo, c_hi):  # pragma: no cover - compiled
+    """Steps t0..t1-1 in place on Q, S, I_old and the depth scratch hs (as ``compiled_mc._mc_fwd``)."""
+    for t in range(t0, t1):
+        read_row(q[t], order, row)
+        first = derive and t == 0
+        s_all = 0.0
+        e_all = 0.0
+        for L in range(lstart.shape[0] - 1):
+            a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
+            for k in range(a, b):
+                Ii, Io, Qo, ql = I_new[k], I_old[k], Q[k], row[k]
+                Qr = reference_flow(Ii, Io, Qo, ql, q_min)[1]
+                h = _depth(3.0 * (vlog(Qr) - lc[k]), B[k], z[k], s[k], hs[k], lB[k])
+                hs[k] = h
+                c0, u = _channel(Qr, h, B[k], z[k], s[k], S0[k], dx[k])[:2]
+                Q[k], S[k], spb[k] = cunge_reach(c0, u, dx[k], inv_dx[k], Ii, Io, Qo, S[k], ql, first, dt,
+                                                 positivity, conservative, c_lo, c_hi)[:3]
+            sl, el = send_level(a, b, Q, S, spb, I_new, down)
+            s_all += sl
+            e_all += el
+        finish_step(t, t0, T, Q, S, I_old, I_new, Qh, Sh, Ih, keep, conservative, count, stor, s_all, e_all, out[t],
+                    order, out_pos, out_mode)
+
+
+@jit
+def _trap_bwd(n, S0, B, z, s, lc, lB, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col,
+              carry_q, carry_s, carry_m, m_bar, n_bar, S0_bar, B_bar, z_bar, dx_bar, u_bar, want_u, row, grow, gq,
+              hs, dt, positivity, conservative, derive, q_min, c_lo, c_hi):  # pragma: no cover - compiled
+    """Reverse steps t1-1..t0 (as ``compiled_mc._mc_bwd``), the depth scratch hs warm-starting each reach's
+    Newton iterations from its depth of the step after."""
+    for t in range(t1 - 1, t0 - 1, -1):
+        first = derive and t == 0
+        Ii_h, Io_h, Qo_h, So_h = reverse_step(t, t0, q, order, row, g, g_mode, g_col, grow, Qh, Sh, Ih, conservative)
+        for L in range(lstart.shape[0] - 2, -1, -1):
+            a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
+            for k in range(a, b):
+                gq[k] = carry_q[k] + m_bar[down[k]] + grow[k]
+            for k in range(a, b):
+                Ii, Io, Qo, ql = Ii_h[k], Io_h[k], Qo_h[k], row[k]
+                Bk, zk, sk, dxk = B[k], z[k], s[k], dx[k]
+                r, Qr = reference_flow(Ii, Io, Qo, ql, q_min)
+                h = _depth(3.0 * (vlog(Qr) - lc[k]), Bk, zk, sk, hs[k], lB[k])
+                hs[k] = h
+                c0, u, A, P, Tw, G1, G2 = _channel(Qr, h, Bk, zk, sk, S0[k], dxk)
+                Qn, _, _, c, ic, K, Xr, X, sel, hh, Pw, Rw, iD = cunge_reach(
+                    c0, u, dxk, inv_dx[k], Ii, Io, Qo, So_h[k] if conservative else 0.0, ql, first, dt, positivity,
+                    conservative, c_lo, c_hi)
+                c0b, ub, dxb, Iib, Iob, Qob, Sob, qlb = cunge_reach_vjp(
+                    gq[k], carry_s[k], Qn, c0, u, c, ic, K, Xr, X, sel, hh, Pw, Rw, iD, dxk, inv_dx[k], Ii, Io, Qo,
+                    first, dt, conservative, c_lo, c_hi)
+                Qrb, nb, S0b, Bb, zb, dxb2 = _channel_vjp(c0b, ub, Qr, h, Bk, zk, sk, n[k], S0[k], dxk, u, A, P, Tw,
+                                                          G1, G2)
+                n_bar[k] += nb
+                S0_bar[k] += S0b
+                B_bar[k] += Bb
+                z_bar[k] += zb
+                dx_bar[k] += dxb + dxb2
+                carry_back(k, r, q_min, Qrb, Iib, Iob, Qob, Sob, qlb, m_bar, carry_q, carry_s, carry_m, grow)
+        if want_u:
+            write_row(u_bar[t], order, grow)
+
+
+class TrapezoidKernel(MCKernel):
+    """Muskingum-Cunge on the trapezoid channel for :class:`~rivergraph.engine.compiled.CompiledSweep`: states
+    (Q, S), parameters (n, S0, B, z, dx) [N] float64; histories as :class:`~rivergraph.engine.compiled_mc.MCKernel`."""
+
+    @staticmethod
+    def parameters(params):
+        """The kernel's parameter tensors from the channel's (n, slope, bottom_width, side_slope, length)."""
+        return tuple(x.double() for x in params)
+
+    def bind(self, q, params, states0):
+        self.q = as_numpy(q)
+        n, S0, B, z, dx = (as_numpy(x.detach().contiguous()) for x in params)
+        self.p = (n, S0, B, z, np.sqrt(1.0 + z * z), np.log(np.sqrt(S0) / n), np.log(B), dx, 1.0 / dx, self.lstart)
+        self.derive = bool(torch.isnan(states0[1]).any())
+        self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS)
+        N = q.shape[1]
+        self.row, self.grow = np.empty(N, dtype=self.q.dtype), np.empty(N, dtype=self.q.dtype)
+        self.spb, self.gq = np.empty(N), np.empty(N)
+        self.h_fwd, self.h_bwd = np.zeros(N), np.zeros(N)  # depth scratch (0: the cold-start guess)
+        self.h_snaps: dict[int, np.ndarray] = {}
+
+    def forward(self, t0, t1, states, I_old, I_new, out, mode, opos, hist, keep, count):
+        if count:  # the first pass: keep the depth scratch at each segment start for the recomputations
+            self.h_snaps[t0] = self.h_fwd.copy()
+        else:
+            self.h_fwd[:] = self.h_snaps[t0]
+        Qh, Sh, Ih = hist
+        _trap_fwd(*self.p, self.down, self.order, self.q, t0, t1, states[0], states[1], I_old, I_new, out, mode,
+                  opos, Qh, Sh, Ih, keep, self.row, self.spb, self.h_fwd, self.stor, count, self.q.shape[0],
+                  *self.tail)
+
+    def backward(self, t0, t1, hist, g, g_mode, g_col, carries, carry_m, m_bar, p_bar, u_bar, want_u):
+        if t1 == self.q.shape[0]:  # the reverse sweep starts (its last segment first): a fixed start
+            self.h_bwd[:] = self.h_fwd
+        Qh, Sh, Ih = hist
+        _trap_bwd(*self.p, self.down, self.order, self.q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col, carries[0],
+                  carries[1], carry_m, m_bar, *p_bar, u_bar, want_u, self.row, self.grow, self.gq, self.h_bwd,
+                  *self.tail)
