@@ -118,6 +118,23 @@ def _outputs_keyword(router) -> str:
     return "output_positions" if "output_positions" in inspect.signature(router.forward).parameters else "outputs"
 
 
+def _timed(fn, sync):
+    """``(fn(), seconds)`` between synchronisations, on the case's clock."""
+    sync()
+    t0 = _clock()
+    out = fn()
+    sync()
+    return out, _clock() - t0
+
+
+def _fwd_bwd(forward, backward: bool, sync) -> tuple[float, float]:
+    """Seconds of ``forward()`` and, with ``backward``, of the backward of its output's squared sum."""
+    y, t_fwd = _timed(forward, sync)
+    if not backward:
+        return t_fwd, 0.0
+    return t_fwd, _timed(lambda: y.square().sum().backward(), sync)[1]
+
+
 def _wavefront_case(case, net, q, dt, dtype, device, sync):
     import warnings
 
@@ -151,11 +168,7 @@ def _wavefront_case(case, net, q, dt, dtype, device, sync):
     warnings.simplefilter("ignore")
     # warm-up with the timed step count: the one-off set-up of a step count (the engine's per-diagonal plan)
     # is timed apart, as ``t_first`` (the first call's forward), not inside the throughput
-    sync()
-    t0 = _clock()
-    router(q, balance=False, hot_start=False, **params)
-    sync()
-    t_first = _clock() - t0
+    t_first = _timed(lambda: router(q, balance=False, hot_start=False, **params), sync)[1]
     warm = {k: v.clone().requires_grad_(True) for k, v in params.items()}
     router(q[:2], balance=False, **warm).sum().backward()  # the adjoint's (compiled) kernels loaded too
 
@@ -165,18 +178,8 @@ def _wavefront_case(case, net, q, dt, dtype, device, sync):
         if backward:
             qq = q.clone().requires_grad_(True)
             pp = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-        sync()
         sel = {_outputs_keyword(router): outputs if backward else None}
-        t0 = _clock()
-        Q = router(qq, balance=False, hot_start=False, **sel, **pp)
-        sync()
-        t_fwd = _clock() - t0
-        if not backward:
-            return t_fwd, 0.0
-        t0 = _clock()
-        Q.square().sum().backward()
-        sync()
-        return t_fwd, _clock() - t0
+        return _fwd_bwd(lambda: router(qq, balance=False, hot_start=False, **sel, **pp), backward, sync)
     run.t_first = t_first
     return run
 
@@ -314,25 +317,12 @@ def _heat_case(net, T, dtype, device, sync):
     beta = torch.full((T, N), 0.4, dtype=dtype, device=device)
     gamma = (torch.rand(T, N, generator=g) * 2.0).to(device=device, dtype=dtype)
     x0 = torch.zeros(N, dtype=dtype, device=device)
-    sync()
-    t0 = _clock()
-    linear_transport(sched, a, beta, gamma, x0)  # warm-up with the timed step count (see _wavefront_case)
-    sync()
-    t_first = _clock() - t0
+    # warm-up with the timed step count (see _wavefront_case)
+    t_first = _timed(lambda: linear_transport(sched, a, beta, gamma, x0), sync)[1]
 
     def run(backward):
         args = [t.clone().requires_grad_(True) if backward else t for t in (a, beta, gamma)]
-        sync()
-        t0 = _clock()
-        x = linear_transport(sched, *args, x0)
-        sync()
-        t_fwd = _clock() - t0
-        if not backward:
-            return t_fwd, 0.0
-        t0 = _clock()
-        x.square().sum().backward()
-        sync()
-        return t_fwd, _clock() - t0
+        return _fwd_bwd(lambda: linear_transport(sched, *args, x0), backward, sync)
     run.t_first = t_first
     return run
 

@@ -41,7 +41,6 @@ class Workspace:
         self.M, self.row = (vec(), vec()), vec()
         self.P = torch.empty(n_p, N, dtype=dtype, device=dev)
         U = torch.empty(n_u, N, dtype=dtype, device=dev)
-        self.n_steps = n_steps
         idx = torch.empty(N, dtype=torch.long, device=dev)
         ridx = torch.empty(N, dtype=torch.long, device=dev) if n_steps > sched.n_levels else None  # rings wrap
         base, down, Y, M, ls = sched.flat_base(), sched.down, self.Y, self.M, sched.lstart
