@@ -111,26 +111,27 @@ def test_trapezoid_balance_matches_torch(basin_08159000):
 
 
 def test_depth_solve_matches_torch_from_any_start():
-    """engine/compiled_trapezoid._depth: the normal depth of torch's ``trapezoid_depth`` to rounding, from a cold
-    start and warm-started from the root of another flow up to 9 decades away (rectangles among the shapes)."""
-    import numba
-
-    from rivergraph.engine.compiled_trapezoid import _depth
+    """engine/compiled_trapezoid.solve_depths: the normal depth of torch's ``trapezoid_depth`` to rounding, from the
+    cold-start guess and warm-started from the root of another flow up to 9 decades away (rectangles among the
+    shapes), one level of 20,000 reaches and the same reaches one at a time (a level's slowest reach sets its
+    passes: the others' depths move by rounding only)."""
+    from rivergraph.engine.compiled_trapezoid import _start, solve_depths
     from rivergraph.physics.channels import trapezoid_depth
-
-    @numba.njit
-    def solve(lK, B, z, s, lB, h0, out):
-        for i in range(lK.shape[0]):
-            out[i] = _depth(lK[i], B[i], z[i], s[i], h0[i], lB[i])
 
     rng = np.random.default_rng(1)
     M = 20000
     B, n, S0 = 10 ** rng.uniform(-1, 3, M), rng.uniform(0.01, 0.3, M), 10 ** rng.uniform(-6, -0.5, M)
     z = np.where(rng.random(M) < 0.2, 0.0, 10 ** rng.uniform(-2, 1.5, M))
     Q0, Q1 = 10 ** rng.uniform(-4, 5, M), 10 ** rng.uniform(-4, 5, M)
-    s, lc = np.sqrt(1 + z * z), np.log(np.sqrt(S0) / n)
+    s, nk = np.sqrt(1 + z * z), n / np.sqrt(S0)
     h0, h1 = (trapezoid_depth(*(torch.from_numpy(x) for x in (Q, n, S0, B, z))).numpy() for Q in (Q0, Q1))
-    for start in (h0, np.zeros(M)):
-        out = np.empty(M)
-        solve(3 * (np.log(Q1) - lc), B, z, s, np.log(B), start, out)
-        assert np.abs(out / h1 - 1).max() < 1e-13
+    K3 = (Q1 * nk) ** 3
+    cold = np.array([_start(Q1[i], nk[i], 1.0 / B[i], 0.0, True)[1] for i in range(M)])
+    for start in (h0, cold):
+        whole = start.copy()
+        solve_depths(0, M, K3, B, z, s, whole)
+        assert np.abs(whole / h1 - 1).max() < 1e-13
+        single = start.copy()
+        for i in range(0, M, 97):
+            solve_depths(i, i + 1, K3, B, z, s, single)
+            assert abs(single[i] / h1[i] - 1) < 1e-13

@@ -35,7 +35,7 @@ def _identity(f):  # pragma: no cover - without numba nothing is compiled
 
 # error_model="numpy": a float division by zero gives inf/nan instead of a Python ZeroDivisionError, so no
 # test-and-branch per division (the kernels divide only by quantities bounded away from 0: celerity, 2R + dt, Qr)
-_OPTS = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+_OPTS = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy", fastmath={"contract"})
 jit = numba.njit(**_OPTS) if numba is not None else _identity
 inline = numba.njit(inline="always", **_OPTS) if numba is not None else _identity
 """For the per-reach helpers called in the hot loops: inlined into the caller by numba (a call returning the

@@ -39,6 +39,7 @@ from .compiled_base import (
     jit,
     muskingum_update,
     muskingum_update_vjp,
+    numba,
     read_row,
 )
 from .compiled_math import vexp, vlog
@@ -154,24 +155,30 @@ def reference_flow(Ii, Io, Qo, ql, q_min):  # pragma: no cover - compiled
 
 
 @jit
-def send_level(a, b, Q, S, spb, I_new, down):  # pragma: no cover - compiled
-    """The outflows Q[a:b] of one level added into their downstream inflows; returns the level's sums of the
-    step-start (spb) and step-end (S) storages."""
+def send_level(a, b, Q, I_new, down):  # pragma: no cover - compiled
+    """The outflows Q[a:b] of one level added into their downstream inflows."""
     N = Q.shape[0]
-    s_all = 0.0
-    e_all = 0.0
     for k in range(a, b):
-        s_all += spb[k]
-        e_all += S[k]
         dk = down[k]
         if dk < N:
             I_new[dk] += Q[k]
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, fastmath={"reassoc", "contract"})
+def _storage_sums(spb, S):  # pragma: no cover - compiled
+    """The sums of the step-start (spb) and step-end (S) storages (m3) over all reaches: one vectorised pass
+    (reassociated: the order of the additions is the vectoriser's)."""
+    s_all = 0.0
+    e_all = 0.0
+    for k in range(S.shape[0]):
+        s_all += spb[k]
+        e_all += S[k]
     return s_all, e_all
 
 
 @jit
-def finish_step(t, t0, T, Q, S, I_old, I_new, Qh, Sh, Ih, keep, conservative, count, stor, s_all, e_all, ot, order,
-                out_pos, out_mode):  # pragma: no cover - compiled
+def finish_step(t, t0, T, Q, S, I_old, I_new, Qh, Sh, Ih, keep, conservative, count, stor, spb, ot, order, out_pos,
+                out_mode):  # pragma: no cover - compiled
     """The end of forward step t: the histories (keep: rows t - t0 + 1), the storage sums (count), the output
     row and the inflow swap (``end_step``)."""
     if keep:
@@ -180,6 +187,7 @@ def finish_step(t, t0, T, Q, S, I_old, I_new, Qh, Sh, Ih, keep, conservative, co
         if conservative:
             Sh[t - t0 + 1] = S
     if count:
+        s_all, e_all = _storage_sums(spb, S)
         stor[0] += s_all
         stor[1] += e_all
         if t == 0:
@@ -211,30 +219,28 @@ def write_row(ut, order, grow):  # pragma: no cover - compiled
 
 @jit
 def _mc_fwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_mode, out_pos,
-            Qh, Sh, Ih, keep, row, spb, stor, count, T, dt, positivity, conservative, derive, q_min, c_lo,
+            Qh, Sh, Ih, keep, row, spb, ys, stor, count, T, dt, positivity, conservative, derive, q_min, c_lo,
             c_hi):  # pragma: no cover - compiled
-    """Steps t0..t1-1 in place on Q, S, I_old (sorted; I_new zeroed scratch, row, spb [N] scratch), output as
+    """Steps t0..t1-1 in place on Q, S, I_old (sorted; I_new zeroed scratch, row, spb, ys [N] scratch), output as
     ``end_step``. keep: Qh, Ih (and Sh when conservative) rows t - t0 + 1 = the state after step t. count: add
     to stor (float64 [4]) the sums of the step-start and step-end storages, first-step starts, last-step ends.
-    Per level (lstart[L]:lstart[L+1], reaches independent of each other) one vectorised pass computes the
-    reach-steps, a second adds the outflows into the downstream inflows (unsigned indices: no wraparound)."""
+    Per level (lstart[L]:lstart[L+1], reaches independent of each other) two vectorised passes compute the
+    reach-steps (y = Qr^a_3, then the Cunge step), a third adds the outflows into the downstream inflows
+    (unsigned indices: no wraparound)."""
     for t in range(t0, t1):
         read_row(q[t], order, row)
         first = derive and t == 0
-        s_all = 0.0
-        e_all = 0.0
         for L in range(lstart.shape[0] - 1):
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
-            for k in range(a, b):
+            for k in range(a, b):  # vectorised: the transcendental part (a pass of its own: measured 8% faster)
+                ys[k] = vexp(a3[k] * vlog(reference_flow(I_new[k], I_old[k], Q[k], row[k], q_min)[1]))
+            for k in range(a, b):  # vectorised: the Cunge step
                 Ii, Io, Qo, ql = I_new[k], I_old[k], Q[k], row[k]
-                y = vexp(a3[k] * vlog(reference_flow(Ii, Io, Qo, ql, q_min)[1]))
-                Q[k], S[k], spb[k] = _reach(kc[k], ku[k], y, dx[k], inv_dx[k], Ii, Io, Qo, S[k], ql, first, dt,
+                Q[k], S[k], spb[k] = _reach(kc[k], ku[k], ys[k], dx[k], inv_dx[k], Ii, Io, Qo, S[k], ql, first, dt,
                                             positivity, conservative, c_lo, c_hi)[2:5]
-            sl, el = send_level(a, b, Q, S, spb, I_new, down)
-            s_all += sl
-            e_all += el
-        finish_step(t, t0, T, Q, S, I_old, I_new, Qh, Sh, Ih, keep, conservative, count, stor, s_all, e_all, out[t],
-                    order, out_pos, out_mode)
+            send_level(a, b, Q, I_new, down)
+        finish_step(t, t0, T, Q, S, I_old, I_new, Qh, Sh, Ih, keep, conservative, count, stor, spb, out[t], order,
+                    out_pos, out_mode)
 
 
 @jit
@@ -324,7 +330,7 @@ class MCKernel:
     def forward(self, t0, t1, states, I_old, I_new, out, mode, opos, hist, keep, count):
         Qh, Sh, Ih = hist
         _mc_fwd(*self.p, self.down, self.order, self.q, t0, t1, states[0], states[1], I_old, I_new, out, mode, opos,
-                Qh, Sh, Ih, keep, self.row, self.spb, self.stor, count, self.q.shape[0], *self.tail)
+                Qh, Sh, Ih, keep, self.row, self.spb, self.ys, self.stor, count, self.q.shape[0], *self.tail)
 
     def backward(self, t0, t1, hist, g, g_mode, g_col, carries, carry_m, m_bar, p_bar, u_bar, want_u):
         Qh, Sh, Ih = hist

@@ -54,28 +54,61 @@ _MAX_ITERS = 60
 
 
 @inline
-def _log_step(h, step):  # pragma: no cover - compiled
-    """h exp(-step), step clamped to +-2; exp to 5th order for |step| < 1/16 (the Newton iterate then changes
-    by O(step^6), the final one by less than rounding)."""
-    if abs(step) < 0.0625:
-        return h * (1.0 - step * (1.0 - step * (0.5 - step * (1.0 / 6.0 - step * (1.0 / 24.0 - step / 120.0)))))
-    return h * vexp(-min(max(step, -2.0), 2.0))
+def _newton(h, K3, B, z, s):  # pragma: no cover - compiled
+    """One Newton-type step on log h towards the root of A^5 / P^2 = K3 (module docstring) from h:
+    (new h, the step)."""
+    A = (B + z * h) * h
+    P = B + 2.0 * h * s
+    A2 = A * A
+    A5 = A2 * A2 * A
+    M = P * P * K3
+    # 2 (r - 1)/(r + 1) for log r, r = A^5 / (P^2 K3), over d log r / d log h = h (5 T / A - 4 s / P)
+    step = 2.0 * (A5 - M) * A * P / ((A5 + M) * h * (5.0 * (B + 2.0 * z * h) * P - 4.0 * s * A))
+    # h exp(-step) to 4th order (positive for every step; |step| < 2/3 here)
+    return h * (1.0 - step * (1.0 - step * (0.5 - step * (1.0 / 6.0 - step / 24.0)))), step
 
 
 @inline
-def _depth(lK3, B, z, s, h0, lB):  # pragma: no cover - compiled
-    """The normal depth h (module docstring) from the start h0 (<= 0: the wide-rectangle guess);
-    lK3 = 3 log(Qr n / sqrt(S0)), lB = log B."""
-    h = h0 if h0 > 0.0 else vexp(0.2 * lK3 - 0.6 * lB)
+def _newton_log(h, K3, B, z, s):  # pragma: no cover - compiled
+    """One Newton step on log h for log(A^5 / (P^2 K3)) = 0, the step clamped to +-2 (as
+    :func:`~rivergraph.physics.channels.trapezoid_depth`): (new h, the step). Costs a log and an exp; the first
+    pass of :func:`solve_depths`, whose start may be far (the flow changed by a large factor)."""
+    A = (B + z * h) * h
+    P = B + 2.0 * h * s
+    A2 = A * A
+    step = vlog(A2 * A2 * A / (P * P * K3)) * A * P / (h * (5.0 * (B + 2.0 * z * h) * P - 4.0 * s * A))
+    return h * vexp(-min(max(step, -2.0), 2.0)), step
+
+
+@jit
+def solve_depths(a, b, K3, B, z, s, hs):  # pragma: no cover - compiled
+    """The normal depths of reaches a..b-1 in place on hs (their starts on entry), K3[k] = (Qr n / sqrt(S0))^3:
+    passes over all of them (one vectorised loop each), the first a Newton step on log h (:func:`_newton_log`),
+    the others :func:`_newton` (no log or exp), until every step of a pass is below sqrt(eps), at most
+    ``_MAX_ITERS``. A reach whose own iteration has converged takes the level's remaining passes too (each
+    moves it by rounding), so a reach's result depends on its level's slowest one only at rounding level, the
+    same in every run (the checkpointed recomputation repeats it exactly)."""
+    left = 0
+    for k in range(a, b):
+        h, step = _newton_log(hs[k], K3[k], B[k], z[k], s[k])
+        hs[k] = h
+        left += abs(step) >= _TOL
     for _ in range(_MAX_ITERS):
-        A = (B + z * h) * h
-        P = B + 2.0 * h * s
-        A2 = A * A
-        step = (vlog(A2 * A2 * A / (P * P)) - lK3) / (h * (5.0 * (B + 2.0 * z * h) / A - 4.0 * s / P))
-        h = _log_step(h, step)
-        if abs(step) < _TOL:
+        if left == 0:
             break
-    return h
+        left = 0
+        for k in range(a, b):
+            h, step = _newton(hs[k], K3[k], B[k], z[k], s[k])
+            hs[k] = h
+            left += abs(step) >= _TOL
+
+
+@inline
+def _start(Qr, nk, iB, h, cold):  # pragma: no cover - compiled
+    """K3 = (Qr n / sqrt(S0))^3 (nk = n / sqrt(S0), iB = 1 / B) and the Newton start: h, or with ``cold`` the
+    torch path's wide-rectangle guess (Qr n / (B sqrt(S0)))^(3/5)."""
+    x = Qr * nk
+    return x * x * x, (vexp(0.6 * vlog(x * iB)) if cold else h)
 
 
 @inline
@@ -114,36 +147,35 @@ def _channel_vjp(c0b, ub, Qr, h, B, z, s, n, S0, dx, u, A, P, T, G1, G2):  # pra
 
 
 @jit
-def _trap_fwd(n, S0, B, z, s, lc, lB, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_mode,
-              out_pos, Qh, Sh, Ih, keep, row, spb, hs, stor, count, T, dt, positivity, conservative, derive, q_min,
+def _trap_fwd(n, S0, B, z, s, nk, iB, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_mode,
+              out_pos, Qh, Sh, Ih, keep, row, spb, hs, K3, stor, count, T, dt, positivity, conservative, derive, q_min,
               c_lo, c_hi):  # pragma: no cover - compiled
     """Steps t0..t1-1 in place on Q, S, I_old and the depth scratch hs (as ``compiled_mc._mc_fwd``)."""
     for t in range(t0, t1):
         read_row(q[t], order, row)
         first = derive and t == 0
-        s_all = 0.0
-        e_all = 0.0
+        cold = t == 0  # the scratch holds no depth yet (bind zeroes it; the snapshot of step 0 is that)
         for L in range(lstart.shape[0] - 1):
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
+            for k in range(a, b):  # vectorised: the Newton starts
+                K3[k], hs[k] = _start(reference_flow(I_new[k], I_old[k], Q[k], row[k], q_min)[1], nk[k], iB[k],
+                                       hs[k], cold)
+            solve_depths(a, b, K3, B, z, s, hs)
             for k in range(a, b):
                 Ii, Io, Qo, ql = I_new[k], I_old[k], Q[k], row[k]
                 Qr = reference_flow(Ii, Io, Qo, ql, q_min)[1]
-                h = _depth(3.0 * (vlog(Qr) - lc[k]), B[k], z[k], s[k], hs[k], lB[k])
-                hs[k] = h
-                c0, u = _channel(Qr, h, B[k], z[k], s[k], S0[k], dx[k])[:2]
+                c0, u = _channel(Qr, hs[k], B[k], z[k], s[k], S0[k], dx[k])[:2]
                 Q[k], S[k], spb[k] = cunge_reach(c0, u, dx[k], inv_dx[k], Ii, Io, Qo, S[k], ql, first, dt,
                                                  positivity, conservative, c_lo, c_hi)[:3]
-            sl, el = send_level(a, b, Q, S, spb, I_new, down)
-            s_all += sl
-            e_all += el
-        finish_step(t, t0, T, Q, S, I_old, I_new, Qh, Sh, Ih, keep, conservative, count, stor, s_all, e_all, out[t],
-                    order, out_pos, out_mode)
+            send_level(a, b, Q, I_new, down)
+        finish_step(t, t0, T, Q, S, I_old, I_new, Qh, Sh, Ih, keep, conservative, count, stor, spb, out[t], order,
+                    out_pos, out_mode)
 
 
 @jit
-def _trap_bwd(n, S0, B, z, s, lc, lB, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col,
+def _trap_bwd(n, S0, B, z, s, nk, iB, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col,
               carry_q, carry_s, carry_m, m_bar, n_bar, S0_bar, B_bar, z_bar, dx_bar, u_bar, want_u, row, grow, gq,
-              hs, dt, positivity, conservative, derive, q_min, c_lo, c_hi):  # pragma: no cover - compiled
+              hs, K3, dt, positivity, conservative, derive, q_min, c_lo, c_hi):  # pragma: no cover - compiled
     """Reverse steps t1-1..t0 (as ``compiled_mc._mc_bwd``), the depth scratch hs warm-starting each reach's
     Newton iterations from its depth of the step after."""
     for t in range(t1 - 1, t0 - 1, -1):
@@ -153,12 +185,15 @@ def _trap_bwd(n, S0, B, z, s, lc, lB, dx, inv_dx, lstart, down, order, q, t0, t1
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
             for k in range(a, b):
                 gq[k] = carry_q[k] + m_bar[down[k]] + grow[k]
+            for k in range(a, b):  # vectorised: the Newton starts
+                K3[k] = _start(reference_flow(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1], nk[k], iB[k], hs[k],
+                                False)[0]
+            solve_depths(a, b, K3, B, z, s, hs)
             for k in range(a, b):
                 Ii, Io, Qo, ql = Ii_h[k], Io_h[k], Qo_h[k], row[k]
                 Bk, zk, sk, dxk = B[k], z[k], s[k], dx[k]
                 r, Qr = reference_flow(Ii, Io, Qo, ql, q_min)
-                h = _depth(3.0 * (vlog(Qr) - lc[k]), Bk, zk, sk, hs[k], lB[k])
-                hs[k] = h
+                h = hs[k]
                 c0, u, A, P, Tw, G1, G2 = _channel(Qr, h, Bk, zk, sk, S0[k], dxk)
                 Qn, _, _, c, ic, K, Xr, X, sel, hh, Pw, Rw, iD = cunge_reach(
                     c0, u, dxk, inv_dx[k], Ii, Io, Qo, So_h[k] if conservative else 0.0, ql, first, dt, positivity,
@@ -190,12 +225,12 @@ class TrapezoidKernel(MCKernel):
     def bind(self, q, params, states0):
         self.q = as_numpy(q)
         n, S0, B, z, dx = (as_numpy(x.detach().contiguous()) for x in params)
-        self.p = (n, S0, B, z, np.sqrt(1.0 + z * z), np.log(np.sqrt(S0) / n), np.log(B), dx, 1.0 / dx, self.lstart)
+        self.p = (n, S0, B, z, np.sqrt(1.0 + z * z), n / np.sqrt(S0), 1.0 / B, dx, 1.0 / dx, self.lstart)
         self.derive = bool(torch.isnan(states0[1]).any())
         self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS)
         N = q.shape[1]
         self.row, self.grow = np.empty(N, dtype=self.q.dtype), np.empty(N, dtype=self.q.dtype)
-        self.spb, self.gq = np.empty(N), np.empty(N)
+        self.spb, self.gq, self.K3 = np.empty(N), np.empty(N), np.empty(N)
         self.h_fwd, self.h_bwd = np.zeros(N), np.zeros(N)  # depth scratch (0: the cold-start guess)
         self.h_snaps: dict[int, np.ndarray] = {}
 
@@ -206,7 +241,7 @@ class TrapezoidKernel(MCKernel):
             self.h_fwd[:] = self.h_snaps[t0]
         Qh, Sh, Ih = hist
         _trap_fwd(*self.p, self.down, self.order, self.q, t0, t1, states[0], states[1], I_old, I_new, out, mode,
-                  opos, Qh, Sh, Ih, keep, self.row, self.spb, self.h_fwd, self.stor, count, self.q.shape[0],
+                  opos, Qh, Sh, Ih, keep, self.row, self.spb, self.h_fwd, self.K3, self.stor, count, self.q.shape[0],
                   *self.tail)
 
     def backward(self, t0, t1, hist, g, g_mode, g_col, carries, carry_m, m_bar, p_bar, u_bar, want_u):
@@ -214,5 +249,5 @@ class TrapezoidKernel(MCKernel):
             self.h_bwd[:] = self.h_fwd
         Qh, Sh, Ih = hist
         _trap_bwd(*self.p, self.down, self.order, self.q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col, carries[0],
-                  carries[1], carry_m, m_bar, *p_bar, u_bar, want_u, self.row, self.grow, self.gq, self.h_bwd,
+                  carries[1], carry_m, m_bar, *p_bar, u_bar, want_u, self.row, self.grow, self.gq, self.h_bwd, self.K3,
                   *self.tail)
