@@ -42,7 +42,7 @@ from .compiled_base import (
     numba,
     read_row,
 )
-from .compiled_math import vexp, vlog
+from .compiled_math import vexp, vexp_f32, vlog, vlog_f32
 
 __all__ = [
     "MCKernel",
@@ -220,7 +220,7 @@ def write_row(ut, order, grow):  # pragma: no cover - compiled
 @jit
 def _mc_fwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_mode, out_pos,
             Qh, Sh, Ih, keep, row, spb, ys, stor, count, T, dt, positivity, conservative, derive, q_min, c_lo,
-            c_hi):  # pragma: no cover - compiled
+            c_hi, f32):  # pragma: no cover - compiled
     """Steps t0..t1-1 in place on Q, S, I_old (sorted; I_new zeroed scratch, row, spb, ys [N] scratch), output as
     ``end_step``. keep: Qh, Ih (and Sh when conservative) rows t - t0 + 1 = the state after step t. count: add
     to stor (float64 [4]) the sums of the step-start and step-end storages, first-step starts, last-step ends.
@@ -232,8 +232,12 @@ def _mc_fwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old,
         first = derive and t == 0
         for L in range(lstart.shape[0] - 1):
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
-            for k in range(a, b):  # vectorised: the transcendental part (a pass of its own: measured 8% faster)
-                ys[k] = vexp(a3[k] * vlog(reference_flow(I_new[k], I_old[k], Q[k], row[k], q_min)[1]))
+            if f32:  # vectorised: the transcendental part (a pass of its own: measured 8% faster)
+                for k in range(a, b):
+                    ys[k] = vexp_f32(a3[k] * vlog_f32(reference_flow(I_new[k], I_old[k], Q[k], row[k], q_min)[1]))
+            else:
+                for k in range(a, b):
+                    ys[k] = vexp(a3[k] * vlog(reference_flow(I_new[k], I_old[k], Q[k], row[k], q_min)[1]))
             for k in range(a, b):  # vectorised: the Cunge step
                 Ii, Io, Qo, ql = I_new[k], I_old[k], Q[k], row[k]
                 Q[k], S[k], spb[k] = _reach(kc[k], ku[k], ys[k], dx[k], inv_dx[k], Ii, Io, Qo, S[k], ql, first, dt,
@@ -256,7 +260,7 @@ def reverse_step(t, t0, q, order, row, g, g_mode, g_col, grow, Qh, Sh, Ih, conse
 @jit
 def _mc_bwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col, carry_q,
             carry_s, carry_m, m_bar, kc_bar, ku_bar, a3_bar, dx_bar, u_bar, want_u, row, grow, gq, lqs, ys, a3q, dt, positivity,
-            conservative, derive, q_min, c_lo, c_hi):  # pragma: no cover - compiled
+            conservative, derive, q_min, c_lo, c_hi, f32):  # pragma: no cover - compiled
     """Reverse steps t1-1..t0 (history rows t - t0 = before step t); g_mode as :func:`grad_row`. In place on
     carry_q, carry_s, carry_m (cotangents of Q, S, I after the step on entry, before it on exit), the parameter
     cotangents and u_bar [T, N]; m_bar [N + 1] scratch with m_bar[N] = 0, gq, lqs, ys, a3q [N] scratch. Per level, last
@@ -268,12 +272,20 @@ def _mc_bwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, 
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
             for k in range(a, b):
                 gq[k] = carry_q[k] + m_bar[down[k]] + grow[k]
-            for k in range(a, b):  # vectorised: the transcendental part and a division
-                Qr = reference_flow(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1]
-                lq = vlog(Qr)
-                lqs[k] = lq
-                ys[k] = vexp(a3[k] * lq)
-                a3q[k] = a3[k] / Qr
+            if f32:  # vectorised: the transcendental part (the forward's) and a division
+                for k in range(a, b):
+                    Qr = reference_flow(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1]
+                    lq = vlog_f32(Qr)
+                    lqs[k] = lq
+                    ys[k] = vexp_f32(a3[k] * lq)
+                    a3q[k] = a3[k] / Qr
+            else:
+                for k in range(a, b):
+                    Qr = reference_flow(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1]
+                    lq = vlog(Qr)
+                    lqs[k] = lq
+                    ys[k] = vexp(a3[k] * lq)
+                    a3q[k] = a3[k] / Qr
             for k in range(a, b):
                 Ii, Io, Qo, ql = Ii_h[k], Io_h[k], Qo_h[k], row[k]
                 dxk = dx[k]
@@ -319,7 +331,8 @@ class MCKernel:
         kc, ku, a3, dx = (as_numpy(x.detach().contiguous()) for x in params)
         self.p = (kc, ku, a3, dx, 1.0 / dx, self.lstart)
         self.derive = bool(torch.isnan(states0[1]).any())
-        self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS)
+        # float32 states: y = Qr^a_3 by the short series (compiled_math: 3e-10 relative, in float64)
+        self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS, self.q.dtype == np.float32)
         N = q.shape[1]
         self.row, self.grow = np.empty(N, dtype=self.q.dtype), np.empty(N, dtype=self.q.dtype)
         self.spb, self.gq, self.lqs, self.ys, self.a3q = (np.empty(N) for _ in range(5))

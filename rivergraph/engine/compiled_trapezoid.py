@@ -34,7 +34,7 @@ import torch
 
 from ..physics.channels import CELERITY_BOUNDS, MIN_REFERENCE_FLOW
 from .compiled_base import as_numpy, inline, jit, read_row
-from .compiled_math import vexp, vlog
+from .compiled_math import vexp, vexp_f32, vlog, vlog_f32
 from .compiled_mc import (
     MCKernel,
     carry_back,
@@ -76,8 +76,8 @@ def _newton_log(h, K3, B, z, s):  # pragma: no cover - compiled
     A = (B + z * h) * h
     P = B + 2.0 * h * s
     A2 = A * A
-    step = vlog(A2 * A2 * A / (P * P * K3)) * A * P / (h * (5.0 * (B + 2.0 * z * h) * P - 4.0 * s * A))
-    return h * vexp(-min(max(step, -2.0), 2.0)), step
+    step = vlog_f32(A2 * A2 * A / (P * P * K3)) * A * P / (h * (5.0 * (B + 2.0 * z * h) * P - 4.0 * s * A))
+    return h * vexp_f32(-min(max(step, -2.0), 2.0)), step
 
 
 @jit
