@@ -71,8 +71,10 @@ def _newton(h, K3, B, z, s):  # pragma: no cover - compiled
 @inline
 def _newton_log(h, K3, B, z, s):  # pragma: no cover - compiled
     """One Newton step on log h for log(A^5 / (P^2 K3)) = 0, the step clamped to +-2 (as
-    :func:`~rivergraph.physics.channels.trapezoid_depth`): (new h, the step). Costs a log and an exp; the first
-    pass of :func:`solve_depths`, whose start may be far (the flow changed by a large factor)."""
+    :func:`~rivergraph.physics.channels.trapezoid_depth`): (new h, the step). The first pass of
+    :func:`solve_depths`, whose start may be far (the flow changed by a large factor); its log and exp are the
+    short series (``compiled_math.vlog_f32``: any step towards the root will do, and near the root, where
+    r ~ 1 and |step| << 1, both are exact to rounding)."""
     A = (B + z * h) * h
     P = B + 2.0 * h * s
     A2 = A * A
