@@ -35,6 +35,7 @@ from .compiled_base import (
     as_numpy,
     end_step,
     grad_row,
+    in_precision,
     inline,
     jit,
     muskingum_update,
@@ -329,7 +330,7 @@ class MCKernel:
     def bind(self, q, params, states0):
         self.q = as_numpy(q)
         kc, ku, a3, dx = (as_numpy(x.detach().contiguous()) for x in params)
-        self.p = (kc, ku, a3, dx, 1.0 / dx, self.lstart)
+        self.p = (*in_precision((kc, ku, a3, dx, 1.0 / dx), self.q.dtype), self.lstart)
         self.derive = bool(torch.isnan(states0[1]).any())
         # float32 states: y = Qr^a_3 by the short series (compiled_math: 3e-10 relative, in float64)
         self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS, self.q.dtype == np.float32)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..physics.channels import CELERITY_BOUNDS, MIN_REFERENCE_FLOW
-from .compiled_base import as_numpy, inline, jit, read_row
+from .compiled_base import as_numpy, in_precision, inline, jit, read_row
 from .compiled_math import vexp, vexp_f32, vlog, vlog_f32
 from .compiled_mc import (
     MCKernel,
@@ -115,13 +115,15 @@ def _start(Qr, nk, iB, h, cold):  # pragma: no cover - compiled
 
 @inline
 def _channel(Qr, h, B, z, s, S0, dx):  # pragma: no cover - compiled
-    """(c0, u, A, P, T, G1, G2) at depth h: c0 = Qr (G1 - G2), G1 = 5/(3A), G2 = 4 s/(3 T P)."""
+    """(c0, u, A, P, T, G1, G2) at depth h: c0 = Qr (G1 - G2), G1 = 5/(3A), G2 = 4 s/(3 T P),
+    u = Qr / (T S0 dx); one division (by 3 A T P)."""
     A = (B + z * h) * h
     P = B + 2.0 * h * s
     T = B + 2.0 * z * h
-    G1 = 5.0 / (3.0 * A)
-    G2 = 4.0 * s / (3.0 * T * P)
-    return Qr * (G1 - G2), Qr / (T * S0 * dx), A, P, T, G1, G2
+    inv = 1.0 / (3.0 * A * T * P)
+    G1 = 5.0 * T * P * inv
+    G2 = 4.0 * s * A * inv
+    return Qr * (G1 - G2), 3.0 * Qr * A * P * inv / (S0 * dx), A, P, T, G1, G2
 
 
 @inline
@@ -227,7 +229,8 @@ class TrapezoidKernel(MCKernel):
     def bind(self, q, params, states0):
         self.q = as_numpy(q)
         n, S0, B, z, dx = (as_numpy(x.detach().contiguous()) for x in params)
-        self.p = (n, S0, B, z, np.sqrt(1.0 + z * z), n / np.sqrt(S0), 1.0 / B, dx, 1.0 / dx, self.lstart)
+        self.p = (*in_precision((n, S0, B, z, np.sqrt(1.0 + z * z), n / np.sqrt(S0), 1.0 / B, dx, 1.0 / dx),
+                                self.q.dtype), self.lstart)
         self.derive = bool(torch.isnan(states0[1]).any())
         self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS)
         N = q.shape[1]
