@@ -98,9 +98,7 @@ def _grad_layout(g_out, N, out_pos, out_sorted, dtype):
         return np.zeros((1, 1), dtype=dtype), NO_GRAD, g_col
     if out_pos is None:
         return as_numpy(g_out.contiguous()), (1 if out_sorted else 0), g_col
-    col = torch.full((N,), -1, dtype=torch.long)
-    col[out_pos] = torch.arange(len(out_pos))
-    return as_numpy(g_out.contiguous()), 2, as_numpy(col)
+    return as_numpy(g_out.contiguous()), 2, np.array(out_pos.detach().cpu().numpy(), dtype=np.int64)  # a copy: no view of a temporary
 
 
 class CompiledSweep(torch.autograd.Function):
@@ -157,7 +155,8 @@ class CompiledSweep(torch.autograd.Function):
         m_bar = torch.zeros(N + 1, dtype=dt_)
         p_bar = torch.zeros(len(params), N, dtype=params[0].dtype)
         want_u = ctx.needs_input_grad[2 + ns]
-        u_bar = torch.zeros(T, N, dtype=dt_) if want_u else q.new_zeros(1, N)
+        # every kernel's backward writes each row t of u_bar once, all N entries (write_row): no zero fill
+        u_bar = torch.empty(T, N, dtype=dt_) if want_u else q.new_zeros(1, N)
         g, g_mode, g_col = _grad_layout(g_out, N, out_pos, out_sorted, as_numpy(q).dtype)
         tail = (g, g_mode, g_col, [as_numpy(c) for c in carries], as_numpy(carry_m), as_numpy(m_bar),
                 as_numpy(p_bar), as_numpy(u_bar), want_u)

@@ -90,23 +90,23 @@ def end_step(ot, Q, I_old, I_new, order, out_pos, out_mode):  # pragma: no cover
 @jit
 def grad_row(g, t, g_mode, g_col, order, grow):  # pragma: no cover - compiled
     """grow = the output cotangent of step t in level order: g_mode 0: g[t, order[k]], 1: g[t, k],
-    2: g[t, g_col[k]] where g_col[k] >= 0 (else 0), 3 (``NO_GRAD``): zeros."""
+    2: g[t, j] added at the output positions g_col[j] (level order; zeros elsewhere), 3 (``NO_GRAD``): zeros."""
     N = grow.shape[0]
-    if g_mode == NO_GRAD:
-        for k in range(N):
-            grow[k] = 0.0
-        return
-    gt = g[t]
     if g_mode == 0:
+        gt = g[t]
         for k in range(N):
             grow[k] = gt[order[k]]
     elif g_mode == 1:
+        gt = g[t]
         for k in range(N):
             grow[k] = gt[k]
     else:
         for k in range(N):
-            c = g_col[k]
-            grow[k] = gt[c] if c >= 0 else 0.0
+            grow[k] = 0.0
+        if g_mode == 2:
+            gt = g[t]
+            for j in range(g_col.shape[0]):
+                grow[g_col[j]] += gt[j]
 
 
 @inline
