@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..engine.compiled import ENGINES, available
 from ..engine.lagged import LaggedBalance, LaggedGraph, run_lagged
 from ..graph.network import NetworkError, RiverNetwork, _fmt_ids
 from ..physics.level_pool import LevelPool, level_from_outflow, level_pool_step
-from ..physics.nwm import DEPTH_RTOL, MIN_DEPTH, NWMChannel, mc_step, normal_depth
+from ..physics.nwm import DEPTH_RTOL, MIN_DEPTH, NWMChannel, mc_step, normal_depth, secant_depth
 
 __all__ = ["NWMRouter", "NWMState", "NWM_PARAMS"]
 
@@ -61,13 +62,18 @@ class NWMRouter(torch.nn.Module):
         output: ``"end"``: each row the flow at the end of its interval (the NWM's CHRTOUT streamflow, an
             instantaneous value); ``"mean"``: the time mean over the interval.
         depth_rtol, depth_atol: the secant's tolerances (the NWM's 0.01 and 0.01 m).
+        engine: the secant depth solve: ``"auto"`` (default: compiled on a CPU where numba is installed,
+            :mod:`rivergraph.engine.compiled_nwm`, else torch), ``"torch"`` (the vectorised
+            :func:`~rivergraph.physics.nwm.secant_depth`, the GPU path) or ``"compiled"`` (an error where it does
+            not apply). The same values to rounding; the rest of the step is torch either way.
     """
 
     def __init__(self, network: RiverNetwork, dt: float = 300.0, forcing_dt: float | None = None,
                  lakes: pd.DataFrame | None = None, prescribed: Iterable[int] | None = None,
                  coupling: Literal["lagged", "implicit"] = "lagged", lake_lateral: bool = True,
                  output: Literal["end", "mean"] = "end", depth_rtol: float = DEPTH_RTOL,
-                 depth_atol: float = MIN_DEPTH, device: str | torch.device = "cpu"):
+                 depth_atol: float = MIN_DEPTH, device: str | torch.device = "cpu",
+                 engine: Literal["auto", "torch", "compiled"] = "auto"):
         super().__init__()
         forcing_dt = dt if forcing_dt is None else forcing_dt
         nsub = forcing_dt / dt
@@ -78,6 +84,7 @@ class NWMRouter(torch.nn.Module):
         self.network, self.dt, self.nsub = network, float(dt), int(round(nsub))
         self.coupling, self.lake_lateral, self.output = coupling, lake_lateral, output
         self.rtol, self.atol, self._device = depth_rtol, depth_atol, torch.device(device)
+        self.engine = _check_engine(engine, self._device)
         N = len(network)
         pres = np.unique(np.asarray([] if prescribed is None else list(prescribed), dtype=np.int64))
         if len(pres) and (pres.min() < 0 or pres.max() >= N):
@@ -247,8 +254,10 @@ class NWMRouter(torch.nn.Module):
             w = torch.arange(1, nsub + 1, device=self._device, dtype=dtype) / nsub
             pres_steps = (prev.unsqueeze(1) + (pf - prev).unsqueeze(1) * w.view(1, -1, 1)).reshape(-1, P)
 
+        solver = _depth_solver(self.engine, self._device)
+
         def channel_cell(idx, qup, quc, qdp, ql, depth):
-            return mc_step(qup, quc, qdp, ql, depth, chn.index(idx), dt, self.rtol, self.atol)
+            return mc_step(qup, quc, qdp, ql, depth, chn.index(idx), dt, self.rtol, self.atol, solver)
 
         def lake_cell(lakes, H, qi0, qi1):
             sub = _lake_subset(lp, lakes)
@@ -280,6 +289,26 @@ class NWMRouter(torch.nn.Module):
             out = Q if self.output == "end" else 0.5 * (torch.cat([Qs.unsqueeze(0), Q[:-1]], 0) + Q)
         nan = torch.as_tensor(self.internal, device=self._device)
         return torch.where(nan.unsqueeze(0), torch.full_like(out, float("nan")), out)
+
+
+def _check_engine(engine: str, device: torch.device) -> str:
+    """``engine`` if it names an engine that can run on ``device``; an error otherwise."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "compiled" and not (available() and device.type == "cpu"):
+        why = "numba is not installed" if not available() else f"it runs on CPU only (device {device})"
+        raise ValueError(f"engine='compiled' is not available for mode 'nwm': {why}")
+    return engine
+
+
+def _depth_solver(engine: str, device: torch.device):
+    """The secant depth solve of :func:`~rivergraph.physics.nwm.mc_step` for ``engine``: the compiled one
+    (numba, imported here on first use) for ``"compiled"`` and for ``"auto"`` on a CPU with numba, else torch's."""
+    if engine == "torch" or not (available() and device.type == "cpu"):
+        return secant_depth
+    from ..engine.compiled_nwm import secant_depth_compiled
+
+    return secant_depth_compiled
 
 
 def _lake_subset(lp: LevelPool, idx: torch.Tensor) -> LevelPool:

@@ -106,7 +106,8 @@ class MuskingumCunge(torch.nn.Module):
             ``"6GiB"``; full histories when they fit). See :mod:`rivergraph.engine.checkpoint`.
         engine: ``"auto"`` (default: the compiled CPU loop of :mod:`rivergraph.engine.compiled` where it has a
             kernel for the mode, on CPU; else the torch wavefront), ``"torch"`` (the wavefront, the GPU path)
-            or ``"compiled"`` (an error where it does not apply).
+            or ``"compiled"`` (an error where it does not apply). For ``mode="nwm"`` it selects the secant depth
+            solve (:class:`rivergraph.models.nwm.NWMRouter`).
 
     Call: ``Q = router(q_lat, **params)`` with q_lat [T, N] m3/s in the network's reach order; params
     (named as the mode's channel declares them, e.g. ``n``, ``width_coef``, ``width_exp``) default to the
@@ -124,9 +125,9 @@ class MuskingumCunge(torch.nn.Module):
         if mode == "nwm":
             from .nwm import NWMRouter
             self.network, self.dt, self.mode, self.output = network, float(dt), mode, output
-            self.scheme = (nwm or {}).get("coupling", "lagged")
+            self.scheme, self.engine = (nwm or {}).get("coupling", "lagged"), engine
             self.nwm = NWMRouter(network, dt, forcing_dt, output="end" if output == "end" else "mean",
-                                 device=device, **(nwm or {}))
+                                 device=device, engine=engine, **(nwm or {}))
             self.state = self.balance = None
             return
         if nwm is not None:

@@ -21,6 +21,7 @@ coefficients evaluated at depth h minus the normal flow at h, to 1 % relative or
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -255,7 +256,7 @@ def secant_depth(depth, ch: NWMChannel, dt, qup, quc, qdp, ql, rtol: float = DEP
 
 
 def mc_step(qup, quc, qdp, ql, depth, ch: NWMChannel, dt: float, rtol: float = DEPTH_RTOL,
-            atol: float = MIN_DEPTH):
+            atol: float = MIN_DEPTH, depth_solver: Callable[..., SecantResult] | None = None):
     """One NWM Muskingum-Cunge step for every reach (SUBMUSKINGCUNGE; t-route ``muskingcungenwm``).
 
     Args:
@@ -263,6 +264,8 @@ def mc_step(qup, quc, qdp, ql, depth, ch: NWMChannel, dt: float, rtol: float = D
             ``drive_CHANNEL_RSL`` passes the upstream outflow of the previous 300 s sub-step for both.
         qdp: this reach's outflow at the previous step; ql: lateral inflow (m3/s); depth: previous depth
             (m), the secant's starting point.
+        depth_solver: the secant iteration, called as :func:`secant_depth` (the default) is; the compiled CPU
+            one is :func:`rivergraph.engine.compiled_nwm.secant_depth_compiled` (the same values to rounding).
     Returns:
         ``(qdc, depth_new, created, K, X)``: the outflow, the new depth (detached; it only seeds the next
         secant), the outflow the NWM's negative-outflow rule added (m3/s, >= 0) and the final K (s), X
@@ -283,8 +286,9 @@ def mc_step(qup, quc, qdp, ql, depth, ch: NWMChannel, dt: float, rtol: float = D
         return zero, zero.detach(), zero, torch.full_like(qdp, dt), torch.full_like(qdp, 0.5)
     c = ch.index(idx)
     a_up, a_uc, a_dp, a_ql = (v.index_select(0, idx) for v in (qup, quc, qdp, ql))
-    sr = secant_depth(depth.detach().index_select(0, idx), c, dt, a_up.detach(), a_uc.detach(), a_dp.detach(),
-                      a_ql.detach(), rtol, atol)
+    solve = secant_depth if depth_solver is None else depth_solver
+    sr = solve(depth.detach().index_select(0, idx), c, dt, a_up.detach(), a_uc.detach(), a_dp.detach(),
+               a_ql.detach(), rtol, atol)
     b = c.bfd
     h0, h = sr.h0, sr.h
     if torch.is_grad_enabled() and any(t.requires_grad for t in (a_up, a_uc, a_dp, a_ql, *c.__dict__.values())):
