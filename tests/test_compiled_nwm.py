@@ -1,0 +1,166 @@
+"""The compiled (numba) secant depth solve of mode "nwm" (:mod:`rivergraph.engine.compiled_nwm`) against the torch
+:func:`rivergraph.physics.nwm.secant_depth` it reproduces, on random channels and on the Lower Colorado's, and the
+router end to end with ``engine="torch"`` against the compiled path.
+
+The two run the same operations in the same order; torch's vectorised ``pow`` differs from libm's in the last bit
+for some arguments, so the values agree to rounding: most reaches bit for bit, all to <= 1e-10 relative (the
+residual ``qj0_prev`` and the slope relative to the flows, as they are differences of nearly equal flows)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import rivergraph.models.nwm as nwm_model
+import rivergraph.physics.nwm as nwm
+from rivergraph.engine.compiled_nwm import secant_depth_compiled, secant_kernel
+from rivergraph.models import MuskingumCunge
+from rivergraph.models.nwm import NWMRouter
+from rivergraph.physics.nwm import NWMChannel, normal_depth, secant_depth
+
+D = torch.float64
+FIELDS = ("h0", "h", "qj0_prev", "h_new", "slope")
+
+
+def _random_case(N=6000, seed=0):
+    """Random NWM channels and flows: a tenth with bw == tw, a tenth with bw > tw (bankfull 'infinite'), a fifth
+    without floodplain (twcc = 0); flows over five decades, start depths 0.2-3x normal (below and above bankfull),
+    and a tenth of the reaches with some of qup, quc, qdp, ql zero (2 % all zero)."""
+    g = torch.Generator().manual_seed(seed)
+    u = lambda lo, hi: lo + (hi - lo) * torch.rand(N, generator=g, dtype=D)  # noqa: E731
+    pick = torch.rand(N, generator=g)
+    bw = u(1.0, 50.0)
+    tw = torch.where(pick < 0.1, bw, torch.where(pick < 0.2, bw * u(0.5, 0.99), bw * u(1.05, 3.0)))
+    twcc = torch.where(torch.rand(N, generator=g) < 0.2, torch.zeros(N, dtype=D), tw * u(1.5, 6.0))
+    ch = NWMChannel(dx=u(100.0, 5000.0), n=u(0.02, 0.1), ncc=u(0.05, 0.2), s0=10 ** u(-5.0, -1.0), bw=bw, tw=tw,
+                    twcc=twcc, z=u(0.5, 5.0))
+    q = 10 ** u(-2.0, 3.0)
+    flows = [q * u(0.0, 2.0), None, q * u(0.0, 2.0), u(0.0, 5.0)]
+    flows[1] = flows[0] * u(0.5, 1.5)
+    for k, f in enumerate(flows):
+        f[(torch.rand(N, generator=g) < 0.1 * (k + 1) / 4) | (pick > 0.98)] = 0.0
+    depth = normal_depth(q * u(0.2, 3.0), ch)
+    return depth, ch, flows
+
+
+def _kernel(depth, ch, flows, max_iter=nwm.MAX_ITER, max_tries=nwm.MAX_TRIES, dt=300.0):
+    """The compiled kernel's five outputs with the given iteration limits."""
+    a = lambda x: x.detach().double().contiguous().numpy()  # noqa: E731
+    outs = [np.empty(depth.shape[0]) for _ in FIELDS]
+    secant_kernel(a(depth), *(a(getattr(ch, f)) for f in ("dx", "n", "ncc", "s0", "bw", "tw", "twcc", "z")),
+                  *(a(f) for f in flows), dt, nwm.DEPTH_RTOL, nwm.MIN_DEPTH, nwm.MIN_DEPTH, max_iter, max_tries, *outs)
+    return [torch.from_numpy(o) for o in outs]
+
+
+def _assert_same(ref, got, flows, what=""):
+    """All five outputs to 1e-10 relative, >= 99 % of reaches to 1e-13: the depths relative to themselves (h_new,
+    = h + a secant step, relative to h as well: where the step is about -h, h_new is tiny), the residual relative
+    to the flows, the slope (a difference quotient of residuals) to the flows over h_0 - h."""
+    qs = sum(f.abs() for f in flows) + ref.qj0_prev.abs() + 1e-3
+    scales = {"h0": ref.h0.abs(), "h": ref.h.abs(), "h_new": ref.h_new.abs() + ref.h.abs(), "qj0_prev": qs,
+              "slope": ref.slope.abs() + qs / (ref.h0 - ref.h).abs()}
+    for f, x in zip(FIELDS, got):
+        r = getattr(ref, f)
+        assert torch.isfinite(r).all() and torch.isfinite(x).all(), (what, f)
+        err = (r - x).abs() / scales[f].clamp(min=1e-300)
+        assert float(err.max()) <= 1e-10, (what, f, float(err.max()), int(err.argmax()))
+        assert float((err <= 1e-13).double().mean()) >= 0.99, (what, f)
+
+
+def test_compiled_secant_equals_torch_on_random_channels():
+    depth, ch, flows = _random_case()
+    ref = secant_depth(depth, ch, 300.0, *flows)
+    got = secant_depth_compiled(depth, ch, 300.0, *flows, nwm.DEPTH_RTOL, nwm.MIN_DEPTH)
+    _assert_same(ref, [getattr(got, f) for f in FIELDS], flows, "NWM limits")
+    # the cases covered
+    bfd = ch.bfd
+    over = ref.h_new > bfd
+    assert (over & (ch.twcc > 0)).sum() > 100 and (over & (ch.twcc == 0)).sum() > 10 and (~over).sum() > 1000
+    assert (ch.bw == ch.tw).sum() > 100 and (ch.bw > ch.tw).sum() > 100
+    assert (flows[0] == 0).sum() > 100 and (torch.stack(flows).abs().sum(0) == 0).sum() > 10
+    # reaches that hit maxiter (their result changes with the number of restarts allowed), one of them 4 times
+    assert torch.equal(_kernel(depth, ch, flows)[3], got.h_new)
+    restarted = [(_kernel(depth, ch, flows, max_tries=k)[3] != got.h_new).sum() for k in (0, 3)]
+    assert restarted[0] >= 3 and restarted[1] >= 1
+
+
+def test_compiled_secant_equals_torch_through_many_restarts(monkeypatch):
+    """With 3 iterations before a restart most reaches restart, some of them more than once."""
+    depth, ch, flows = _random_case(3000, seed=1)
+    monkeypatch.setattr(nwm, "MAX_ITER", 3)
+    ref = secant_depth(depth, ch, 300.0, *flows)
+    got = _kernel(depth, ch, flows, max_iter=3)
+    _assert_same(ref, got, flows, "max_iter 3")
+    tries = [_kernel(depth, ch, flows, max_iter=3, max_tries=k)[3] for k in range(5)]
+    assert torch.equal(tries[4], got[3])
+    assert (tries[0] != tries[4]).float().mean() > 0.5 and (tries[1] != tries[4]).sum() >= 3
+
+
+def test_compiled_secant_equals_torch_on_the_lower_colorado(lc, monkeypatch):
+    """The secant's inputs of every routing sub-step of 3 hours of the Lower Colorado (level-pool lakes), as the
+    router passes them: both solvers on the same inputs; the torch one drives the run."""
+    net, data = lc
+    seen = []
+
+    def both(depth, ch, dt, qup, quc, qdp, ql, rtol, atol):
+        ref = secant_depth(depth, ch, dt, qup, quc, qdp, ql, rtol, atol)
+        got = secant_depth_compiled(depth, ch, dt, qup, quc, qdp, ql, rtol, atol)
+        _assert_same(ref, [getattr(got, f) for f in FIELDS], (qup, quc, qdp, ql), f"step {len(seen)}")
+        seen.append(int(depth.shape[0]))
+        return ref
+
+    monkeypatch.setattr(nwm_model, "_depth_solver", lambda engine, device: both)
+    r = NWMRouter(net, dt=300.0, forcing_dt=3600.0, lakes=data["lakeparm"])
+    with torch.no_grad():
+        r(data["q_lateral"].double()[1:4], Q0=data["streamflow"].double()[0])
+    assert len(seen) == 36 and min(seen) > 10_000
+
+
+def test_router_compiled_equals_torch_end_to_end(lc):
+    """mode="nwm" on the Lower Colorado, 3 hours, level-pool lakes: outputs, state, balance and the gradient
+    with respect to Manning's n, engine="torch" against the compiled path."""
+    net, data = lc
+    q = data["q_lateral"].double()[1:4]
+    out = {}
+    for engine in ("torch", "compiled"):
+        r = MuskingumCunge(net, dt=300.0, forcing_dt=3600.0, mode="nwm", output="end", engine=engine,
+                           nwm={"lakes": data["lakeparm"]})
+        n = torch.as_tensor(net.attrs["n"].to_numpy(dtype=np.float64)).requires_grad_(True)
+        Q = r(q, Q0=data["streamflow"].double()[0], n=n)
+        g, = torch.autograd.grad(torch.nan_to_num(Q).square().sum(), n)
+        out[engine] = Q.detach(), r.state.depth, g, r.balance
+    (Qt, dt_, gt, bt), (Qc, dc, gc, bc) = out["torch"], out["compiled"]
+    assert torch.equal(torch.isnan(Qt), torch.isnan(Qc)) and torch.isnan(Qt).any()
+    ok = ~torch.isnan(Qt)
+    assert torch.allclose(Qc[ok], Qt[ok], rtol=1e-10, atol=1e-12)
+    assert torch.allclose(dc, dt_, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(gc, gt, rtol=1e-8, atol=1e-12 * float(gt.abs().max())) and (gt != 0).sum() > 1000
+    assert abs(bc.relative_error - bt.relative_error) < 1e-12 and bc.created_m3 == bt.created_m3
+
+
+def test_engine_choice_and_errors(lc, monkeypatch):
+    net, data = lc
+    assert nwm_model._depth_solver("torch", torch.device("cpu")) is secant_depth
+    assert nwm_model._depth_solver("auto", torch.device("cpu")) is secant_depth_compiled
+    assert nwm_model._depth_solver("auto", torch.device("meta")) is secant_depth
+    with pytest.raises(ValueError, match="engine must be one of"):
+        NWMRouter(net, engine="fast")
+    with pytest.raises(ValueError, match="CPU only"):
+        MuskingumCunge(net, mode="nwm", engine="compiled", device="meta")
+    monkeypatch.setattr(nwm_model, "available", lambda: False)
+    with pytest.raises(ValueError, match="numba is not installed"):
+        NWMRouter(net, engine="compiled")
+    assert nwm_model._depth_solver("auto", torch.device("cpu")) is secant_depth
+
+
+def test_numba_loaded_only_for_the_compiled_secant():
+    """mode="nwm" with engine="torch" does not import numba; the default (auto, CPU) does."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from rivergraph import MuskingumCunge; from rivergraph.datasets import "
+            "load_lower_colorado; net, d = load_lower_colorado(); q = d['q_lateral'][1:2].double(); "
+            "kw = dict(dt=300.0, forcing_dt=3600.0, mode='nwm'); MuskingumCunge(net, engine='torch', **kw)(q); "
+            "a = 'numba' in sys.modules; MuskingumCunge(net, **kw)(q); print(a, 'numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
