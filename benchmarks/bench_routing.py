@@ -28,7 +28,9 @@ Methods, side by side on the same network, steps and coefficients:
              schedule (the engine's linear heat cell), random weights (upstream weights sum to 0.5 per reach).
   lagged     rivergraph's mode="nwm" (the NWM's Muskingum-Cunge, compound channel, secant depth): one
              vectorised update of all reaches per step (lagged upstream coupling), backward by autograd;
-             timed on ``--spsolve-steps`` steps (autograd keeps every step's graph).
+             timed on ``--spsolve-steps`` steps (autograd keeps every step's graph); engine "torch" solves the
+             depth by the vectorised secant, "compiled" (``lagged/nwm-compiled``) by the numba one
+             (rivergraph.engine.compiled_nwm), with one torch thread as the other compiled cases.
 ``--compare PATH`` also times the wavefront and heat cases with the rivergraph package of another checkout
 (e.g. a ``git worktree`` of the previous commit), imported in the case's subprocess, in the same interleaved
 rounds, and prints this checkout's throughput over the other's.
@@ -184,12 +186,13 @@ def _wavefront_case(case, net, q, dt, dtype, device, sync):
     return run
 
 
-def _nwm_case(net, q, dt, dtype, device, sync):
+def _nwm_case(net, q, dt, dtype, device, sync, engine=None):
     import torch
 
     from rivergraph.models.router import MuskingumCunge
 
-    router = MuskingumCunge(net, dt=dt, mode="nwm", output="end", device=device)
+    kw = {"engine": engine} if engine else {}  # the secant depth solve: torch's or the compiled one
+    router = MuskingumCunge(net, dt=dt, mode="nwm", output="end", device=device, **kw)
     n0 = torch.as_tensor(net.attrs["n"].to_numpy(copy=True), dtype=dtype, device=device)
     router(q[:2], balance=False)  # warm-up
 
@@ -355,7 +358,7 @@ def run_case(case: dict) -> dict:
     elif method == "heat":
         run = _heat_case(net, T, dtype, device, sync)
     elif method == "lagged":
-        run = _nwm_case(net, q, dt, dtype, device, sync)
+        run = _nwm_case(net, q, dt, dtype, device, sync, case.get("engine"))
     else:
         raise ValueError(method)
     times = [run(backward) for _ in range(case.get("repeat", 1))]  # best of the repeats, as timeit does
@@ -459,7 +462,7 @@ def main() -> None:
                 ("wavefront", "static", "torch", "auto"), ("wavefront", "static", "compiled", "auto"),
                 ("wavefront", "power_law", "torch", "auto"), ("wavefront", "power_law", "compiled", "auto"),
                 ("wavefront", "mc", "torch", "auto"), ("wavefront", "mc", "compiled", "auto"),
-                ("heat", "linear", None, None), ("lagged", "nwm", None, None),
+                ("heat", "linear", None, None), ("lagged", "nwm", "torch", None), ("lagged", "nwm", "compiled", None),
                 ("spsolve", "static", None, None), ("levels", "static", None, None)]
     engines = {e.strip() for e in a.engines.split(",")}
     modes = {m.strip() for m in a.modes.split(",")} if a.modes else None
@@ -504,7 +507,7 @@ def main() -> None:
         label = (f"{case['method']}/{case['mode']}" if case["method"] in ("wavefront", "heat", "lagged")
                  else case["method"])
         if case.get("engine") == "compiled":
-            label = label.replace("wavefront/", "compiled/")
+            label = label.replace("wavefront/", "compiled/").replace("lagged/nwm", "lagged/nwm-compiled")
         if case.get("checkpoint"):
             label += "+ckpt"
         rows.append({**{k: v for k, v in case.items() if k != "backward"}, "label": label, "code": "other" if case["impl"] else "this", "N": fwd["N"], "levels": fwd["levels"],
