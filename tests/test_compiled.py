@@ -111,3 +111,26 @@ def test_numba_loaded_only_for_the_compiled_path():
             "MuskingumCunge(net, dt=3600.0, mode='static', engine='compiled')(q); print(a, 'numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True"]
+
+
+def test_stale_kernel_caches_are_dropped(tmp_path):
+    """engine/compiled_base.drop_stale_kernel_caches: numba's caches of the kernels go when a kernel source
+    changes (numba itself only watches each function's own file), and stay while nothing changed."""
+    from rivergraph.engine.compiled_base import drop_stale_kernel_caches
+
+    (tmp_path / "compiled_a.py").write_text("x = 1\n")
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    stale = [cache / "compiled_a.f-1.py311.nbi", cache / "compiled_a.f-1.py311.1.nbc"]
+    other = cache / "unrelated.cpython-311.pyc"
+    for f in (*stale, other):
+        f.write_bytes(b"old")
+    assert drop_stale_kernel_caches(tmp_path)  # no digest yet: dropped
+    assert not any(f.exists() for f in stale) and other.exists()
+    for f in stale:
+        f.write_bytes(b"fresh")
+    assert not drop_stale_kernel_caches(tmp_path)  # unchanged sources: kept
+    assert all(f.exists() for f in stale)
+    (tmp_path / "compiled_a.py").write_text("x = 2\n")
+    assert drop_stale_kernel_caches(tmp_path)
+    assert not any(f.exists() for f in stale)

@@ -15,7 +15,39 @@ reach-step; the same values as the coefficient form to rounding.
 """
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
 import numpy as np
+
+
+def drop_stale_kernel_caches(here: Path = Path(__file__).parent) -> bool:
+    """Delete numba's on-disk caches of the compiled kernels when any ``compiled*.py`` source changed; returns
+    whether it did. numba keys a function's cache on its own file only, but the kernels inline helpers from
+    other files (this one, ``compiled_math``, ``compiled_mc``): after a change to a helper alone a stale cache
+    would run the old machine code (wrong results or a crash on changed array layouts). A digest of all kernel
+    sources is kept beside the caches; a read-only install (its caches elsewhere, replaced on upgrade) is left
+    alone."""
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(here.glob("compiled*.py")))).hexdigest()
+    cache = here / "__pycache__"
+    stamp = cache / "rivergraph_kernels.sha256"
+    try:
+        if stamp.read_text() == digest:
+            return False
+    except OSError:
+        pass
+    try:
+        cache.mkdir(exist_ok=True)
+        for f in [*cache.glob("compiled*.nbi"), *cache.glob("compiled*.nbc")]:
+            f.unlink(missing_ok=True)
+        tmp = cache / f".{stamp.name}.{os.getpid()}"
+        tmp.write_text(digest)
+        os.replace(tmp, stamp)
+    except OSError:
+        return False
+    return True
+
 
 try:  # numba is a dependency; without it (or on an exotic platform) the torch wavefront runs
     import numba
@@ -30,9 +62,10 @@ else:
     import llvmlite.binding as _llvm
 
     _llvm.set_option("rivergraph", "-vectorize-memory-check-threshold=1024")
+    drop_stale_kernel_caches()
 
 __all__ = ["numba", "jit", "inline", "send", "end_step", "read_row", "grad_row", "muskingum_update", "muskingum_update_vjp",
-           "NO_GRAD", "as_numpy", "in_precision"]
+           "NO_GRAD", "as_numpy", "in_precision", "drop_stale_kernel_caches"]
 
 NO_GRAD = 3
 """``g_mode`` of :func:`grad_row` when the output has no cotangent."""

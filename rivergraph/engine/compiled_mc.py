@@ -13,16 +13,19 @@ The power law in closed form (T = p d^w, e = w + 5/3): d = a_d Qr^(1/e), T = b_t
 
 with per-reach constants k_c = e / (a_d b_t), k_u = 1 / (b_t S0 dx), a_3 = 1/(3e) (:func:`power_law_constants`,
 in torch, so that autograd carries their gradients to n, S0, p, w, dx): one log, one exp and two divisions per
-reach-step. The constants and all arithmetic are float64 whatever the states' dtype (rounded to it where stored).
-The reaches of one level do not depend on each other: per level, one pass computes their reach-steps
-(vectorised by LLVM: unsigned indices, scalar-only inlined helpers, the arithmetic exp / log of
-:mod:`rivergraph.engine.compiled_math`) and a second adds their outflows into the downstream inflows.
+reach-step. All arithmetic is float64 whatever the states' dtype (rounded to it where stored); with float32
+states the constants are read as float32 (``compiled_base.in_precision``) and y by the short series
+(``compiled_math.vexp_f32`` / ``vlog_f32``, 3e-10 relative). The reaches of one level do not depend on each
+other: per level, one pass computes their y, a second their Cunge steps (both vectorised by LLVM: unsigned
+indices, scalar-only inlined helpers, the arithmetic exp / log of :mod:`rivergraph.engine.compiled_math`), a
+third adds their outflows into the downstream inflows; the storage sums of the mass balance are one vectorised
+pass per step.
 
 The adjoint (:func:`_mc_bwd`) recomputes each reach-step from the kept Q, S, I histories and applies the chain
 rule by hand through r -> Qr -> y -> (c, u) -> (K, X) -> the update, with the clamps' gradients as torch's
 (zero where a clamp is active, passed at its bound); it runs downstream before upstream, last step first, on the
-transposed graph, per level: the cotangents of Q(t) gathered, the log / exp in a vectorised pass, the rest in a
-scalar one. Ties of the positivity minimum (X exactly dt/(2K)) take one branch where torch.minimum splits the
+transposed graph, per level: the cotangents of Q(t) gathered, the log / exp in one vectorised pass, the rest
+in a second (vectorised once LLVM may emit its ~200 runtime alias checks: ``compiled_base`` raises that cap). Ties of the positivity minimum (X exactly dt/(2K)) take one branch where torch.minimum splits the
 gradient (a measure-zero case).
 """
 from __future__ import annotations
