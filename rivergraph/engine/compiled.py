@@ -11,6 +11,9 @@ loop in reverse (downstream before upstream, last step first) on the transposed 
     Muskingum-Cunge, power-law channel      :mod:`rivergraph.engine.compiled_mc` (hand-derived chain rule)
     Muskingum-Cunge, trapezoid channel      :mod:`rivergraph.engine.compiled_trapezoid` (Newton depth, IFT)
 
+(Outside the sweep, mode "nwm"'s secant depth solve has a compiled twin, :mod:`rivergraph.engine.compiled_nwm`,
+picked by :class:`rivergraph.models.nwm.NWMRouter` with the same ``engine`` rule.)
+
 Memory-bounded gradients: with ``checkpoint_every = k`` (steps here, not diagonals) the forward keeps the states
 and the inflow every k steps and the reverse sweep recomputes one k-step segment at a time with the same kernel,
 so the gradients are bit-identical to the full-history ones.
