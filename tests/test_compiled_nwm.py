@@ -131,9 +131,9 @@ def test_compiled_secant_without_floodplain_roughness_is_the_nwm_rule():
     assert all(torch.equal(getattr(a, f), getattr(b, f)) for f in FIELDS)
 
 
-@pytest.mark.xfail(strict=True, reason="torch's nwm_celerity evaluates rs/ncc * 0 = NaN for nCC = 0 (read as Ck = 0, "
-                   "K = dt, X = 0.5) where the NWM drops the floodplain term: reported, not changed")
 def test_torch_secant_without_floodplain_roughness_is_the_nwm_rule():
+    """nCC = 0 drops the floodplain as TwCC = 0 does (the NWM's rule); torch's celerity gave rs / 0 * 0 = NaN
+    there until 2026-12-02, read as Ck = 0: every such reach a pass-through."""
     depth, no_ncc, no_twcc, flows = _no_floodplain_pair()
     a, b = (secant_depth(depth, c, 300.0, *flows) for c in (no_ncc, no_twcc))
     assert torch.allclose(a.h_new, b.h_new, rtol=1e-12)

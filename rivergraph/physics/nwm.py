@@ -122,7 +122,11 @@ def nwm_celerity(h, ch: NWMChannel, bfd=None):
     rs = torch.sqrt(ch.s0)
     k_ch = rs / ch.n * (5.0 / 3.0 * safe_pow(R, 2.0 / 3.0) - 2.0 / 3.0 * safe_pow(R, 5.0 / 3.0)
                         * (2.0 * torch.sqrt(1.0 + ch.z * ch.z) / (ch.bw + 2.0 * h_in * ch.z)))
-    k_fp = rs / ch.ncc * (5.0 / 3.0) * safe_pow(h_over, 2.0 / 3.0)
+    # the floodplain term only where it carries water (h_over > 0 needs nCC > 0 and TwCC > 0, as the NWM): not
+    # rs / 0 * 0 = NaN for nCC = 0, which read as Ck = 0 made every such reach a pass-through
+    fp = h_over > 0
+    k_fp = torch.where(fp, rs / torch.where(fp, ch.ncc, torch.ones_like(ch.ncc)) * (5.0 / 3.0)
+                       * safe_pow(h_over, 2.0 / 3.0), torch.zeros_like(h))
     tot = A + Ac
     ck = torch.where(tot > 0, (k_ch * A + k_fp * Ac) / torch.where(tot > 0, tot, torch.ones_like(tot)),
                      torch.zeros_like(h))
