@@ -331,6 +331,9 @@ def normal_depth(Q, ch: NWMChannel, iters: int = 200) -> torch.Tensor:
     Q <= 0 gives 0; the in-channel depth where two depths carry Q). Used to start the NWM's depth state from a given flow (the NWM starts from its
     restart file's depth)."""
     bfd = ch.bfd
+    wet = Q > 0
+    if not bool(wet.any()):
+        return torch.zeros_like(Q)
     # the NWM's compound flow drops just above bankfull (the floodplain's wetted perimeter): flows between
     # Q(bfd+) and Q(bfd-) have two depths; take the in-channel one
     in_channel = Q <= compound_flow(bfd, ch, bfd)
@@ -345,6 +348,7 @@ def normal_depth(Q, ch: NWMChannel, iters: int = 200) -> torch.Tensor:
         mid = 0.5 * (lo + hi)
         below = compound_flow(mid, ch, bfd) < Q
         lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-        if bool(((hi - lo) <= 1e-12 * hi.clamp(min=1e-12)).all()):
+        # reaches with Q <= 0 (depth 0) do not hold the loop: their bracket only halves
+        if bool((((hi - lo) <= 1e-12 * hi.clamp(min=1e-12)) | ~wet).all()):
             break
-    return torch.where(Q > 0, 0.5 * (lo + hi), torch.zeros_like(Q))
+    return torch.where(wet, 0.5 * (lo + hi), torch.zeros_like(Q))
