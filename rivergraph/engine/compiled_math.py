@@ -49,11 +49,26 @@ if numba is not None:
                                                                                              ir.DoubleType())
 
     @inline
+    def _exp_reduce(xc):  # pragma: no cover - compiled
+        """x = n ln 2 + r, |r| <= ln 2 / 2 (ln 2 in two parts): (n, r)."""
+        n = np.floor(xc * _LOG2E + 0.5)
+        return n, (xc - n * _LN2_HI) - n * _LN2_LO
+
+    @inline
+    def _log_split(xs):  # pragma: no cover - compiled
+        """A positive normal xs = m 2^e, m in [sqrt(1/2), sqrt(2)): (e, s, s^2) with s = (m - 1)/(m + 1)."""
+        b = _bits(xs)
+        m = _float((b & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)
+        big = m > _SQRT2
+        m = m * 0.5 if big else m
+        s = (m - 1.0) / (m + 1.0)
+        return np.float64((b >> 52) - 1023) + (1.0 if big else 0.0), s, s * s
+
+    @inline
     def vexp(x):  # pragma: no cover - compiled
         """e^x (float64), see the module docstring."""
         xc = min(max(x, -745.2), 709.78)
-        n = np.floor(xc * _LOG2E + 0.5)
-        r = (xc - n * _LN2_HI) - n * _LN2_LO
+        n, r = _exp_reduce(xc)
         p = 1.0 / 6227020800.0
         p = p * r + 1.0 / 479001600.0
         p = p * r + 1.0 / 39916800.0
@@ -78,13 +93,8 @@ if numba is not None:
         """Natural log of x (float64), see the module docstring."""
         sub = x < _TINY
         xs = x * 18014398509481984.0 if sub else x  # 2^54: subnormals to normal numbers
-        b = _bits(xs)
-        m = _float((b & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)
-        big = m > _SQRT2
-        m = m * 0.5 if big else m
-        e = np.float64((b >> 52) - 1023) + (1.0 if big else 0.0) - (54.0 if sub else 0.0)
-        s = (m - 1.0) / (m + 1.0)
-        z = s * s
+        e, s, z = _log_split(xs)
+        e = e - (54.0 if sub else 0.0)
         p = 1.0 / 23.0
         p = p * z + 1.0 / 21.0
         p = p * z + 1.0 / 19.0
@@ -103,8 +113,7 @@ if numba is not None:
     def vexp_f32(x):  # pragma: no cover - compiled
         """e^x to 3e-10 relative (the module docstring), x in [-708, 709]; NaN and +-inf as exp's."""
         xc = min(max(x, -708.0), 709.0)
-        n = np.floor(xc * _LOG2E + 0.5)
-        r = (xc - n * _LN2_HI) - n * _LN2_LO
+        n, r = _exp_reduce(xc)
         p = 1.0 / 40320.0
         p = p * r + 1.0 / 5040.0
         p = p * r + 1.0 / 720.0
@@ -121,13 +130,7 @@ if numba is not None:
     def vlog_f32(x):  # pragma: no cover - compiled
         """Natural log of a positive normal x to 2e-11 relative (the module docstring); NaN, inf and x <= 0 as
         log's."""
-        b = _bits(x)
-        m = _float((b & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)
-        big = m > _SQRT2
-        m = m * 0.5 if big else m
-        e = np.float64((b >> 52) - 1023) + (1.0 if big else 0.0)
-        s = (m - 1.0) / (m + 1.0)
-        z = s * s
+        e, s, z = _log_split(x)
         p = 1.0 / 11.0
         p = p * z + 1.0 / 9.0
         p = p * z + 1.0 / 7.0

@@ -54,6 +54,7 @@ __all__ = [
     "cunge_reach",
     "cunge_reach_vjp",
     "finish_step",
+    "gather_cotangents",
     "power_law_constants",
     "reference_flow",
     "reverse_step",
@@ -215,6 +216,14 @@ def carry_back(k, r, q_min, Qrb, Iib, Iob, Qob, Sob, qlb, m_bar, carry_q, carry_
 
 
 @jit
+def gather_cotangents(a, b, gq, carry_q, m_bar, down, grow):  # pragma: no cover - compiled
+    """The cotangents of Q(t) of reaches a..b-1 in the reverse sweep: their own carry, their downstream reach's
+    inflow cotangent (m_bar[N] = 0 for outlets) and the output's."""
+    for k in range(a, b):
+        gq[k] = carry_q[k] + m_bar[down[k]] + grow[k]
+
+
+@jit
 def write_row(ut, order, grow):  # pragma: no cover - compiled
     """ut[order[k]] = grow[k]: one row from level order back to network order (``read_row``'s inverse)."""
     for k in range(grow.shape[0]):
@@ -274,8 +283,7 @@ def _mc_bwd(kc, ku, a3, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, 
         Ii_h, Io_h, Qo_h, So_h = reverse_step(t, t0, q, order, row, g, g_mode, g_col, grow, Qh, Sh, Ih, conservative)
         for L in range(lstart.shape[0] - 2, -1, -1):
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
-            for k in range(a, b):
-                gq[k] = carry_q[k] + m_bar[down[k]] + grow[k]
+            gather_cotangents(a, b, gq, carry_q, m_bar, down, grow)
             if f32:  # vectorised: the transcendental part (the forward's) and a division
                 for k in range(a, b):
                     Qr = reference_flow(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1]

@@ -46,6 +46,7 @@ from .compiled_mc import (
     cunge_reach,
     cunge_reach_vjp,
     finish_step,
+    gather_cotangents,
     reference_flow,
     reverse_step,
     send_level,
@@ -192,8 +193,7 @@ def _trap_bwd(n, S0, B, z, s, nk, iB, dx, inv_dx, lstart, down, order, q, t0, t1
         Ii_h, Io_h, Qo_h, So_h = reverse_step(t, t0, q, order, row, g, g_mode, g_col, grow, Qh, Sh, Ih, conservative)
         for L in range(lstart.shape[0] - 2, -1, -1):
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
-            for k in range(a, b):
-                gq[k] = carry_q[k] + m_bar[down[k]] + grow[k]
+            gather_cotangents(a, b, gq, carry_q, m_bar, down, grow)
             for k in range(a, b):  # vectorised: the Newton starts
                 K3[k] = _start(reference_flow(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1], nk[k], iB[k], hs[k],
                                 False)[0]
