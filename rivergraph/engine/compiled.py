@@ -101,7 +101,7 @@ def _grad_layout(g_out, N, out_pos, out_sorted, dtype):
         return np.zeros((1, 1), dtype=dtype), NO_GRAD, g_col
     if out_pos is None:
         return as_numpy(g_out.contiguous()), (1 if out_sorted else 0), g_col
-    return as_numpy(g_out.contiguous()), 2, np.array(out_pos.detach().cpu().numpy(), dtype=np.int64)  # a copy: no view of a temporary
+    return as_numpy(g_out.contiguous()), 2, as_numpy(out_pos.to(torch.long).contiguous())
 
 
 class CompiledSweep(torch.autograd.Function):

@@ -64,7 +64,7 @@ else:
     _llvm.set_option("rivergraph", "-vectorize-memory-check-threshold=1024")
     drop_stale_kernel_caches()
 
-__all__ = ["numba", "jit", "inline", "send", "end_step", "read_row", "grad_row", "muskingum_update", "muskingum_update_vjp",
+__all__ = ["numba", "jit", "jit_with", "inline", "send", "end_step", "read_row", "grad_row", "muskingum_update", "muskingum_update_vjp",
            "NO_GRAD", "as_numpy", "in_precision", "drop_stale_kernel_caches"]
 
 NO_GRAD = 3
@@ -78,8 +78,16 @@ def _identity(f):  # pragma: no cover - without numba nothing is compiled
 # error_model="numpy": a float division by zero gives inf/nan instead of a Python ZeroDivisionError, so no
 # test-and-branch per division (the kernels divide only by quantities bounded away from 0: celerity, 2R + dt, Qr)
 _OPTS = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy", fastmath={"contract"})
-jit = numba.njit(**_OPTS) if numba is not None else _identity
-inline = numba.njit(inline="always", **_OPTS) if numba is not None else _identity
+
+
+def jit_with(**overrides):
+    """numba's ``njit`` with the kernels' options (above) and ``overrides`` (e.g. ``fastmath=False``,
+    ``inline="always"``); the identity without numba."""
+    return numba.njit(**{**_OPTS, **overrides}) if numba is not None else _identity
+
+
+jit = jit_with()
+inline = jit_with(inline="always")
 """For the per-reach helpers called in the hot loops: inlined into the caller by numba (a call returning the
 many intermediates of a reach-step through memory was ~2x slower)."""
 

@@ -41,9 +41,9 @@ from .compiled_base import (
     in_precision,
     inline,
     jit,
+    jit_with,
     muskingum_update,
     muskingum_update_vjp,
-    numba,
     read_row,
 )
 from .compiled_math import vexp, vexp_f32, vlog, vlog_f32
@@ -169,7 +169,7 @@ def send_level(a, b, Q, I_new, down):  # pragma: no cover - compiled
             I_new[dk] += Q[k]
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False, fastmath={"reassoc", "contract"})
+@jit_with(fastmath={"reassoc", "contract"})
 def _storage_sums(spb, S):  # pragma: no cover - compiled
     """The sums of the step-start (spb) and step-end (S) storages (m3) over all reaches: one vectorised pass
     (reassociated: the order of the additions is the vectoriser's)."""

@@ -25,16 +25,15 @@ import numpy as np
 import torch
 
 from ..physics.nwm import MAX_ITER, MAX_TRIES, MIN_DEPTH, NWMChannel, SecantResult
-from .compiled_base import numba
+from .compiled_base import jit_with
 
 __all__ = ["secant_depth_compiled", "secant_kernel"]
 
-# compiled_base's options without ``fastmath={"contract"}``: fused multiply-adds round differently from torch's
-# separate multiply and add, and the secant's stopping tests and restarts amplify that (measured on 20,000 random
-# reaches: depths up to 6 % apart on 25 of them with FMA, 1.6e-11 relative at most without)
-_OPTS = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
-jit = numba.njit(**_OPTS)
-inline = numba.njit(inline="always", **_OPTS)
+# compiled_base's options without fused multiply-adds: they round differently from torch's separate multiply and
+# add, and the secant's stopping tests and restarts amplify that (measured on 20,000 random reaches: depths up to
+# 6 % apart on 25 of them with FMA, 1.6e-11 relative at most without)
+jit = jit_with(fastmath=False)
+inline = jit_with(fastmath=False, inline="always")
 
 
 @inline
@@ -75,8 +74,7 @@ def _celerity(A, Ac, R, r23, h_in, h_over, n, ncc, rs, bw, z, sz):  # pragma: no
     """Kinematic celerity Ck (m/s) of the section (SUBMUSKINGCUNGE; :func:`rivergraph.physics.nwm.nwm_celerity`):
     in the channel rs/n [5/3 R^(2/3) - 2/3 R^(5/3) 2 sz/(bw + 2 h_in z)], above bankfull area-weighted with the
     floodplain's rs/ncc 5/3 h_over^(2/3); 0 without area, floored at 0. rs = sqrt(s0), r23 = R^(2/3). The floodplain
-    term only above bankfull, as SUBMUSKINGCUNGE (torch's ``nwm_celerity`` evaluates it everywhere: NaN for
-    ncc = 0, which its caller reads as Ck = 0)."""
+    term only above bankfull, as SUBMUSKINGCUNGE (and torch's ``nwm_celerity``)."""
     k_ch = rs / n * (5.0 / 3.0 * r23 - 2.0 / 3.0 * _safe_pow(R, 5.0 / 3.0) * (2.0 * sz / (bw + 2.0 * h_in * z)))
     tot = A + Ac
     if not tot > 0.0:
