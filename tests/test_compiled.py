@@ -100,17 +100,23 @@ def test_engine_choice(small):
         MuskingumCunge(small, mode="static", engine="fast")
 
 
-def test_numba_loaded_only_for_the_compiled_path():
-    """``import rivergraph`` and the torch engine do not import numba (~55 MB, ~0.25 s); the compiled path does."""
+def numba_loaded(setup: str, torch_run: str, compiled_run: str) -> list[str]:
+    """In a fresh interpreter on the Lower Colorado (``net``, ``d``): whether numba is imported after
+    ``torch_run`` and after ``compiled_run`` (statements; ``setup`` first), as ``["False", "True"]`` strings."""
     import subprocess
     import sys
 
     code = ("import sys, torch; from rivergraph import MuskingumCunge; from rivergraph.datasets import "
-            "load_lower_colorado; net, d = load_lower_colorado(); q = torch.as_tensor(d['q_lateral'][:3]).float(); "
-            "r = MuskingumCunge(net, dt=3600.0, mode='static', engine='torch'); r(q); a = 'numba' in sys.modules; "
-            "MuskingumCunge(net, dt=3600.0, mode='static', engine='compiled')(q); print(a, 'numba' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["False", "True"]
+            f"load_lower_colorado; net, d = load_lower_colorado(); {setup}; {torch_run}; a = 'numba' in sys.modules; "
+            f"{compiled_run}; print(a, 'numba' in sys.modules)")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+
+
+def test_numba_loaded_only_for_the_compiled_path():
+    """``import rivergraph`` and the torch engine do not import numba (~55 MB, ~0.25 s); the compiled path does."""
+    assert numba_loaded("q = torch.as_tensor(d['q_lateral'][:3]).float()",
+                        "MuskingumCunge(net, dt=3600.0, mode='static', engine='torch')(q)",
+                        "MuskingumCunge(net, dt=3600.0, mode='static', engine='compiled')(q)") == ["False", "True"]
 
 
 def test_stale_kernel_caches_are_dropped(tmp_path):

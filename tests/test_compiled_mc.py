@@ -185,11 +185,9 @@ def test_power_law_balance_matches_torch(basin_08159000):
     _check_balance(basin_08159000[0], basin_08159000[1][:30], "power_law", _params)
 
 
-def test_vectorisable_exp_log_match_libm():
-    """engine/compiled_math: exp within 1 ulp, log within 2 ulp of numpy's, special values as numpy's."""
+def _exp_log(vexp, vlog):
+    """A compiled loop writing vexp(x) and vlog(x) elementwise (as the kernels call them)."""
     import numba
-
-    from rivergraph.engine.compiled_math import vexp, vlog
 
     @numba.njit(error_model="numpy")
     def both(x, e, lg):
@@ -197,6 +195,14 @@ def test_vectorisable_exp_log_match_libm():
             e[i] = vexp(x[i])
             lg[i] = vlog(x[i])
 
+    return both
+
+
+def test_vectorisable_exp_log_match_libm():
+    """engine/compiled_math: exp within 1 ulp, log within 2 ulp of numpy's, special values as numpy's."""
+    from rivergraph.engine.compiled_math import vexp, vlog
+
+    both = _exp_log(vexp, vlog)
     rng = np.random.default_rng(0)
     for x, which in [(rng.uniform(-745.0, 709.7, 1 << 16), "exp"), (np.exp(rng.uniform(-738.0, 709.0, 1 << 16)), "log"),
                      (rng.uniform(0.3, 3.0, 1 << 16), "log")]:
@@ -216,16 +222,9 @@ def test_vectorisable_exp_log_match_libm():
 def test_short_series_exp_log_for_float32_states():
     """engine/compiled_math's vexp_f32 / vlog_f32 (the power law's y = Qr^a_3 when the states are float32): within
     3e-10 relative of numpy's over the kernels' range, NaN and inf passed through."""
-    import numba
-
     from rivergraph.engine.compiled_math import vexp_f32, vlog_f32
 
-    @numba.njit(error_model="numpy")
-    def both(x, e, lg):
-        for i in range(np.uint64(0), np.uint64(x.shape[0])):
-            e[i] = vexp_f32(x[i])
-            lg[i] = vlog_f32(x[i])
-
+    both = _exp_log(vexp_f32, vlog_f32)
     rng = np.random.default_rng(0)
     x = rng.uniform(-700.0, 700.0, 1 << 16)
     e, lg = np.empty_like(x), np.empty_like(x)

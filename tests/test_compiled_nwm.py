@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_compiled import numba_loaded
 
 import rivergraph.models.nwm as nwm_model
 import rivergraph.physics.nwm as nwm
@@ -178,12 +179,5 @@ def test_engine_choice_and_errors(lc, monkeypatch):
 
 def test_numba_loaded_only_for_the_compiled_secant():
     """mode="nwm" with engine="torch" does not import numba; the default (auto, CPU) does."""
-    import subprocess
-    import sys
-
-    code = ("import sys, torch; from rivergraph import MuskingumCunge; from rivergraph.datasets import "
-            "load_lower_colorado; net, d = load_lower_colorado(); q = d['q_lateral'][1:2].double(); "
-            "kw = dict(dt=300.0, forcing_dt=3600.0, mode='nwm'); MuskingumCunge(net, engine='torch', **kw)(q); "
-            "a = 'numba' in sys.modules; MuskingumCunge(net, **kw)(q); print(a, 'numba' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["False", "True"]
+    assert numba_loaded("q = d['q_lateral'][1:2].double(); kw = dict(dt=300.0, forcing_dt=3600.0, mode='nwm')",
+                        "MuskingumCunge(net, engine='torch', **kw)(q)", "MuskingumCunge(net, **kw)(q)") == ["False", "True"]
