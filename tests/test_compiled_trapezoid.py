@@ -126,7 +126,7 @@ def test_depth_solve_matches_torch_from_any_start():
     s, nk = np.sqrt(1 + z * z), n / np.sqrt(S0)
     h0, h1 = (trapezoid_depth(*(torch.from_numpy(x) for x in (Q, n, S0, B, z))).numpy() for Q in (Q0, Q1))
     K3 = (Q1 * nk) ** 3
-    cold = np.array([_start(Q1[i], nk[i], 1.0 / B[i], 0.0, True)[1] for i in range(M)])
+    cold = np.array([_start(Q1[i], nk[i], B[i], 0.0, True)[1] for i in range(M)])
     for start in (h0, cold):
         whole = start.copy()
         solve_depths(0, M, K3, B, z, s, whole)

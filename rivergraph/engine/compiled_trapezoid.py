@@ -112,11 +112,11 @@ def solve_depths(a, b, K3, B, z, s, hs):  # pragma: no cover - compiled
 
 
 @inline
-def _start(Qr, nk, iB, h, cold):  # pragma: no cover - compiled
-    """K3 = (Qr n / sqrt(S0))^3 (nk = n / sqrt(S0), iB = 1 / B) and the Newton start: h, or with ``cold`` the
+def _start(Qr, nk, B, h, cold):  # pragma: no cover - compiled
+    """K3 = (Qr n / sqrt(S0))^3 (nk = n / sqrt(S0)) and the Newton start: h, or with ``cold`` the
     torch path's wide-rectangle guess (Qr n / (B sqrt(S0)))^(3/5)."""
     x = Qr * nk
-    return x * x * x, (vexp(0.6 * vlog(x * iB)) if cold else h)
+    return x * x * x, (vexp(0.6 * vlog(x / B)) if cold else h)
 
 
 @inline
@@ -157,7 +157,7 @@ def _channel_vjp(c0b, ub, Qr, h, B, z, s, n, S0, dx, u, A, P, T, G1, G2):  # pra
 
 
 @jit
-def _trap_fwd(n, S0, B, z, s, nk, iB, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_mode,
+def _trap_fwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_mode,
               out_pos, Qh, Sh, Ih, keep, row, spb, hs, K3, stor, count, T, dt, positivity, conservative, derive, q_min,
               c_lo, c_hi):  # pragma: no cover - compiled
     """Steps t0..t1-1 in place on Q, S, I_old and the depth scratch hs (as ``compiled_mc._mc_fwd``)."""
@@ -168,7 +168,7 @@ def _trap_fwd(n, S0, B, z, s, nk, iB, dx, inv_dx, lstart, down, order, q, t0, t1
         for L in range(lstart.shape[0] - 1):
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
             for k in range(a, b):  # vectorised: the Newton starts
-                K3[k], hs[k] = _start(reference_flow(I_new[k], I_old[k], Q[k], row[k], q_min)[1], nk[k], iB[k],
+                K3[k], hs[k] = _start(reference_flow(I_new[k], I_old[k], Q[k], row[k], q_min)[1], nk[k], B[k],
                                        hs[k], cold)
             solve_depths(a, b, K3, B, z, s, hs)
             for k in range(a, b):
@@ -183,7 +183,7 @@ def _trap_fwd(n, S0, B, z, s, nk, iB, dx, inv_dx, lstart, down, order, q, t0, t1
 
 
 @jit
-def _trap_bwd(n, S0, B, z, s, nk, iB, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col,
+def _trap_bwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col,
               carry_q, carry_s, carry_m, m_bar, n_bar, S0_bar, B_bar, z_bar, dx_bar, u_bar, want_u, row, grow, gq,
               hs, K3, dt, positivity, conservative, derive, q_min, c_lo, c_hi):  # pragma: no cover - compiled
     """Reverse steps t1-1..t0 (as ``compiled_mc._mc_bwd``), the depth scratch hs warm-starting each reach's
@@ -195,7 +195,7 @@ def _trap_bwd(n, S0, B, z, s, nk, iB, dx, inv_dx, lstart, down, order, q, t0, t1
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
             gather_cotangents(a, b, gq, carry_q, m_bar, down, grow)
             for k in range(a, b):  # vectorised: the Newton starts
-                K3[k] = _start(reference_flow(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1], nk[k], iB[k], hs[k],
+                K3[k] = _start(reference_flow(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1], nk[k], B[k], hs[k],
                                 False)[0]
             solve_depths(a, b, K3, B, z, s, hs)
             for k in range(a, b):
@@ -234,7 +234,7 @@ class TrapezoidKernel(MCKernel):
     def bind(self, q, params, states0):
         self.q = as_numpy(q)
         n, S0, B, z, dx = (as_numpy(x.detach().contiguous()) for x in params)
-        self.p = (*in_precision((n, S0, B, z, np.sqrt(1.0 + z * z), n / np.sqrt(S0), 1.0 / B, dx, 1.0 / dx),
+        self.p = (*in_precision((n, S0, B, z, np.sqrt(1.0 + z * z), n / np.sqrt(S0), dx, 1.0 / dx),
                                 self.q.dtype), self.lstart)
         self.derive = bool(torch.isnan(states0[1]).any())
         self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS)
