@@ -2,6 +2,8 @@
 Colorado subnetwork, every mode and scheme, any segment length; the memory model and the k policy."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -107,3 +109,24 @@ def test_memory_model_and_policy(small):
     for bad in (0, -3, "often", 2.5):
         with pytest.raises(ValueError, match="checkpoint_every"):
             MuskingumCunge(small, mode="trapezoid", checkpoint_every=bad)
+
+
+def test_memory_model_counts_the_compiled_trapezoid_depth_scratch(small):
+    """The compiled trapezoid keeps one float64 depth per reach at each checkpoint: the estimate counts it, the
+    engine reports it, and with float32 states it is two vectors more per checkpoint."""
+    from rivergraph.engine.cells import MuskingumCungeCell
+    from rivergraph.engine.compiled import snapshot_scratch_bytes
+    from rivergraph.physics.channels import get_channel
+
+    sched = Schedule.from_network(small)
+    trap = MuskingumCungeCell(get_channel("trapezoid"), 3600.0)
+    T, k, F32 = 1000, 30, torch.float32
+    assert snapshot_scratch_bytes(trap) == 8 and snapshot_scratch_bytes(StaticMuskingum()) == 0
+    n_snap = math.ceil((T + sched.n_levels - 1) / k)
+    extra = checkpoint_bytes(sched, trap, T, F32, k, scratch_bytes=8) - checkpoint_bytes(sched, trap, T, F32, k)
+    assert extra == n_snap * sched.n * 8
+    # the auto rule sees it too: a budget the states' checkpoints alone fit, the scratch does not
+    k_auto = resolve_checkpoint(sched, trap, T, F32, "auto", scratch_bytes=8)
+    tight = checkpoint_bytes(sched, trap, T, F32, k_auto)
+    with pytest.warns(UserWarning, match="memory budget"):
+        resolve_checkpoint(sched, trap, T, F32, "auto", memory_budget=tight, scratch_bytes=8)

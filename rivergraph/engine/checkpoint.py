@@ -29,22 +29,30 @@ from .workspace import Forcings, diagonal_step
 __all__ = ["Recompute", "resolve_checkpoint", "history_bytes", "checkpoint_bytes", "parse_memory"]
 
 
-def _counts(cell: Cell) -> tuple[int, int]:
-    """(vectors per checkpoint, vectors per kept diagonal) of a cell."""
+def _counts(cell: Cell, dtype: torch.dtype, scratch_bytes: int = 0) -> tuple[float, int]:
+    """(vectors per checkpoint, vectors per kept diagonal) of a cell; ``scratch_bytes`` per reach that an engine
+    keeps beside the states at each checkpoint (the compiled trapezoid's depths) count as vectors of ``dtype``."""
     n_s = len(cell.states)
-    return n_s + 1 + (0 if cell.emits_state else 1), n_s + (1 if cell.message_history else 0)
+    return (n_s + 1 + (0 if cell.emits_state else 1) + scratch_bytes / _itemsize(dtype),
+            n_s + (1 if cell.message_history else 0))
+
+
+def _itemsize(dtype: torch.dtype) -> int:
+    return torch.finfo(dtype).bits // 8
 
 
 def history_bytes(sched: Schedule, cell: Cell, n_steps: int, dtype: torch.dtype) -> int:
     """Bytes of the full-history adjoint's histories: ``[T + 1, N]`` per state (and the message)."""
-    return _counts(cell)[1] * (n_steps + 1) * sched.n * torch.finfo(dtype).bits // 8
+    return _counts(cell, dtype)[1] * (n_steps + 1) * sched.n * _itemsize(dtype)
 
 
-def checkpoint_bytes(sched: Schedule, cell: Cell, n_steps: int, dtype: torch.dtype, every: int) -> int:
-    """Bytes of the checkpoints and the recomputed segment with a checkpoint every ``every`` diagonals."""
-    c_snap, c_hist = _counts(cell)
+def checkpoint_bytes(sched: Schedule, cell: Cell, n_steps: int, dtype: torch.dtype, every: int,
+                     scratch_bytes: int = 0) -> int:
+    """Bytes of the checkpoints and the recomputed segment with a checkpoint every ``every`` diagonals
+    (``scratch_bytes`` per reach kept beside the states at each checkpoint, see :func:`resolve_checkpoint`)."""
+    c_snap, c_hist = _counts(cell, dtype, scratch_bytes)
     n_diag = n_steps + sched.n_levels - 1
-    return (c_snap * math.ceil(n_diag / every) + c_hist * (every + 1)) * sched.n * torch.finfo(dtype).bits // 8
+    return round((c_snap * math.ceil(n_diag / every) + c_hist * (every + 1)) * sched.n * _itemsize(dtype))
 
 
 def parse_memory(budget: int | float | str | None) -> int | None:
@@ -61,14 +69,16 @@ def parse_memory(budget: int | float | str | None) -> int | None:
 
 
 def resolve_checkpoint(sched: Schedule, cell: Cell, n_steps: int, dtype: torch.dtype,
-                       every: int | str | None, memory_budget: int | float | str | None = None) -> int | None:
+                       every: int | str | None, memory_budget: int | float | str | None = None,
+                       scratch_bytes: int = 0) -> int | None:
     """Diagonals per checkpoint segment for a sweep, or None for the full histories.
 
     ``every``: None (full histories, unless ``memory_budget`` is given and they do not fit it), an int
     (diagonals; >= the run's diagonal count means one segment), or ``"auto"``: the full histories if they
     fit ``memory_budget`` (fastest, no recomputation), else the memory-minimising k* (warns when even that
     exceeds the budget). ``memory_budget`` (bytes or e.g. ``"6GiB"``) bounds the adjoint's own buffers, not
-    the forcings, outputs and their gradients.
+    the forcings, outputs and their gradients; ``scratch_bytes`` per reach are what the engine keeps at each
+    checkpoint beside the states (the compiled trapezoid's depth scratch, ``compiled.snapshot_scratch_bytes``).
     """
     budget = parse_memory(memory_budget)
     if every is None and budget is None:
@@ -83,10 +93,10 @@ def resolve_checkpoint(sched: Schedule, cell: Cell, n_steps: int, dtype: torch.d
         return min(every, n_diag)
     if budget is not None and history_bytes(sched, cell, n_steps, dtype) <= budget:
         return None
-    c_snap, c_hist = _counts(cell)
+    c_snap, c_hist = _counts(cell, dtype, scratch_bytes)
     k = max(1, min(n_diag, round(math.sqrt(c_snap * n_diag / c_hist))))
     if budget is not None:
-        need = checkpoint_bytes(sched, cell, n_steps, dtype, k)
+        need = checkpoint_bytes(sched, cell, n_steps, dtype, k, scratch_bytes)
         if need > budget:
             warnings.warn(f"checkpointed adjoint needs ~{need / 2 ** 30:.2f} GiB for {n_steps} steps on {sched.n} "
                           f"reaches, over the memory budget of {budget / 2 ** 30:.2f} GiB; route in shorter chunks",

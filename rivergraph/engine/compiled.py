@@ -35,7 +35,7 @@ from .cell import Cell
 from .cells import MuskingumCungeCell, StaticMuskingum
 from .schedule import Schedule
 
-__all__ = ["available", "use_compiled", "compiled_sweep", "CompiledSweep", "ENGINES"]
+__all__ = ["available", "use_compiled", "snapshot_scratch_bytes", "compiled_sweep", "CompiledSweep", "ENGINES"]
 
 ENGINES = ("auto", "torch", "compiled")
 
@@ -80,6 +80,12 @@ def use_compiled(sched: Schedule, cell: Cell, engine: str, needs_grad: bool = Fa
                f"no compiled kernel for {what} (compiled: static Muskingum, Muskingum-Cunge on the power-law and trapezoid channels)")
         raise ValueError(f"engine='compiled' is not available: {why}")
     return ok
+
+
+def snapshot_scratch_bytes(cell: Cell) -> int:
+    """Bytes per reach the cell's compiled kernel keeps at each checkpoint beside the states and the inflow (the
+    trapezoid's warm-start depths, one float64), for the checkpoint memory estimate."""
+    return _kernel(cell).SNAPSHOT_SCRATCH_BYTES
 
 
 def _output_layout(q, out_pos, out_sorted):

@@ -324,6 +324,9 @@ class MCKernel:
     (Q, S), parameters (k_c, k_u, a_3, dx) [N] float64 (:func:`power_law_constants` and the length); histories
     Q, I and, for the conservative form, S."""
 
+    SNAPSHOT_SCRATCH_BYTES = 0
+    """Bytes per reach kept at each checkpoint beside the states (``compiled.snapshot_scratch_bytes``)."""
+
     n_states = 2
 
     def __init__(self, sched, cell):

@@ -64,6 +64,9 @@ class StaticKernel:
     """Static Muskingum for :class:`~rivergraph.engine.compiled.CompiledSweep`: one state (Q), parameters
     (c1, c2, c3, c4) [N] in the states' dtype; histories Q and I."""
 
+    SNAPSHOT_SCRATCH_BYTES = 0
+    """Bytes per reach kept at each checkpoint beside the states (``compiled.snapshot_scratch_bytes``)."""
+
     n_states = 1
 
     def __init__(self, sched, cell):

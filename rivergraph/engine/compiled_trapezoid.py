@@ -13,15 +13,16 @@ float64 whatever the states' dtype (the parameters are read in the states' preci
 ``compiled_base.in_precision``).
 
 Depth (:func:`solve_depths`), per level (the reaches of a level are independent): Newton passes on log h towards
-the root of A^5 / P^2 = (Qr n / sqrt(S0))^3 (Manning cubed), each pass one vectorised loop over the level. The
-first pass is the Newton step of log(A^5 / (P^2 K3)) = 0, clamped to +-2 as in
-:func:`~rivergraph.physics.channels.trapezoid_depth` (one log and one exp); the next ones replace log r by
-2 (r - 1)/(r + 1) (the same root, no log or exp, one division; Newton's quadratic convergence kept) and
-h exp(-step) by its 4th-order series. Passes stop when every step of the level is below sqrt(eps) (the error
-left is of order that step squared: rounding). The start is the reach's depth of its previous reach-step (a
-per-reach scratch), or on the first step the torch path's wide-rectangle guess (Qr n / (B sqrt(S0)))^(3/5).
-Before (one scalar Newton loop per reach, a log per iteration) the forward ran at 3.7e6 reach-steps/s on the
-300k tree; per level vectorised, 4e7. The forward keeps the scratch at each checkpoint (one float64 per reach:
+the root of log r = 0, r = A^5 / (P^2 K3), K3 = (Qr n / sqrt(S0))^3 (Manning cubed), each pass one vectorised
+loop over the level with no log or exp (:func:`_newton`): log r is 2 (r - 1)/(r + 1) near the root (the same
+root, Newton's quadratic convergence kept, one division) and the difference of the binary exponents times ln 2
+far from it; h exp(-step) is a short series. Passes stop when every step of the level is below ``TOLERANCE``
+(the error left is of order that step squared: 1e-16 for float64 states, 1e-10 for float32 ones). The start is
+the reach's depth of its previous reach-step (a per-reach scratch), or on the first step the torch path's
+wide-rectangle guess (Qr n / (B sqrt(S0)))^(3/5). Before (one scalar Newton loop per reach, a log per
+iteration) the forward ran at 3.7e6 reach-steps/s on the 300k tree; per level vectorised, 4e7; with the
+first-step guess in a loop of its own (inside the start loop its select computed an exp and a log for every
+reach-step) and no log pass, 5e7. The forward keeps the scratch at each checkpoint (one float64 per reach:
 with float32 states, 2/3 more checkpoint memory than Q, S, I alone) so that a recomputed segment starts from
 the same depths (the checkpointed adjoint stays bit-identical to the full-history one); the adjoint has a
 scratch of its own, warm-started the same way in reverse order.
@@ -39,7 +40,7 @@ import torch
 
 from ..physics.channels import CELERITY_BOUNDS, MIN_REFERENCE_FLOW
 from .compiled_base import as_numpy, in_precision, inline, jit, read_row
-from .compiled_math import vexp, vexp_f32, vlog, vlog_f32
+from .compiled_math import _bits, _float, vexp, vlog
 from .compiled_mc import (
     MCKernel,
     carry_back,
@@ -55,68 +56,76 @@ from .compiled_mc import (
 
 __all__ = ["TrapezoidKernel"]
 
-_TOL = float(np.finfo(np.float64).eps) ** 0.5
+TOLERANCE = {np.dtype(np.float64): float(np.finfo(np.float64).eps) ** 0.5, np.dtype(np.float32): 1e-5}
+"""The depth solve's stopping step per states' dtype: the error left is of order the last step squared
+(quadratic convergence), 1e-16 relative for float64 states and 1e-10 for float32 ones (600 times below their
+rounding, 6e-8)."""
 _MAX_ITERS = 60
+_LN2 = 0.6931471805599453
+_EXPONENT_FIELD = 0x7FF
+_MAGIC = 0x4330000000000000  # the bits of 2^52: OR-ed with an integer j < 2^52, the float 2^52 + j
+
+
+@inline
+def _exponent(x):  # pragma: no cover - compiled
+    """The biased binary exponent of float64 x, as a float (bit operations only: vectorises)."""
+    return _float(((_bits(x) >> 52) & _EXPONENT_FIELD) | _MAGIC) - 4503599627370496.0
 
 
 @inline
 def _newton(h, K3, B, z, s):  # pragma: no cover - compiled
-    """One Newton-type step on log h towards the root of A^5 / P^2 = K3 (module docstring) from h:
-    (new h, the step)."""
+    """One Newton step on log h towards the root of log r = 0, r = A^5 / (P^2 K3) (module docstring), from h:
+    (new h, the step). log r is 2 (r - 1)/(r + 1) where the binary exponents of A^5 and P^2 K3 differ by at
+    most 1 (r in (1/4, 4): exact to rounding near the root, no log), else the exponents' difference times ln 2
+    (within ln 2 of log r: a far start moves by the clamp's +-2 at once instead of the rational form's
+    |2 (r - 1)/(r + 1)| < 2, which would crawl). h exp(-step) is (its 4th-order series at step/4)^4, step
+    clamped to +-2 as :func:`~rivergraph.physics.channels.trapezoid_depth` (positive for every step; exact to
+    rounding for the small steps near the root)."""
     A = (B + z * h) * h
     P = B + 2.0 * h * s
     A2 = A * A
     A5 = A2 * A2 * A
     M = P * P * K3
-    # 2 (r - 1)/(r + 1) for log r, r = A^5 / (P^2 K3), over d log r / d log h = h (5 T / A - 4 s / P)
-    step = 2.0 * (A5 - M) * A * P / ((A5 + M) * h * (5.0 * (B + 2.0 * z * h) * P - 4.0 * s * A))
-    # h exp(-step) to 4th order (positive for every step; |step| < 2/3 here)
-    return h * (1.0 - step * (1.0 - step * (0.5 - step * (1.0 / 6.0 - step / 24.0)))), step
-
-
-@inline
-def _newton_log(h, K3, B, z, s):  # pragma: no cover - compiled
-    """One Newton step on log h for log(A^5 / (P^2 K3)) = 0, the step clamped to +-2 (as
-    :func:`~rivergraph.physics.channels.trapezoid_depth`): (new h, the step). The first pass of
-    :func:`solve_depths`, whose start may be far (the flow changed by a large factor); its log and exp are the
-    short series (``compiled_math.vlog_f32``: any step towards the root will do, and near the root, where
-    r ~ 1 and |step| << 1, both are exact to rounding)."""
-    A = (B + z * h) * h
-    P = B + 2.0 * h * s
-    A2 = A * A
-    step = vlog_f32(A2 * A2 * A / (P * P * K3)) * A * P / (h * (5.0 * (B + 2.0 * z * h) * P - 4.0 * s * A))
-    return h * vexp_f32(-min(max(step, -2.0), 2.0)), step
+    kd = _exponent(A5) - _exponent(M)
+    far = abs(kd) > 1.5
+    num = kd * _LN2 * (A5 + M) if far else 2.0 * (A5 - M)
+    # log r over d log r / d log h = h (5 T / A - 4 s / P), one division
+    step = num * A * P / ((A5 + M) * h * (5.0 * (B + 2.0 * z * h) * P - 4.0 * s * A))
+    x = 0.25 * min(max(step, -2.0), 2.0)
+    e = 1.0 - x * (1.0 - x * (0.5 - x * (1.0 / 6.0 - x / 24.0)))
+    e2 = e * e
+    return h * (e2 * e2), step
 
 
 @jit
-def solve_depths(a, b, K3, B, z, s, hs):  # pragma: no cover - compiled
+def solve_depths(a, b, K3, B, z, s, hs, tol):  # pragma: no cover - compiled
     """The normal depths of reaches a..b-1 in place on hs (their starts on entry), K3[k] = (Qr n / sqrt(S0))^3:
-    passes over all of them (one vectorised loop each), the first a Newton step on log h (:func:`_newton_log`),
-    the others :func:`_newton` (no log or exp), until every step of a pass is below sqrt(eps), at most
-    ``_MAX_ITERS``. A reach whose own iteration has converged takes the level's remaining passes too (each
-    moves it by rounding), so a reach's result depends on its level's slowest one only at rounding level, the
-    same in every run (the checkpointed recomputation repeats it exactly)."""
-    left = 0
-    for k in range(a, b):
-        h, step = _newton_log(hs[k], K3[k], B[k], z[k], s[k])
-        hs[k] = h
-        left += abs(step) >= _TOL
+    passes of :func:`_newton` over all of them (one vectorised loop each) until every step of a pass is below
+    ``tol`` (``TOLERANCE`` of the states' dtype), at most ``_MAX_ITERS``. A reach whose own iteration has
+    converged takes the level's remaining passes too (each moves it by rounding), so a reach's result depends
+    on its level's slowest one only at rounding level, the same in every run (the checkpointed recomputation
+    repeats it exactly)."""
     for _ in range(_MAX_ITERS):
-        if left == 0:
-            break
         left = 0
         for k in range(a, b):
             h, step = _newton(hs[k], K3[k], B[k], z[k], s[k])
             hs[k] = h
-            left += abs(step) >= _TOL
+            left += abs(step) >= tol
+        if left == 0:
+            break
 
 
 @inline
-def _start(Qr, nk, B, h, cold):  # pragma: no cover - compiled
-    """K3 = (Qr n / sqrt(S0))^3 (nk = n / sqrt(S0)) and the Newton start: h, or with ``cold`` the
-    torch path's wide-rectangle guess (Qr n / (B sqrt(S0)))^(3/5)."""
+def manning_cubed(Qr, nk):  # pragma: no cover - compiled
+    """K3 = (Qr n / sqrt(S0))^3 (nk = n / sqrt(S0)): the right-hand side of the depth equation."""
     x = Qr * nk
-    return x * x * x, (vexp(0.6 * vlog(x / B)) if cold else h)
+    return x * x * x
+
+
+@inline
+def cold_depth(Qr, nk, B):  # pragma: no cover - compiled
+    """The Newton start without a previous depth: the torch path's wide-rectangle guess (Qr n / (B sqrt(S0)))^(3/5)."""
+    return vexp(0.6 * vlog(Qr * nk / B))
 
 
 @inline
@@ -159,18 +168,19 @@ def _channel_vjp(c0b, ub, Qr, h, B, z, s, n, S0, dx, u, A, P, T, G1, G2):  # pra
 @jit
 def _trap_fwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_mode,
               out_pos, Qh, Sh, Ih, keep, row, spb, hs, K3, stor, count, T, dt, positivity, conservative, derive, q_min,
-              c_lo, c_hi):  # pragma: no cover - compiled
+              c_lo, c_hi, tol):  # pragma: no cover - compiled
     """Steps t0..t1-1 in place on Q, S, I_old and the depth scratch hs (as ``compiled_mc._mc_fwd``)."""
     for t in range(t0, t1):
         read_row(q[t], order, row)
         first = derive and t == 0
-        cold = t == 0  # the scratch holds no depth yet (bind zeroes it; the snapshot of step 0 is that)
         for L in range(lstart.shape[0] - 1):
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
-            for k in range(a, b):  # vectorised: the Newton starts
-                K3[k], hs[k] = _start(reference_flow(I_new[k], I_old[k], Q[k], row[k], q_min)[1], nk[k], B[k],
-                                       hs[k], cold)
-            solve_depths(a, b, K3, B, z, s, hs)
+            for k in range(a, b):  # vectorised: the depth equations' right-hand sides
+                K3[k] = manning_cubed(reference_flow(I_new[k], I_old[k], Q[k], row[k], q_min)[1], nk[k])
+            if t == 0:  # the scratch holds no depth yet (bind zeroes it; the snapshot of step 0 is that)
+                for k in range(a, b):  # its own loop: a select inside the one above computed exp and log always
+                    hs[k] = cold_depth(reference_flow(I_new[k], I_old[k], Q[k], row[k], q_min)[1], nk[k], B[k])
+            solve_depths(a, b, K3, B, z, s, hs, tol)
             for k in range(a, b):
                 Ii, Io, Qo, ql = I_new[k], I_old[k], Q[k], row[k]
                 Qr = reference_flow(Ii, Io, Qo, ql, q_min)[1]
@@ -185,7 +195,7 @@ def _trap_fwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Q,
 @jit
 def _trap_bwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col,
               carry_q, carry_s, carry_m, m_bar, n_bar, S0_bar, B_bar, z_bar, dx_bar, u_bar, want_u, row, grow, gq,
-              hs, K3, dt, positivity, conservative, derive, q_min, c_lo, c_hi):  # pragma: no cover - compiled
+              hs, K3, dt, positivity, conservative, derive, q_min, c_lo, c_hi, tol):  # pragma: no cover - compiled
     """Reverse steps t1-1..t0 (as ``compiled_mc._mc_bwd``), the depth scratch hs warm-starting each reach's
     Newton iterations from its depth of the step after."""
     for t in range(t1 - 1, t0 - 1, -1):
@@ -194,10 +204,9 @@ def _trap_bwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Qh
         for L in range(lstart.shape[0] - 2, -1, -1):
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
             gather_cotangents(a, b, gq, carry_q, m_bar, down, grow)
-            for k in range(a, b):  # vectorised: the Newton starts
-                K3[k] = _start(reference_flow(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1], nk[k], B[k], hs[k],
-                                False)[0]
-            solve_depths(a, b, K3, B, z, s, hs)
+            for k in range(a, b):  # vectorised: the depth equations' right-hand sides
+                K3[k] = manning_cubed(reference_flow(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1], nk[k])
+            solve_depths(a, b, K3, B, z, s, hs, tol)
             for k in range(a, b):
                 Ii, Io, Qo, ql = Ii_h[k], Io_h[k], Qo_h[k], row[k]
                 Bk, zk, sk, dxk = B[k], z[k], s[k], dx[k]
@@ -226,6 +235,8 @@ class TrapezoidKernel(MCKernel):
     """Muskingum-Cunge on the trapezoid channel for :class:`~rivergraph.engine.compiled.CompiledSweep`: states
     (Q, S), parameters (n, S0, B, z, dx) [N] float64; histories as :class:`~rivergraph.engine.compiled_mc.MCKernel`."""
 
+    SNAPSHOT_SCRATCH_BYTES = 8  # the depth scratch h_fwd, one float64 per reach
+
     @staticmethod
     def parameters(params):
         """The kernel's parameter tensors from the channel's (n, slope, bottom_width, side_slope, length)."""
@@ -237,7 +248,7 @@ class TrapezoidKernel(MCKernel):
         self.p = (*in_precision((n, S0, B, z, np.sqrt(1.0 + z * z), n / np.sqrt(S0), dx, 1.0 / dx),
                                 self.q.dtype), self.lstart)
         self.derive = bool(torch.isnan(states0[1]).any())
-        self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS)
+        self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS, TOLERANCE[self.q.dtype])
         N = q.shape[1]
         self.row, self.grow = np.empty(N, dtype=self.q.dtype), np.empty(N, dtype=self.q.dtype)
         self.spb, self.gq, self.K3 = np.empty(N), np.empty(N), np.empty(N)

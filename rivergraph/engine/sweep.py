@@ -26,7 +26,7 @@ import torch
 
 from .cell import Cell
 from .checkpoint import Recompute, resolve_checkpoint
-from .compiled import compiled_sweep, use_compiled
+from .compiled import compiled_sweep, snapshot_scratch_bytes, use_compiled
 from .schedule import Schedule
 from .workspace import Forcings, Rows, diagonal_step
 
@@ -333,10 +333,12 @@ def sweep(sched: Schedule, cell: Cell, forcings: Sequence[torch.Tensor], params:
     pos = outputs if torch.is_tensor(outputs) else None
     if pos is None and outputs not in ("network", "sorted"):
         raise ValueError("outputs must be 'network', 'sorted' or a tensor of sorted positions")
-    ckpt = resolve_checkpoint(sched, cell, T, m0.dtype, checkpoint_every, memory_budget)
     needs_grad = keep_history or (torch.is_grad_enabled() and any(
         t.requires_grad for t in (*forcings, *params, *init_states, m0)))
-    if use_compiled(sched, cell, engine, needs_grad):
+    compiled = use_compiled(sched, cell, engine, needs_grad)
+    ckpt = resolve_checkpoint(sched, cell, T, m0.dtype, checkpoint_every, memory_budget,
+                              snapshot_scratch_bytes(cell) if compiled else 0)
+    if compiled:
         out, msg, states, diag = compiled_sweep(sched, cell, forcings, params, init_states, m0, pos,
                                                 outputs == "sorted", None if ckpt is None else min(ckpt, T),
                                                 keep_history)
