@@ -18,7 +18,8 @@ Methods, side by side on the same network, steps and coefficients:
              in level order and its adjoint; static K, X and Muskingum-Cunge on the power-law channel), timed
              with one torch thread (the kernel is single-threaded; see run_case).
   +ckpt      forward+backward with checkpoint_every="auto" (the memory-bounded adjoint: checkpoints every
-             k ~ sqrt(T) diagonals or steps, segments recomputed in the reverse sweep).
+             k ~ sqrt(T) diagonals or steps, segments recomputed in the reverse sweep); for lagged (mode
+             "nwm") checkpoint_every = sqrt(T) steps of its autograd-differentiated time loop.
   spsolve    a sparse lower-triangular solve per step, (I - diag(c1) A) Q(t) = rhs, with
              scipy.sparse.linalg.spsolve_triangular (DDR's CPU path); backward = one transposed
              triangular solve per step (the discrete adjoint).
@@ -186,12 +187,16 @@ def _wavefront_case(case, net, q, dt, dtype, device, sync):
     return run
 
 
-def _nwm_case(net, q, dt, dtype, device, sync, engine=None):
+def _nwm_case(net, q, dt, dtype, device, sync, engine=None, checkpoint=None):
+    import math
+
     import torch
 
     from rivergraph.models.router import MuskingumCunge
 
     kw = {"engine": engine} if engine else {}  # the secant depth solve: torch's or the compiled one
+    if checkpoint:  # its time loop checkpointed every ~sqrt(T) steps (torch.utils.checkpoint)
+        kw["checkpoint_every"] = max(1, round(math.sqrt(q.shape[0])))
     router = MuskingumCunge(net, dt=dt, mode="nwm", output="end", device=device, **kw)
     n0 = torch.as_tensor(net.attrs["n"].to_numpy(copy=True), dtype=dtype, device=device)
     router(q[:2], balance=False)  # warm-up
@@ -358,7 +363,7 @@ def run_case(case: dict) -> dict:
     elif method == "heat":
         run = _heat_case(net, T, dtype, device, sync)
     elif method == "lagged":
-        run = _nwm_case(net, q, dt, dtype, device, sync, case.get("engine"))
+        run = _nwm_case(net, q, dt, dtype, device, sync, case.get("engine"), case.get("checkpoint"))
     else:
         raise ValueError(method)
     times = [run(backward) for _ in range(case.get("repeat", 1))]  # best of the repeats, as timeit does
@@ -463,6 +468,7 @@ def main() -> None:
                 ("wavefront", "power_law", "torch", "auto"), ("wavefront", "power_law", "compiled", "auto"),
                 ("wavefront", "mc", "torch", "auto"), ("wavefront", "mc", "compiled", "auto"),
                 ("heat", "linear", None, None), ("lagged", "nwm", "torch", None), ("lagged", "nwm", "compiled", None),
+                ("lagged", "nwm", "compiled", "auto"),
                 ("spsolve", "static", None, None), ("levels", "static", None, None)]
     engines = {e.strip() for e in a.engines.split(",")}
     modes = {m.strip() for m in a.modes.split(",")} if a.modes else None

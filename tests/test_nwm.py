@@ -315,3 +315,47 @@ def test_parity_with_the_nwm_lower_colorado(lc, tmp_path):
         assert ds["streamflow"].dims == ("time", "feature_id") and ds.sizes["feature_id"] == 11_248
         assert str(ds["time"].values[0]).startswith("2021-08-23T14:00")
         np.testing.assert_allclose(ds["streamflow"].sel(feature_id=net.ids[5]).values, Qa[:, 5].numpy(), rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ checkpointing
+@pytest.mark.parametrize("coupling", ["lagged", "implicit"])
+def test_checkpointed_time_loop_same_values_gradients_and_books(coupling):
+    """checkpoint_every: outputs and the mass balance equal the plain loop's (torch.equal: the recomputation
+    repeats the same operations; the books kept once), the gradients of lateral inflow, prescribed flow, channel
+    and lake parameters to rounding (an input several sub-steps use gets its parts summed segment by segment,
+    in another order: <= 1.3e-14 of the largest measured), and autograd keeps far less (bytes saved for
+    backward, counted by a hook)."""
+    net, lakes = _tiny()
+
+    def run(k):
+        r = NWMRouter(net, dt=300.0, forcing_dt=900.0, lakes=lakes, prescribed=[5], coupling=coupling,
+                      checkpoint_every=k)
+        q = _forcing(8).requires_grad_(True)
+        pf = torch.linspace(0.5, 1.5, 8, dtype=D).reshape(8, 1).requires_grad_(True)
+        n = torch.full((6,), 0.05, dtype=D, requires_grad=True)
+        wc = torch.tensor([0.4], dtype=D, requires_grad=True)
+        saved = [0]
+
+        def pack(x):
+            saved[0] += x.numel() * x.element_size()
+            return x
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
+            Q = r(q, prescribed_flow=pf, n=n, lake_params={"weir_c": wc})
+        loss = (torch.nan_to_num(Q) * torch.arange(6, dtype=D)).sum()
+        return [Q.detach(), *torch.autograd.grad(loss, [q, pf, n, wc])], r.balance, saved[0]
+
+    plain, b0, s0 = run(None)
+    for k in (1, 5, 24, 100):  # 24 sub-steps: one segment at 24 and above
+        ck, b1, s1 = run(k)
+        assert torch.equal(torch.nan_to_num(plain[0]), torch.nan_to_num(ck[0]))
+        for x, y in zip(plain[1:], ck[1:]):
+            assert (x - y).abs().max() <= 1e-13 * x.abs().max() and x.abs().max() > 0
+        assert vars(b0) == vars(b1) and b0.lake_end_m3 != b0.lake_start_m3
+        if k < 24:
+            assert s1 < s0 / 3, (k, s1, s0)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        NWMRouter(net, checkpoint_every=0)
+    with pytest.raises(ValueError, match="sub-steps"):
+        MuskingumCunge(net, mode="nwm", checkpoint_every="auto")
+    assert MuskingumCunge(net, mode="nwm", checkpoint_every=3).nwm.checkpoint_every == 3

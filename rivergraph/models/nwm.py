@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from ..engine.compiled import ENGINES, available
-from ..engine.lagged import LaggedBalance, LaggedGraph, run_lagged
+from ..engine.lagged import LaggedBalance, LaggedGraph, check_every, run_lagged
 from ..graph.network import NetworkError, RiverNetwork, _fmt_ids
 from ..physics.level_pool import LevelPool, level_from_outflow, level_pool_step
 from ..physics.nwm import DEPTH_RTOL, MIN_DEPTH, NWMChannel, mc_step, normal_depth, secant_depth
@@ -66,6 +66,10 @@ class NWMRouter(torch.nn.Module):
             :mod:`rivergraph.engine.compiled_nwm`, else torch), ``"torch"`` (the vectorised
             :func:`~rivergraph.physics.nwm.secant_depth`, the GPU path) or ``"compiled"`` (an error where it does
             not apply). The same values to rounding; the rest of the step is torch either way.
+        checkpoint_every: with gradients, keep autograd's graph of this many sub-steps at a time and recompute
+            each segment in the backward pass (:func:`rivergraph.engine.lagged.run_lagged`): memory of k
+            sub-steps instead of T, the same gradients, about one more forward's time. None (default): the
+            whole graph.
     """
 
     def __init__(self, network: RiverNetwork, dt: float = 300.0, forcing_dt: float | None = None,
@@ -73,8 +77,9 @@ class NWMRouter(torch.nn.Module):
                  coupling: Literal["lagged", "implicit"] = "lagged", lake_lateral: bool = True,
                  output: Literal["end", "mean"] = "end", depth_rtol: float = DEPTH_RTOL,
                  depth_atol: float = MIN_DEPTH, device: str | torch.device = "cpu",
-                 engine: Literal["auto", "torch", "compiled"] = "auto"):
+                 engine: Literal["auto", "torch", "compiled"] = "auto", checkpoint_every: int | None = None):
         super().__init__()
+        self.checkpoint_every = check_every(checkpoint_every)
         forcing_dt = dt if forcing_dt is None else forcing_dt
         nsub = forcing_dt / dt
         if not dt > 0 or abs(nsub - round(nsub)) > 1e-9 or nsub < 1:
@@ -271,7 +276,8 @@ class NWMRouter(torch.nn.Module):
                 bal.lake_start_m3 = float(lp.storage(H0).detach().double().sum())
         Q, Qf, depth_f, Hf = run_lagged(g, q_steps, Qs, depth0, H0, channel_cell, lake_cell if lp is not None else None,
                                         q_steps.index_select(1, g.lake_outlet) if lp is not None else None, pres_steps,
-                                        dt, lp.storage if lp is not None else None, self.coupling, bal)
+                                        dt, lp.storage if lp is not None else None, self.coupling, bal,
+                                        self.checkpoint_every)
         if bal is not None and lp is not None and bal.lake_end_m3 == 0.0:
             bal.lake_end_m3 = float(lp.storage(Hf).detach().double().sum())
         self.balance = bal

@@ -62,6 +62,9 @@ class NWMChannel:
     def bfd(self) -> torch.Tensor:
         return bankfull_depth(self.bw, self.tw, self.z)
 
+    def detach(self) -> "NWMChannel":
+        return NWMChannel(*(getattr(self, f).detach() for f in self.__dataclass_fields__))
+
 
 def bankfull_depth(bw, tw, z) -> torch.Tensor:
     """Bankfull depth (m) of the NWM trapezoid (SUBMUSKINGCUNGE, "locals"): ``(tw - bw) / (2 z)``; if
@@ -298,10 +301,9 @@ def mc_step(qup, quc, qdp, ql, depth, ch: NWMChannel, dt: float, rtol: float = D
     if torch.is_grad_enabled() and any(t.requires_grad for t in (a_up, a_uc, a_dp, a_ql, *c.__dict__.values())):
         # implicit-function gradients of the fixed point f(h, h0 = h) = 0 the secant converges to:
         # shift both points by -(f - f.detach()) / (df/dh), df/dh the total derivative along h = h0
-        s = torch.zeros_like(h, requires_grad=True)
-        _, qmc0, *_ = mc_residual(h0 + s, sr.qj0_prev, 0.0, c, dt, a_up, a_uc, a_dp, a_ql, b)
-        qj, *_ = mc_residual(h + s, qmc0, 0.25, c, dt, a_up, a_uc, a_dp, a_ql, b)
-        dfdh, = torch.autograd.grad(qj.sum(), s, retain_graph=True)
+        dfdh = _fixed_point_slope(h0, h, sr.qj0_prev, c, dt, a_up, a_uc, a_dp, a_ql)
+        _, qmc0, *_ = mc_residual(h0, sr.qj0_prev, 0.0, c, dt, a_up, a_uc, a_dp, a_ql, b)
+        qj, *_ = mc_residual(h, qmc0, 0.25, c, dt, a_up, a_uc, a_dp, a_ql, b)
         good = dfdh != 0
         shift = torch.where(good, -(qj - qj.detach()) / torch.where(good, dfdh, torch.ones_like(dfdh)),
                             torch.zeros_like(qj))
@@ -323,6 +325,20 @@ def mc_step(qup, quc, qdp, ql, depth, ch: NWMChannel, dt: float, rtol: float = D
     K_all = torch.full_like(qdp, dt).index_put((idx,), K)
     X_all = torch.full_like(qdp, 0.5).index_put((idx,), X)
     return qdc, depth_new, cr, K_all, X_all
+
+
+def _fixed_point_slope(h0, h, qj0_prev, c: NWMChannel, dt: float, *flows) -> torch.Tensor:
+    """df/dh of the secant's fixed point f(h, h0 = h) (:func:`mc_step`), the total derivative along h = h0,
+    by autograd on detached inputs: a graph of its own, freed at once, its saved tensors kept by identity hooks
+    (inside a segment of :func:`torch.utils.checkpoint.checkpoint`, the checkpoint's hooks would make this
+    backward recompute the whole segment, and keep what it recomputed)."""
+    det = c.detach()
+    flows = [x.detach() for x in flows]
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(lambda x: x, lambda x: x):
+        s = torch.zeros_like(h, requires_grad=True)
+        _, qmc0, *_ = mc_residual(h0.detach() + s, qj0_prev, 0.0, det, dt, *flows, det.bfd)
+        qj, *_ = mc_residual(h.detach() + s, qmc0, 0.25, det, dt, *flows, det.bfd)
+        return torch.autograd.grad(qj.sum(), s)[0]
 
 
 @torch.no_grad()
