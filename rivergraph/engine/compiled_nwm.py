@@ -72,10 +72,10 @@ def _section(h, bw, z, sz, bfd, twcc, ncc):  # pragma: no cover - compiled
 @inline
 def _celerity(A, Ac, R, r23, h_in, h_over, n, ncc, rs, bw, z, sz):  # pragma: no cover - compiled
     """Kinematic celerity Ck (m/s) of the section (SUBMUSKINGCUNGE; :func:`rivergraph.physics.nwm.nwm_celerity`):
-    in the channel rs/n [5/3 R^(2/3) - 2/3 R^(5/3) 2 sz/(bw + 2 h_in z)], above bankfull area-weighted with the
+    in the channel rs/n [5/3 R^(2/3) - 2/3 R^(5/3) 2 sz/(bw + 2 h_in z)] (R^(5/3) as R r23, as torch's), above bankfull area-weighted with the
     floodplain's rs/ncc 5/3 h_over^(2/3); 0 without area, floored at 0. rs = sqrt(s0), r23 = R^(2/3). The floodplain
     term only above bankfull, as SUBMUSKINGCUNGE (and torch's ``nwm_celerity``)."""
-    k_ch = rs / n * (5.0 / 3.0 * r23 - 2.0 / 3.0 * _safe_pow(R, 5.0 / 3.0) * (2.0 * sz / (bw + 2.0 * h_in * z)))
+    k_ch = rs / n * (5.0 / 3.0 * r23 - 2.0 / 3.0 * (R * r23) * (2.0 * sz / (bw + 2.0 * h_in * z)))
     tot = A + Ac
     if not tot > 0.0:
         return 0.0

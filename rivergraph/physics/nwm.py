@@ -123,7 +123,8 @@ def nwm_celerity(h, ch: NWMChannel, bfd=None):
     sec = compound_section(h, ch.bw, ch.z, bfd, ch.twcc, ch.ncc)
     A, Ac, P, Pc, R, h_in, h_over = sec
     rs = torch.sqrt(ch.s0)
-    k_ch = rs / ch.n * (5.0 / 3.0 * safe_pow(R, 2.0 / 3.0) - 2.0 / 3.0 * safe_pow(R, 5.0 / 3.0)
+    r23 = safe_pow(R, 2.0 / 3.0)  # R^(5/3) as R R^(2/3): one power, not two (the compiled secant's too)
+    k_ch = rs / ch.n * (5.0 / 3.0 * r23 - 2.0 / 3.0 * (R * r23)
                         * (2.0 * torch.sqrt(1.0 + ch.z * ch.z) / (ch.bw + 2.0 * h_in * ch.z)))
     # the floodplain term only where it carries water (h_over > 0 needs nCC > 0 and TwCC > 0, as the NWM): not
     # rs / 0 * 0 = NaN for nCC = 0, which read as Ck = 0 made every such reach a pass-through
