@@ -14,7 +14,7 @@ from test_compiled import numba_loaded
 
 import rivergraph.models.nwm as nwm_model
 import rivergraph.physics.nwm as nwm
-from rivergraph.engine.compiled_nwm import secant_depth_compiled, secant_kernel
+from rivergraph.engine.compiled_nwm import finish_compiled, secant_depth_compiled, secant_kernel
 from rivergraph.models import MuskingumCunge
 from rivergraph.models.nwm import NWMRouter
 from rivergraph.physics.nwm import NWMChannel, normal_depth, secant_depth
@@ -110,7 +110,7 @@ def test_compiled_secant_equals_torch_on_the_lower_colorado(lc, monkeypatch):
         seen.append(int(depth.shape[0]))
         return ref
 
-    monkeypatch.setattr(nwm_model, "_depth_solver", lambda engine, device: both)
+    monkeypatch.setattr(nwm_model, "_depth_solver", lambda engine, device: (both, None))
     r = NWMRouter(net, dt=300.0, forcing_dt=3600.0, lakes=data["lakeparm"])
     with torch.no_grad():
         r(data["q_lateral"].double()[1:4], Q0=data["streamflow"].double()[0])
@@ -164,9 +164,9 @@ def test_router_compiled_equals_torch_end_to_end(lc):
 
 def test_engine_choice_and_errors(lc, monkeypatch):
     net, data = lc
-    assert nwm_model._depth_solver("torch", torch.device("cpu")) is secant_depth
-    assert nwm_model._depth_solver("auto", torch.device("cpu")) is secant_depth_compiled
-    assert nwm_model._depth_solver("auto", torch.device("meta")) is secant_depth
+    assert nwm_model._depth_solver("torch", torch.device("cpu")) == (secant_depth, None)
+    assert nwm_model._depth_solver("auto", torch.device("cpu")) == (secant_depth_compiled, finish_compiled)
+    assert nwm_model._depth_solver("auto", torch.device("meta")) == (secant_depth, None)
     with pytest.raises(ValueError, match="engine must be one of"):
         NWMRouter(net, engine="fast")
     with pytest.raises(ValueError, match="CPU only"):
@@ -174,10 +174,49 @@ def test_engine_choice_and_errors(lc, monkeypatch):
     monkeypatch.setattr(nwm_model, "available", lambda: False)
     with pytest.raises(ValueError, match="numba is not installed"):
         NWMRouter(net, engine="compiled")
-    assert nwm_model._depth_solver("auto", torch.device("cpu")) is secant_depth
+    assert nwm_model._depth_solver("auto", torch.device("cpu")) == (secant_depth, None)
 
 
 def test_numba_loaded_only_for_the_compiled_secant():
     """mode="nwm" with engine="torch" does not import numba; the default (auto, CPU) does."""
     assert numba_loaded("q = d['q_lateral'][1:2].double(); kw = dict(dt=300.0, forcing_dt=3600.0, mode='nwm')",
                         "MuskingumCunge(net, engine='torch', **kw)(q)", "MuskingumCunge(net, **kw)(q)") == ["False", "True"]
+
+
+def test_compiled_finish_matches_torch():
+    """The no-gradient end of mc_step (final coefficients, C4 guard, negative-outflow rule) compiled against torch's
+    on the random channels, from the same secant result: outflow, created water, K and X to 1e-12 relative of the
+    flows; the negative-outflow rule fires on some reaches (checked)."""
+    depth, ch, flows = _random_case()
+    active = (flows[3] > 0) | (flows[0] > 0) | (flows[2] > 0)
+    idx = active.nonzero().flatten()
+    c = ch.index(idx)
+    fl = [f.index_select(0, idx) for f in flows]
+    sr = secant_depth(depth.index_select(0, idx), c, 300.0, *fl, nwm.DEPTH_RTOL, nwm.MIN_DEPTH)
+    ref = nwm._finish(sr, c, 300.0, *fl, False)
+    got = finish_compiled(sr, c, 300.0, *fl)
+    scale = sum(f.abs() for f in fl) + 1e-3
+    for name, r, g in zip(("outflow", "created", "K", "X"), ref, got):
+        den = scale if name in ("outflow", "created") else r.abs() + 1e-12
+        assert ((g - r).abs() / den).max() < 1e-12, name
+    assert (ref[1] > 0).sum() > 0  # the rule is exercised
+
+
+def test_router_forward_without_gradients_compiled_end_matches_torch(lc):
+    """mode="nwm" on the Lower Colorado with its level pools, no gradients: the compiled secant and end of step
+    against the torch engine, outflows, depths and the mass balance to rounding."""
+    net, data = lc
+    q = data["q_lateral"].double()[1:7]
+    out = {}
+    for engine in ("torch", "compiled"):
+        r = MuskingumCunge(net, dt=300.0, forcing_dt=3600.0, mode="nwm", output="end", engine=engine,
+                           nwm={"lakes": data["lakeparm"]})
+        with torch.no_grad():
+            Q = r(q, Q0=data["streamflow"].double()[0])
+        out[engine] = Q, r.state.depth, r.balance
+    (Qt, dt_, bt), (Qc, dc, bc) = out["torch"], out["compiled"]
+    ok = ~torch.isnan(Qt)
+    assert torch.equal(torch.isnan(Qt), torch.isnan(Qc))
+    assert torch.allclose(Qc[ok], Qt[ok], rtol=1e-10, atol=1e-12) and torch.allclose(dc, dt_, rtol=1e-10, atol=1e-12)
+    assert abs(bc.relative_error - bt.relative_error) < 1e-12 and abs(bc.created_m3 - bt.created_m3) <= 1e-9 * (
+        1.0 + abs(bt.created_m3))

@@ -27,7 +27,7 @@ import torch
 from ..physics.nwm import MAX_ITER, MAX_TRIES, MIN_DEPTH, NWMChannel, SecantResult
 from .compiled_base import jit_with
 
-__all__ = ["secant_depth_compiled", "secant_kernel"]
+__all__ = ["secant_depth_compiled", "secant_kernel", "finish_compiled", "finish_kernel"]
 
 # compiled_base's options without fused multiply-adds: they round differently from torch's separate multiply and
 # add, and the secant's stopping tests and restarts amplify that (measured on 20,000 random reaches: depths up to
@@ -87,14 +87,12 @@ def _celerity(A, Ac, R, r23, h_in, h_over, n, ncc, rs, bw, z, sz):  # pragma: no
 
 
 @inline
-def _residual(h, q_ref, x_floor, dx, n, ncc, s0, rs, bw, z, sz, bfd, twcc, dt, qup, quc, qdp, ql):
+def _coefficients(h, q_ref, x_floor, dx, n, ncc, s0, rs, bw, z, sz, bfd, twcc, dt, ql):
     # pragma: no cover - compiled
-    """One secant evaluation at depth h (m): ``(Qj, Qmc)`` (m3/s), Qmc = C1 qup + C2 quc + C3 qdp + C4 with the
-    Muskingum-Cunge coefficients at h and Qj = Qmc - Q_Manning(h) (SUBMUSKINGCUNGE's lower / upper interval;
-    :func:`rivergraph.physics.nwm.mc_residual`). K = max(dt, dx/Ck) (dt where Ck = 0), X = 0.5 (1 - q_ref /
+    """The Muskingum-Cunge coefficients at depth h (m): ``(C1, C2, C3, C4, K, X, A, Ac, P, Pc, r23)``
+    (:func:`rivergraph.physics.nwm.nwm_coefficients`): K = max(dt, dx/Ck) (dt where Ck = 0), X = 0.5 (1 - q_ref /
     (2 W s0 Ck dx)) clipped to [x_floor, 0.5] (0.5 where Ck = 0), W = twcc above bankfull else bw + 2 z h;
-    D = K(1-X) + dt/2 (:func:`rivergraph.physics.nwm.nwm_coefficients`); a negative C4 limited to the routed
-    water (``_clip_c4``); Q_Manning = (A + Ac) R^(2/3) rs / n_eff, n_eff = (P n + Pc ncc)/(P + Pc)."""
+    D = K(1-X) + dt/2; with the section's areas, perimeters and R^(2/3)."""
     A, Ac, P, Pc, R, h_in, h_over = _section(h, bw, z, sz, bfd, twcc, ncc)
     r23 = _safe_pow(R, 2.0 / 3.0)
     ck = _celerity(A, Ac, R, r23, h_in, h_over, n, ncc, rs, bw, z, sz)
@@ -111,6 +109,18 @@ def _residual(h, q_ref, x_floor, dx, n, ncc, s0, rs, bw, z, sz, bfd, twcc, dt, q
     C2 = (0.5 * dt - K * X) / D
     C3 = (K * (1.0 - X) - 0.5 * dt) / D
     C4 = ql * dt / D
+    return C1, C2, C3, C4, K, X, A, Ac, P, Pc, r23
+
+
+@inline
+def _residual(h, q_ref, x_floor, dx, n, ncc, s0, rs, bw, z, sz, bfd, twcc, dt, qup, quc, qdp, ql):
+    # pragma: no cover - compiled
+    """One secant evaluation at depth h (m): ``(Qj, Qmc)`` (m3/s), Qmc = C1 qup + C2 quc + C3 qdp + C4 with the
+    coefficients at h (:func:`_coefficients`) and Qj = Qmc - Q_Manning(h) (SUBMUSKINGCUNGE's lower / upper
+    interval; :func:`rivergraph.physics.nwm.mc_residual`): a negative C4 limited to the routed water
+    (``_clip_c4``); Q_Manning = (A + Ac) R^(2/3) rs / n_eff, n_eff = (P n + Pc ncc)/(P + Pc)."""
+    C1, C2, C3, C4, _, _, A, Ac, P, Pc, r23 = _coefficients(h, q_ref, x_floor, dx, n, ncc, s0, rs, bw, z, sz, bfd,
+                                                            twcc, dt, ql)
     routed = C1 * qup + C2 * quc + C3 * qdp
     if C4 < 0.0 and abs(C4) > routed:
         C4 = -routed
@@ -169,6 +179,48 @@ def secant_kernel(depth, dx, n, ncc, s0, bw, tw, twcc, z, qup, quc, qdp, ql, dt,
                     continue
             break
         out_h0[i], out_h[i], out_q0[i], out_hn[i], out_slope[i] = o_h0, o_h, o_q0, h, o_slope
+
+
+@jit
+def finish_kernel(h0, h, q0, dx, n, ncc, s0, bw, tw, twcc, z, qup, quc, qdp, ql, dt, out_q, out_created, out_K,
+                  out_X):  # pragma: no cover - compiled
+    """The end of :func:`rivergraph.physics.nwm.mc_step` without gradients, per reach i: Qmc0 of the lower point
+    h0 (its X from ``q0`` = ``Qj_0``), the coefficients of the upper point h with Qmc0 as X's reference flow and
+    X >= 0.25, the C4 guard, the outflow Qmc = C1 qup + C2 quc + C3 qdp + C4 and the NWM's negative-outflow rule
+    (0 if C4 is a loss larger than the routed water, else max(C1 qup + C2 quc + C4, C1 qup + C3 qdp + C4)):
+    writes the outflow, the water that rule created, K and X. The same operations as torch's, in its order."""
+    for i in range(h.shape[0]):
+        dxi, ni, ncci, s0i, bwi, zi, twcci = dx[i], n[i], ncc[i], s0[i], bw[i], z[i], twcc[i]
+        qu, qc, qd, qli = qup[i], quc[i], qdp[i], ql[i]
+        rs, sz = math.sqrt(s0i), math.sqrt(1.0 + zi * zi)
+        bfd = _bankfull_depth(bwi, tw[i], zi)
+        qmc0 = _residual(h0[i], q0[i], 0.0, dxi, ni, ncci, s0i, rs, bwi, zi, sz, bfd, twcci, dt, qu, qc, qd, qli)[1]
+        C1, C2, C3, C4, K, X = _coefficients(h[i], qmc0, 0.25, dxi, ni, ncci, s0i, rs, bwi, zi, sz, bfd, twcci, dt,
+                                             qli)[:6]
+        routed = C1 * qu + C2 * qc + C3 * qd
+        if C4 < 0.0 and abs(C4) > routed:
+            C4 = -routed
+        qmc = routed + C4
+        q, created = qmc, 0.0
+        if qmc < 0.0:
+            if C4 < 0.0 and abs(C4) > routed:
+                q = 0.0
+            else:
+                a, b = C1 * qu + C2 * qc + C4, C1 * qu + C3 * qd + C4
+                q = a if a >= b else b
+            created = q - qmc
+        out_q[i], out_created[i], out_K[i], out_X[i] = q, created, K, X
+
+
+def finish_compiled(sr: SecantResult, ch: NWMChannel, dt, qup, quc, qdp, ql):
+    """:func:`finish_kernel` on tensors: ``(outflow, created, K, X)`` of the active reaches in ``qdp``'s dtype
+    (the no-gradient end of :func:`rivergraph.physics.nwm.mc_step`)."""
+    N = sr.h.shape[0]
+    outs = [np.empty(N) for _ in range(4)]
+    finish_kernel(*(_f64(v) for v in (sr.h0, sr.h, sr.qj0_prev)),
+                  *(_f64(getattr(ch, f)) for f in ("dx", "n", "ncc", "s0", "bw", "tw", "twcc", "z")),
+                  *(_f64(v) for v in (qup, quc, qdp, ql)), float(dt), *outs)
+    return tuple(torch.from_numpy(o).to(qdp.dtype) for o in outs)
 
 
 def _f64(x: torch.Tensor) -> np.ndarray:

@@ -259,10 +259,10 @@ class NWMRouter(torch.nn.Module):
             w = torch.arange(1, nsub + 1, device=self._device, dtype=dtype) / nsub
             pres_steps = (prev.unsqueeze(1) + (pf - prev).unsqueeze(1) * w.view(1, -1, 1)).reshape(-1, P)
 
-        solver = _depth_solver(self.engine, self._device)
+        solver, finish = _depth_solver(self.engine, self._device)
 
         def channel_cell(idx, qup, quc, qdp, ql, depth):
-            return mc_step(qup, quc, qdp, ql, depth, chn.index(idx), dt, self.rtol, self.atol, solver)
+            return mc_step(qup, quc, qdp, ql, depth, chn.index(idx), dt, self.rtol, self.atol, solver, finish)
 
         def lake_cell(lakes, H, qi0, qi1):
             sub = _lake_subset(lp, lakes)
@@ -308,13 +308,14 @@ def _check_engine(engine: str, device: torch.device) -> str:
 
 
 def _depth_solver(engine: str, device: torch.device):
-    """The secant depth solve of :func:`~rivergraph.physics.nwm.mc_step` for ``engine``: the compiled one
-    (numba, imported here on first use) for ``"compiled"`` and for ``"auto"`` on a CPU with numba, else torch's."""
+    """The secant depth solve of :func:`~rivergraph.physics.nwm.mc_step` for ``engine`` and its no-gradient end
+    of the step: the compiled ones (numba, imported here on first use) for ``"compiled"`` and for ``"auto"`` on a
+    CPU with numba, else torch's (and None: mc_step's own)."""
     if engine == "torch" or not (available() and device.type == "cpu"):
-        return secant_depth
-    from ..engine.compiled_nwm import secant_depth_compiled
+        return secant_depth, None
+    from ..engine.compiled_nwm import finish_compiled, secant_depth_compiled
 
-    return secant_depth_compiled
+    return secant_depth_compiled, finish_compiled
 
 
 def _lake_subset(lp: LevelPool, idx: torch.Tensor) -> LevelPool:

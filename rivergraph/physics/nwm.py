@@ -264,7 +264,8 @@ def secant_depth(depth, ch: NWMChannel, dt, qup, quc, qdp, ql, rtol: float = DEP
 
 
 def mc_step(qup, quc, qdp, ql, depth, ch: NWMChannel, dt: float, rtol: float = DEPTH_RTOL,
-            atol: float = MIN_DEPTH, depth_solver: Callable[..., SecantResult] | None = None):
+            atol: float = MIN_DEPTH, depth_solver: Callable[..., SecantResult] | None = None,
+            finish: Callable | None = None):
     """One NWM Muskingum-Cunge step for every reach (SUBMUSKINGCUNGE; t-route ``muskingcungenwm``).
 
     Args:
@@ -274,6 +275,9 @@ def mc_step(qup, quc, qdp, ql, depth, ch: NWMChannel, dt: float, rtol: float = D
             (m), the secant's starting point.
         depth_solver: the secant iteration, called as :func:`secant_depth` (the default) is; the compiled CPU
             one is :func:`rivergraph.engine.compiled_nwm.secant_depth_compiled` (the same values to rounding).
+        finish: where no gradient is needed, the step's end after the secant (the final coefficients, the C4
+            guard and the negative-outflow rule) by this callable instead of torch: the compiled
+            :func:`rivergraph.engine.compiled_nwm.finish_compiled` (the same operations, to rounding).
     Returns:
         ``(qdc, depth_new, created, K, X)``: the outflow, the new depth (detached; it only seeds the next
         secant), the outflow the NWM's negative-outflow rule added (m3/s, >= 0) and the final K (s), X
@@ -297,9 +301,26 @@ def mc_step(qup, quc, qdp, ql, depth, ch: NWMChannel, dt: float, rtol: float = D
     solve = secant_depth if depth_solver is None else depth_solver
     sr = solve(depth.detach().index_select(0, idx), c, dt, a_up.detach(), a_uc.detach(), a_dp.detach(),
                a_ql.detach(), rtol, atol)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (a_up, a_uc, a_dp, a_ql,
+                                                                            *c.__dict__.values()))
+    if finish is not None and not needs_grad:
+        q_out, created, K, X = finish(sr, c, dt, a_up, a_uc, a_dp, a_ql)
+    else:
+        q_out, created, K, X = _finish(sr, c, dt, a_up, a_uc, a_dp, a_ql, needs_grad)
+    qdc = zero.index_put((idx,), q_out)
+    depth_new = zero.detach().index_put((idx,), sr.h_new.to(zero.dtype))
+    cr = zero.index_put((idx,), created)
+    K_all = torch.full_like(qdp, dt).index_put((idx,), K)
+    X_all = torch.full_like(qdp, 0.5).index_put((idx,), X)
+    return qdc, depth_new, cr, K_all, X_all
+
+
+def _finish(sr: SecantResult, c: NWMChannel, dt: float, a_up, a_uc, a_dp, a_ql, needs_grad: bool):
+    """:func:`mc_step` after the secant, in torch: ``(outflow, created, K, X)`` of the active reaches; with
+    ``needs_grad`` differentiable by the implicit-function rule (:func:`mc_step`'s docstring)."""
     b = c.bfd
     h0, h = sr.h0, sr.h
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (a_up, a_uc, a_dp, a_ql, *c.__dict__.values())):
+    if needs_grad:
         # implicit-function gradients of the fixed point f(h, h0 = h) = 0 the secant converges to:
         # shift both points by -(f - f.detach()) / (df/dh), df/dh the total derivative along h = h0
         dfdh = _fixed_point_slope(h0, h, sr.qj0_prev, c, dt, a_up, a_uc, a_dp, a_ql)
@@ -320,12 +341,7 @@ def mc_step(qup, quc, qdp, ql, depth, ch: NWMChannel, dt: float, rtol: float = D
     neg = qmc < 0
     q_out = torch.where(neg, repl, qmc)
     created = torch.where(neg, q_out - qmc, torch.zeros_like(qmc))
-    qdc = zero.index_put((idx,), q_out)
-    depth_new = zero.detach().index_put((idx,), sr.h_new.to(zero.dtype))
-    cr = zero.index_put((idx,), created)
-    K_all = torch.full_like(qdp, dt).index_put((idx,), K)
-    X_all = torch.full_like(qdp, 0.5).index_put((idx,), X)
-    return qdc, depth_new, cr, K_all, X_all
+    return q_out, created, K, X
 
 
 def _fixed_point_slope(h0, h, qj0_prev, c: NWMChannel, dt: float, *flows) -> torch.Tensor:
