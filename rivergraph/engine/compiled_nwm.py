@@ -1,5 +1,5 @@
 """The NWM channel's secant depth solve compiled (numba, CPU): :func:`rivergraph.physics.nwm.secant_depth` per
-reach in a scalar loop.
+reach in a scalar loop, and the step's end after it where no gradient is needed.
 
 WRF-Hydro ``src/Routing/module_channel_routing.F90``, routine ``SUBMUSKINGCUNGE`` (NCAR/wrf_hydro_nwm_public,
 WRF-Hydro v5.3, the NWM v3.0 retrospective), solves one reach at a time: a secant iteration on
@@ -13,7 +13,9 @@ values to rounding: torch's vectorised ``pow`` differs from libm's in the last b
 the iteration carries to ~1e-11 relative on ill-conditioned reaches). Arithmetic is float64, without fused
 multiply-adds.
 No autograd: the result only seeds :func:`~rivergraph.physics.nwm.mc_step`'s final differentiable evaluation
-(its gradients come from the implicit-function rule there, in torch).
+(its gradients come from the implicit-function rule there, in torch). Where no gradient is needed that end of
+the step is compiled too (:func:`finish_kernel`: the final coefficients, the C4 guard and the negative-outflow
+rule; on the 300k tree the forward without gradients went 0.90 -> 0.70 s for 6 steps).
 
 Units: depths, widths, lengths m; flows m3/s; dt s; slopes m/m; Manning n s m^-1/3.
 """
