@@ -330,11 +330,11 @@ def compound_celerity(Q, n, ncc, S0, B, z, tw, twcc):
         over = (h > bfd) & (ch.twcc > 0)
         if bool(over.any()):
             idx = over.nonzero().flatten()
-            sub = NWMChannel(*(getattr(ch, f).detach().index_select(0, idx) for f in ch.__dataclass_fields__))
+            sub = ch.detach().index(idx)
             h = h.index_put((idx,), normal_depth(Q.detach().index_select(0, idx), sub))
         with torch.enable_grad():
             hh = h.detach().requires_grad_(True)
-            det = NWMChannel(*(getattr(ch, f).detach() for f in ch.__dataclass_fields__))
+            det = ch.detach()
             dQdh, = torch.autograd.grad(compound_flow(hh, det, bfd.detach()).sum(), hh)
         dQdh = torch.where(dQdh > 0, dQdh, torch.ones_like(dQdh))
     h = h - (compound_flow(h, ch, bfd) - Q) / dQdh    # value unchanged at the root; IFT gradients
