@@ -96,6 +96,10 @@ def test_engine_choice(small):
     assert use_compiled(sched, tz, "auto") and use_compiled(sched, tz, "compiled", needs_grad=True)
     with pytest.raises(ValueError, match="no compiled kernel for MuskingumCungeCell"):
         use_compiled(sched, mc, "compiled")
+    assert use_compiled(sched, tz, "auto", dtype=torch.float32) and not use_compiled(sched, tz, "auto",
+                                                                                     dtype=torch.float16)
+    with pytest.raises(ValueError, match="runs float32 and float64, not torch.float16"):
+        use_compiled(sched, tz, "compiled", dtype=torch.float16)
     with pytest.raises(ValueError, match="engine must be one of"):
         MuskingumCunge(small, mode="static", engine="fast")
 

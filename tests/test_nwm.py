@@ -267,6 +267,9 @@ def test_router_bad_input_names_reaches():
     n[4] = 0.0
     with pytest.raises(NetworkError, match=r"'n'.*reaches 5"):
         r(_forcing(2), n=n)
+    with pytest.raises(TypeError, match="routing runs in float32 or float64"):
+        r(_forcing(2).half())
+    assert torch.isfinite(r(-0.01 * _forcing(2))).all()  # the NWM routes losses (its C4 guard): no error
     two = lakes.copy()
     bad = net.attrs.copy()
     bad["waterbody"] = [-9999, 77, 77, 77, -9999, -9999]

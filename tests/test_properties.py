@@ -280,6 +280,10 @@ def test_bad_inflow_is_an_error_naming_the_reach(case, data, value):
     assert _named(str(e.value), net.ids[col])
     with pytest.raises(ValueError, match=rf"q_lat must be \[T, {len(net)}\]"):
         r(torch.from_numpy(q[:, :-1] if len(net) > 1 else np.ones((2, 2))), **case["extra"])
+    q[:] = 1.0
+    for half in (torch.float16, torch.bfloat16):  # refused, not routed into inf / 3-digit flows
+        with pytest.raises(TypeError, match="routing runs in float32 or float64"):
+            r(torch.from_numpy(q).to(half), **case["extra"])
 
 
 @PROFILE

@@ -64,19 +64,25 @@ def _kernel(cell: Cell):
     return None
 
 
-def use_compiled(sched: Schedule, cell: Cell, engine: str, needs_grad: bool = False) -> bool:
-    """Whether a sweep of ``cell`` runs compiled: ``engine`` is ``"compiled"`` (an error if it cannot), or
-    ``"auto"`` on a CPU for a cell with a compiled kernel (forward and adjoint: ``needs_grad`` does not
-    matter)."""
+KERNEL_DTYPES = (torch.float32, torch.float64)
+"""The states' dtypes the compiled kernels run (their arithmetic is float64 either way)."""
+
+
+def use_compiled(sched: Schedule, cell: Cell, engine: str, needs_grad: bool = False,
+                 dtype: torch.dtype = torch.float64) -> bool:
+    """Whether a sweep of ``cell`` with states of ``dtype`` runs compiled: ``engine`` is ``"compiled"`` (an error
+    if it cannot), or ``"auto"`` on a CPU for a cell with a compiled kernel and a dtype of ``KERNEL_DTYPES``
+    (forward and adjoint: ``needs_grad`` does not matter; other dtypes run the torch wavefront)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if engine == "torch":
         return False
-    ok = available() and sched.device.type == "cpu" and _kernel(cell) is not None
+    ok = (available() and sched.device.type == "cpu" and dtype in KERNEL_DTYPES and _kernel(cell) is not None)
     if engine == "compiled" and not ok:
         what = type(cell).__name__ + (f" ({cell.channel.name})" if hasattr(cell, "channel") else "")
         why = ("numba is not installed" if not available() else
                f"it runs on CPU only (device {sched.device})" if sched.device.type != "cpu" else
+               f"it runs float32 and float64, not {dtype} (cast, or engine='torch')" if dtype not in KERNEL_DTYPES else
                f"no compiled kernel for {what} (compiled: static Muskingum, Muskingum-Cunge on the power-law and trapezoid channels)")
         raise ValueError(f"engine='compiled' is not available: {why}")
     return ok

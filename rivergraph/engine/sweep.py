@@ -335,7 +335,7 @@ def sweep(sched: Schedule, cell: Cell, forcings: Sequence[torch.Tensor], params:
         raise ValueError("outputs must be 'network', 'sorted' or a tensor of sorted positions")
     needs_grad = keep_history or (torch.is_grad_enabled() and any(
         t.requires_grad for t in (*forcings, *params, *init_states, m0)))
-    compiled = use_compiled(sched, cell, engine, needs_grad)
+    compiled = use_compiled(sched, cell, engine, needs_grad, m0.dtype)
     ckpt = resolve_checkpoint(sched, cell, T, m0.dtype, checkpoint_every, memory_budget,
                               snapshot_scratch_bytes(cell) if compiled else 0)
     if compiled:

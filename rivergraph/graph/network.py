@@ -23,6 +23,8 @@ Column names (units in the name; readers in :mod:`rivergraph.io` map source sche
 """
 from __future__ import annotations
 
+import math
+
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -147,6 +149,32 @@ class RiverNetwork:
         if t.shape != (n,):
             raise ValueError(f"{label} has shape {tuple(t.shape)}, expected ({n},) or a scalar")
         return t
+
+    def lateral_inflow(self, q_lat, device, negative_ok: bool = False) -> torch.Tensor:
+        """``q_lat`` (m3/s, [T, N] time x reach in network order) as a floating tensor on ``device``: integers as
+        float64; half precision refused (float16 overflows the channel hydraulics, e.g. A^5 past 65,504;
+        bfloat16 keeps 3 significant digits); a wrong shape, NaN / inf and (unless ``negative_ok``) negative
+        values are errors naming the reaches."""
+        q = torch.as_tensor(q_lat)
+        if not q.is_floating_point():
+            q = q.double()
+        if q.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"q_lat is {q.dtype}: routing runs in float32 or float64 (half precision overflows or "
+                            "rounds away the channel hydraulics); cast it, e.g. q_lat.float()")
+        q = q.to(device)
+        n = len(self)
+        if q.ndim != 2 or q.shape[1] != n:
+            raise ValueError(f"q_lat must be [T, {n}] (time x reach, network order), got {tuple(q.shape)}")
+        qd = q.detach()
+        lo, hi = (float(v) for v in torch.aminmax(qd)) if qd.numel() else (0.0, 0.0)  # one pass; NaN reaches both
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            bad = (~torch.isfinite(qd)).any(0).nonzero().flatten()[:10].cpu().numpy()
+            raise ValueError(f"q_lat has NaN/inf values at reaches {self.ids[bad].tolist()}")
+        if lo < 0 and not negative_ok:
+            bad = (qd < 0).any(0).nonzero().flatten()[:10].cpu().numpy()
+            raise ValueError(f"q_lat has negative lateral inflow at reaches {self.ids[bad].tolist()}; "
+                             "rivergraph does not route negative inflow (losing reaches are not modelled)")
+        return q
 
     # -------------------------------------------------------------- structure
     @cached_property

@@ -208,14 +208,8 @@ class NWMRouter(torch.nn.Module):
         Returns:
             Q [T, N] (m3/s), NaN on lake-internal reaches. ``self.state``, ``self.balance`` are updated.
         """
-        q_lat = torch.as_tensor(q_lat)
-        q_lat = (q_lat if q_lat.is_floating_point() else q_lat.double()).to(self._device)
+        q_lat = self.network.lateral_inflow(q_lat, self._device, negative_ok=True)  # the NWM routes its losses
         N, dtype = len(self.network), q_lat.dtype
-        if q_lat.ndim != 2 or q_lat.shape[1] != N:
-            raise ValueError(f"q_lat must be [T, {N}], got {tuple(q_lat.shape)}")
-        if not torch.isfinite(q_lat.detach()).all():
-            bad = (~torch.isfinite(q_lat.detach())).any(0).nonzero().flatten()[:10].cpu().numpy()
-            raise ValueError(f"q_lat has NaN/inf at reaches {self.network.ids[bad].tolist()}")
         chn = self._channel(params, dtype)
         lp = self._lakes(lake_params, dtype)
         g, P = self.graph, len(self.prescribed)

@@ -5,7 +5,6 @@ and :class:`~rivergraph.engine.cells.MuskingumCungeCell`).
 """
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Literal, Mapping
@@ -304,22 +303,8 @@ class MuskingumCunge(torch.nn.Module):
             Q = self.nwm(q_lat, state=state, balance=balance, **params)
             self.state, self.balance = self.nwm.state, self.nwm.balance
             return Q if outputs is None else Q[:, torch.as_tensor(np.asarray(list(outputs), dtype=np.int64))]
-        q_lat = torch.as_tensor(q_lat)
-        if not q_lat.is_floating_point():
-            q_lat = q_lat.double()
-        q_lat = q_lat.to(self.device)
+        q_lat = self.network.lateral_inflow(q_lat, self.device)
         N = self.sched.n
-        if q_lat.ndim != 2 or q_lat.shape[1] != N:
-            raise ValueError(f"q_lat must be [T, {N}] (time x reach, network order), got {tuple(q_lat.shape)}")
-        qd = q_lat.detach()
-        lo, hi = (float(v) for v in torch.aminmax(qd))  # one pass; NaN propagates to both
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            bad = (~torch.isfinite(qd)).any(0).nonzero().flatten()[:10].cpu().numpy()
-            raise ValueError(f"q_lat has NaN/inf values at reaches {self.network.ids[bad].tolist()}")
-        if lo < 0:
-            bad = (qd < 0).any(0).nonzero().flatten()[:10].cpu().numpy()
-            raise ValueError(f"q_lat has negative lateral inflow at reaches {self.network.ids[bad].tolist()}; "
-                             "rivergraph does not route negative inflow (losing reaches are not modelled)")
         dtype = q_lat.dtype
         cell, theta = self._cell(self.sorted_parameters(params, dtype))
         flow_dep = self.channel.flow_dependent
