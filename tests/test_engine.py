@@ -212,7 +212,7 @@ def test_upstream_sum_and_workspaces():
     cell, c = cells["static"]
     q, Q0 = _rand(5, len(net), seed=4), _rand(len(net), seed=5)
     a = sweep(sched, StaticMuskingum(), (q,), c, (Q0,)).out
-    linear_transport(sched, *(_rand(5, len(net), seed=s, hi=0.3) for s in (6, 7, 8)), Q0)
+    linear_transport(sched, *(_rand(5, len(net), seed=s, hi=0.3) for s in (6, 7, 8)), Q0, engine="torch")
     b = sweep(sched, StaticMuskingum(), (q,), c, (Q0,)).out
     assert torch.equal(a, b)
     assert len(sched._workspaces) == 2

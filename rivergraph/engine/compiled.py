@@ -10,6 +10,7 @@ loop in reverse (downstream before upstream, last step first) on the transposed 
     static Muskingum                        :mod:`rivergraph.engine.compiled_static` (closed-form VJP)
     Muskingum-Cunge, power-law channel      :mod:`rivergraph.engine.compiled_mc` (hand-derived chain rule)
     Muskingum-Cunge, trapezoid channel      :mod:`rivergraph.engine.compiled_trapezoid` (Newton depth, IFT)
+    linear heat transport                   :mod:`rivergraph.engine.compiled_heat` (closed-form VJP)
 
 (Outside the sweep, mode "nwm"'s secant depth solve has a compiled twin, :mod:`rivergraph.engine.compiled_nwm`,
 picked by :class:`rivergraph.models.nwm.NWMRouter` with the same ``engine`` rule.)
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 
 from .cell import Cell
-from .cells import MuskingumCungeCell, StaticMuskingum
+from .cells import LinearHeat, MuskingumCungeCell, StaticMuskingum
 from .schedule import Schedule
 
 __all__ = ["available", "use_compiled", "snapshot_scratch_bytes", "compiled_sweep", "CompiledSweep", "ENGINES"]
@@ -61,6 +62,10 @@ def _kernel(cell: Cell):
         from .compiled_trapezoid import TrapezoidKernel
 
         return TrapezoidKernel
+    if type(cell) is LinearHeat:
+        from .compiled_heat import HeatKernel
+
+        return HeatKernel
     return None
 
 
@@ -83,7 +88,8 @@ def use_compiled(sched: Schedule, cell: Cell, engine: str, needs_grad: bool = Fa
         why = ("numba is not installed" if not available() else
                f"it runs on CPU only (device {sched.device})" if sched.device.type != "cpu" else
                f"it runs float32 and float64, not {dtype} (cast, or engine='torch')" if dtype not in KERNEL_DTYPES else
-               f"no compiled kernel for {what} (compiled: static Muskingum, Muskingum-Cunge on the power-law and trapezoid channels)")
+               f"no compiled kernel for {what} (compiled: static Muskingum, Muskingum-Cunge on the power-law and trapezoid "
+               "channels, linear heat)")
         raise ValueError(f"engine='compiled' is not available: {why}")
     return ok
 
@@ -98,7 +104,7 @@ def _output_layout(q, out_pos, out_sorted):
     """The output buffer and its (mode, positions) for ``end_step``."""
     from .compiled_base import as_numpy
 
-    T, N = q.shape
+    T, N = q.shape[-2:]
     if out_pos is None:
         return q.new_empty(T, N), (1 if out_sorted else 0), np.zeros(0, dtype=np.int64)
     return q.new_empty(T, len(out_pos)), 2, as_numpy(out_pos)
@@ -130,7 +136,7 @@ class CompiledSweep(torch.autograd.Function):
         kern, out_pos, out_sorted, every, keep_history = a
         ns = kern.n_states
         states0, q, params = xs[:ns], xs[ns], xs[ns + 1:]
-        T, N = q.shape
+        T, N = q.shape[-2:]
         need_grad = keep_history or any(ctx.needs_input_grad[1:])
         kern.bind(q, params, states0)
         states = [s.detach().clone() for s in states0]
@@ -162,16 +168,16 @@ class CompiledSweep(torch.autograd.Function):
         ns = kern.n_states
         saved = ctx.saved_tensors
         q, params, hist = saved[0], saved[1:1 + ctx.n_params], list(saved[1 + ctx.n_params:])
-        T, N = q.shape
+        T, N = q.shape[-2:]
         dt_ = q.dtype
         zeros = lambda: torch.zeros(N, dtype=dt_)  # noqa: E731
         carries = [zeros() if g is None else g.clone() for g in g_rest[:ns]]
         carry_m = zeros() if g_I is None else g_I.clone()
         m_bar = torch.zeros(N + 1, dtype=dt_)
-        p_bar = torch.zeros(len(params), N, dtype=params[0].dtype)
+        p_bar = torch.zeros(len(params), N, dtype=params[0].dtype if params else dt_)
         want_u = ctx.needs_input_grad[2 + ns]
         # every kernel's backward writes each row t of u_bar once, all N entries (write_row): no zero fill
-        u_bar = torch.empty(T, N, dtype=dt_) if want_u else q.new_zeros(1, N)
+        u_bar = torch.empty_like(q) if want_u else q.new_zeros(*q.shape[:-2], 1, N)
         g, g_mode, g_col = _grad_layout(g_out, N, out_pos, out_sorted, as_numpy(q).dtype)
         tail = (g, g_mode, g_col, [as_numpy(c) for c in carries], as_numpy(carry_m), as_numpy(m_bar),
                 as_numpy(p_bar), as_numpy(u_bar), want_u)
@@ -195,11 +201,11 @@ class CompiledSweep(torch.autograd.Function):
 def _histories(kern, q, rows: int, states, I_old):
     """The kept histories of a kernel, [rows + 1, N] per kept state and the inflow (row 0 = the given state;
     1-row scratch for the states not kept, and for all with ``rows = 0``)."""
-    N = q.shape[1]
+    N = q.shape[-1]
     kept = kern.history_states()
     hist = []
     for i, x in [*enumerate(states), (None, I_old)]:
-        if rows and (i is None or i in kept):
+        if rows and (kern.INFLOW_HISTORY if i is None else i in kept):
             h = q.new_empty(rows + 1, N)
             h[0] = x
         else:
@@ -211,8 +217,9 @@ def _histories(kern, q, rows: int, states, I_old):
 def compiled_sweep(sched: Schedule, cell: Cell, forcings, params, init_states, init_message, out_pos, out_sorted,
                    checkpoint_every: int | None, keep_history: bool):
     """The compiled sweep's ``(out, message, states, diagnostics)``; ``checkpoint_every`` counts steps."""
-    q = forcings[0].contiguous()
     kind = _kernel(cell)
+    # several forcings (the heat cell's a, beta, gamma) stacked [F, T, N]: one array, one gradient (split by stack)
+    q = forcings[0].contiguous() if len(forcings) == 1 else torch.stack([f.contiguous() for f in forcings])
     kern = kind(sched, cell)
     res = CompiledSweep.apply((kern, out_pos, out_sorted, checkpoint_every, keep_history), init_message,
                               *init_states, q, *kind.parameters(params))

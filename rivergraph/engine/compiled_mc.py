@@ -326,6 +326,7 @@ class MCKernel:
 
     SNAPSHOT_SCRATCH_BYTES = 0
     """Bytes per reach kept at each checkpoint beside the states (``compiled.snapshot_scratch_bytes``)."""
+    INFLOW_HISTORY = True  # the adjoint reads the inflow history
 
     n_states = 2
 

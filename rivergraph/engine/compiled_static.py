@@ -66,6 +66,7 @@ class StaticKernel:
 
     SNAPSHOT_SCRATCH_BYTES = 0
     """Bytes per reach kept at each checkpoint beside the states (``compiled.snapshot_scratch_bytes``)."""
+    INFLOW_HISTORY = True  # the adjoint reads the inflow history
 
     n_states = 1
 
