@@ -78,8 +78,9 @@ def run_mode(mode: str, T: int, reaches: int, n_gauges: int) -> dict:
     Q.square().sum().backward()
     t_fb = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    k = resolve_checkpoint(router.sched, cell, T, torch.float32, "auto", None, snapshot_scratch_bytes(cell))
-    est = checkpoint_bytes(router.sched, cell, T, torch.float32, k, snapshot_scratch_bytes(cell)) / 2**20
+    scratch = snapshot_scratch_bytes(cell)
+    k = resolve_checkpoint(router.sched, cell, T, torch.float32, "auto", None, scratch, per_step=True)
+    est = checkpoint_bytes(router.sched, cell, T, torch.float32, k, scratch, per_step=True) / 2**20
     finite = all(bool(torch.isfinite(v.grad).all()) and bool(v.grad.abs().sum() > 0) for v in pp.values())
     return {"mode": mode, "N": N, "steps": T, "gauges": len(gauges), "t_fwd_s": t_fwd, "t_fwd_bwd_s": t_fb,
             "fwd_bwd_reach_steps_per_s": N * T / t_fb, "peak_mib": peak, "rss_before_mib": before,

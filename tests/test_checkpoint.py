@@ -130,3 +130,16 @@ def test_memory_model_counts_the_compiled_trapezoid_depth_scratch(small):
     tight = checkpoint_bytes(sched, trap, T, F32, k_auto)
     with pytest.warns(UserWarning, match="memory budget"):
         resolve_checkpoint(sched, trap, T, F32, "auto", memory_budget=tight, scratch_bytes=8)
+
+
+def test_compiled_path_counts_steps_not_diagonals(small):
+    """The compiled path checkpoints every k steps: its k and memory estimate count T steps, the wavefront's T + depth
+    - 1 diagonals."""
+    sched = Schedule.from_network(small)
+    cell, T = StaticMuskingum(), 400
+    k_wave = resolve_checkpoint(sched, cell, T, F64, "auto")
+    k_step = resolve_checkpoint(sched, cell, T, F64, "auto", per_step=True)
+    c_snap, c_hist = 2, 2  # Q and the message at each checkpoint; Q and I kept per diagonal
+    assert k_step == round(math.sqrt(c_snap * T / c_hist)) and k_wave == round(
+        math.sqrt(c_snap * (T + sched.n_levels - 1) / c_hist)) and k_wave >= k_step
+    assert checkpoint_bytes(sched, cell, T, F64, 10, per_step=True) == (2 * 40 + 2 * 11) * sched.n * 8

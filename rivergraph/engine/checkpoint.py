@@ -47,12 +47,18 @@ def history_bytes(sched: Schedule, cell: Cell, n_steps: int, dtype: torch.dtype)
 
 
 def checkpoint_bytes(sched: Schedule, cell: Cell, n_steps: int, dtype: torch.dtype, every: int,
-                     scratch_bytes: int = 0) -> int:
-    """Bytes of the checkpoints and the recomputed segment with a checkpoint every ``every`` diagonals
-    (``scratch_bytes`` per reach kept beside the states at each checkpoint, see :func:`resolve_checkpoint`)."""
+                     scratch_bytes: int = 0, per_step: bool = False) -> int:
+    """Bytes of the checkpoints and the recomputed segment with a checkpoint every ``every`` diagonals (steps with
+    ``per_step``; ``scratch_bytes`` per reach kept beside the states at each checkpoint; see
+    :func:`resolve_checkpoint`)."""
     c_snap, c_hist = _counts(cell, dtype, scratch_bytes)
-    n_diag = n_steps + sched.n_levels - 1
+    n_diag = _segments_of(sched, n_steps, per_step)
     return round((c_snap * math.ceil(n_diag / every) + c_hist * (every + 1)) * sched.n * _itemsize(dtype))
+
+
+def _segments_of(sched: Schedule, n_steps: int, per_step: bool) -> int:
+    """The units a checkpoint interval counts: T steps, or the wavefront's T + depth - 1 diagonals."""
+    return n_steps if per_step else n_steps + sched.n_levels - 1
 
 
 def parse_memory(budget: int | float | str | None) -> int | None:
@@ -70,7 +76,7 @@ def parse_memory(budget: int | float | str | None) -> int | None:
 
 def resolve_checkpoint(sched: Schedule, cell: Cell, n_steps: int, dtype: torch.dtype,
                        every: int | str | None, memory_budget: int | float | str | None = None,
-                       scratch_bytes: int = 0) -> int | None:
+                       scratch_bytes: int = 0, per_step: bool = False) -> int | None:
     """Diagonals per checkpoint segment for a sweep, or None for the full histories.
 
     ``every``: None (full histories, unless ``memory_budget`` is given and they do not fit it), an int
@@ -78,12 +84,13 @@ def resolve_checkpoint(sched: Schedule, cell: Cell, n_steps: int, dtype: torch.d
     fit ``memory_budget`` (fastest, no recomputation), else the memory-minimising k* (warns when even that
     exceeds the budget). ``memory_budget`` (bytes or e.g. ``"6GiB"``) bounds the adjoint's own buffers, not
     the forcings, outputs and their gradients; ``scratch_bytes`` per reach are what the engine keeps at each
-    checkpoint beside the states (the compiled trapezoid's depth scratch, ``compiled.snapshot_scratch_bytes``).
+    checkpoint beside the states (the compiled trapezoid's depth scratch, ``compiled.snapshot_scratch_bytes``);
+    ``per_step``: the engine checkpoints steps, not diagonals (the compiled path: T units, not T + depth).
     """
     budget = parse_memory(memory_budget)
     if every is None and budget is None:
         return None
-    n_diag = n_steps + sched.n_levels - 1
+    n_diag = _segments_of(sched, n_steps, per_step)
     if isinstance(every, str):
         if every != "auto":
             raise ValueError(f"checkpoint_every must be None, a positive int or 'auto', got {every!r}")
@@ -96,7 +103,7 @@ def resolve_checkpoint(sched: Schedule, cell: Cell, n_steps: int, dtype: torch.d
     c_snap, c_hist = _counts(cell, dtype, scratch_bytes)
     k = max(1, min(n_diag, round(math.sqrt(c_snap * n_diag / c_hist))))
     if budget is not None:
-        need = checkpoint_bytes(sched, cell, n_steps, dtype, k, scratch_bytes)
+        need = checkpoint_bytes(sched, cell, n_steps, dtype, k, scratch_bytes, per_step)
         if need > budget:
             warnings.warn(f"checkpointed adjoint needs ~{need / 2 ** 30:.2f} GiB for {n_steps} steps on {sched.n} "
                           f"reaches, over the memory budget of {budget / 2 ** 30:.2f} GiB; route in shorter chunks",
