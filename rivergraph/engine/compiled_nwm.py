@@ -74,9 +74,10 @@ def _section(h, bw, z, sz, bfd, twcc, ncc):  # pragma: no cover - compiled
 @inline
 def _celerity(A, Ac, R, r23, h_in, h_over, n, ncc, rs, bw, z, sz):  # pragma: no cover - compiled
     """Kinematic celerity Ck (m/s) of the section (SUBMUSKINGCUNGE; :func:`rivergraph.physics.nwm.nwm_celerity`):
-    in the channel rs/n [5/3 R^(2/3) - 2/3 R^(5/3) 2 sz/(bw + 2 h_in z)] (R^(5/3) as R r23, as torch's), above bankfull area-weighted with the
-    floodplain's rs/ncc 5/3 h_over^(2/3); 0 without area, floored at 0. rs = sqrt(s0), r23 = R^(2/3). The floodplain
-    term only above bankfull, as SUBMUSKINGCUNGE (and torch's ``nwm_celerity``)."""
+    in the channel rs/n [5/3 R^(2/3) - 2/3 R^(5/3) 2 sz/(bw + 2 h_in z)] (R^(5/3) as R r23, as torch's), above
+    bankfull area-weighted with the floodplain's rs/ncc 5/3 h_over^(2/3); 0 without area, floored at 0.
+    rs = sqrt(s0), r23 = R^(2/3). The floodplain term only above bankfull, as SUBMUSKINGCUNGE (and torch's
+    ``nwm_celerity``)."""
     k_ch = rs / n * (5.0 / 3.0 * r23 - 2.0 / 3.0 * (R * r23) * (2.0 * sz / (bw + 2.0 * h_in * z)))
     tot = A + Ac
     if not tot > 0.0:
@@ -115,6 +116,20 @@ def _coefficients(h, q_ref, x_floor, dx, n, ncc, s0, rs, bw, z, sz, bfd, twcc, d
 
 
 @inline
+def _guard_c4(C1, C2, C3, C4, qup, quc, qdp):  # pragma: no cover - compiled
+    """SUBMUSKINGCUNGE's guard (``_clip_c4``): a negative C4 (a loss) removes at most the routed water
+    C1 qup + C2 quc + C3 qdp; returns (C4, routed)."""
+    routed = C1 * qup + C2 * quc + C3 * qdp
+    return (-routed if (C4 < 0.0 and abs(C4) > routed) else C4), routed
+
+
+@inline
+def _reach_constants(s0, z, bw, tw):  # pragma: no cover - compiled
+    """sqrt(s0), sqrt(1 + z^2) and the bankfull depth of one reach."""
+    return math.sqrt(s0), math.sqrt(1.0 + z * z), _bankfull_depth(bw, tw, z)
+
+
+@inline
 def _residual(h, q_ref, x_floor, dx, n, ncc, s0, rs, bw, z, sz, bfd, twcc, dt, qup, quc, qdp, ql):
     # pragma: no cover - compiled
     """One secant evaluation at depth h (m): ``(Qj, Qmc)`` (m3/s), Qmc = C1 qup + C2 quc + C3 qdp + C4 with the
@@ -123,11 +138,9 @@ def _residual(h, q_ref, x_floor, dx, n, ncc, s0, rs, bw, z, sz, bfd, twcc, dt, q
     (``_clip_c4``); Q_Manning = (A + Ac) R^(2/3) rs / n_eff, n_eff = (P n + Pc ncc)/(P + Pc)."""
     C1, C2, C3, C4, _, _, A, Ac, P, Pc, r23 = _coefficients(h, q_ref, x_floor, dx, n, ncc, s0, rs, bw, z, sz, bfd,
                                                             twcc, dt, ql)
-    routed = C1 * qup + C2 * quc + C3 * qdp
-    if C4 < 0.0 and abs(C4) > routed:
-        C4 = -routed
+    C4, routed = _guard_c4(C1, C2, C3, C4, qup, quc, qdp)
     n_eff = (P * n + Pc * ncc) / (P + Pc)
-    qmc = C1 * qup + C2 * quc + C3 * qdp + C4
+    qmc = routed + C4
     return qmc - (A + Ac) * r23 * rs / n_eff, qmc
 
 
@@ -141,8 +154,7 @@ def secant_kernel(depth, dx, n, ncc, s0, bw, tw, twcc, z, qup, quc, qdp, ql, dt,
     for i in range(depth.shape[0]):
         dxi, ni, ncci, s0i, bwi, zi, twcci = dx[i], n[i], ncc[i], s0[i], bw[i], z[i], twcc[i]
         qu, qc, qd, qli = qup[i], quc[i], qdp[i], ql[i]
-        rs, sz = math.sqrt(s0i), math.sqrt(1.0 + zi * zi)
-        bfd = _bankfull_depth(bwi, tw[i], zi)
+        rs, sz, bfd = _reach_constants(s0i, zi, bwi, tw[i])
         d = depth[i] if depth[i] > 0.0 else 0.0
         h = d * 1.33 + min_depth
         h0 = d * 0.67
@@ -194,14 +206,11 @@ def finish_kernel(h0, h, q0, dx, n, ncc, s0, bw, tw, twcc, z, qup, quc, qdp, ql,
     for i in range(h.shape[0]):
         dxi, ni, ncci, s0i, bwi, zi, twcci = dx[i], n[i], ncc[i], s0[i], bw[i], z[i], twcc[i]
         qu, qc, qd, qli = qup[i], quc[i], qdp[i], ql[i]
-        rs, sz = math.sqrt(s0i), math.sqrt(1.0 + zi * zi)
-        bfd = _bankfull_depth(bwi, tw[i], zi)
+        rs, sz, bfd = _reach_constants(s0i, zi, bwi, tw[i])
         qmc0 = _residual(h0[i], q0[i], 0.0, dxi, ni, ncci, s0i, rs, bwi, zi, sz, bfd, twcci, dt, qu, qc, qd, qli)[1]
         C1, C2, C3, C4, K, X = _coefficients(h[i], qmc0, 0.25, dxi, ni, ncci, s0i, rs, bwi, zi, sz, bfd, twcci, dt,
                                              qli)[:6]
-        routed = C1 * qu + C2 * qc + C3 * qd
-        if C4 < 0.0 and abs(C4) > routed:
-            C4 = -routed
+        C4, routed = _guard_c4(C1, C2, C3, C4, qu, qc, qd)
         qmc = routed + C4
         q, created = qmc, 0.0
         if qmc < 0.0:
