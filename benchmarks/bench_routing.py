@@ -138,10 +138,23 @@ def _fwd_bwd(forward, backward: bool, sync) -> tuple[float, float]:
     return t_fwd, _timed(lambda: y.square().sum().backward(), sync)[1]
 
 
+def mode_params(net, mode: str, dt: float, dtype, device="cpu") -> dict:
+    """The benchmark's parameters of a router mode ("mc": the trapezoid): power law n from the network, p = 10,
+    q = 0.5; static RAPID-style K, X (K >= dt/2); the trapezoid n from the network (its geometry columns)."""
+    import torch
+
+    N = len(net)
+    col = lambda c: torch.as_tensor(net.attrs[c].to_numpy(copy=True), dtype=dtype, device=device)  # noqa: E731
+    if mode == "power_law":
+        return {"n": col("n"), "width_coef": torch.full((N,), 10.0, dtype=dtype, device=device),
+                "width_exp": torch.full((N,), 0.5, dtype=dtype, device=device)}
+    if mode == "static":  # gradients flow to k and x
+        return {"k": col("musk_s").clamp_min(dt / 2), "x": col("musx")}
+    return {"n": col("n")}
+
+
 def _wavefront_case(case, net, q, dt, dtype, device, sync):
     import warnings
-
-    import torch
 
     from rivergraph import MuskingumCunge
 
@@ -154,19 +167,9 @@ def _wavefront_case(case, net, q, dt, dtype, device, sync):
         kw["checkpoint_every"] = "auto" if case["checkpoint"] == "auto" else int(case["checkpoint"])
         kw["memory_budget"] = case.get("memory_budget")
     router = MuskingumCunge(net, dt=dt, mode=mode, device=device, **kw)
-    if mode == "power_law":
-        params = {"n": torch.as_tensor(net.attrs["n"].to_numpy(copy=True), dtype=dtype, device=device),
-                  "width_coef": torch.full((N,), 10.0, dtype=dtype, device=device),
-                  "width_exp": torch.full((N,), 0.5, dtype=dtype, device=device)}
-        if not hasattr(router, "channel"):  # a --compare checkout from before the channel registry: p, q
-            params["p"], params["q"] = params.pop("width_coef"), params.pop("width_exp")
-    elif mode == "static":
-        # RAPID-style K, X (K >= dt/2); gradients flow to k and x
-        params = {"k": torch.as_tensor(net.attrs["musk_s"].to_numpy(copy=True), dtype=dtype,
-                                       device=device).clamp_min(dt / 2),
-                  "x": torch.as_tensor(net.attrs["musx"].to_numpy(copy=True), dtype=dtype, device=device)}
-    else:
-        params = {"n": torch.as_tensor(net.attrs["n"].to_numpy(copy=True), dtype=dtype, device=device)}
+    params = mode_params(net, mode, dt, dtype, device)
+    if mode == "power_law" and not hasattr(router, "channel"):  # a --compare checkout before the channel registry
+        params["p"], params["q"] = params.pop("width_coef"), params.pop("width_exp")
     outputs = net.outlets.tolist() + list(range(0, N, 97))
     warnings.simplefilter("ignore")
     # warm-up with the timed step count: the one-off set-up of a step count (the engine's per-diagonal plan)

@@ -58,14 +58,7 @@ def run_mode(mode: str, T: int, reaches: int, n_gauges: int) -> dict:
         blk.uniform_(generator=g)
         blk.mul_(storm[t0:t0 + 512]).add_(base)
     router = MuskingumCunge(net, dt=3600.0, mode=mode, engine="compiled", checkpoint_every="auto")
-    if mode == "power_law":
-        params = {"n": torch.full((N,), 0.05), "width_coef": torch.full((N,), 10.0),
-                  "width_exp": torch.full((N,), 0.5)}
-    elif mode == "static":
-        params = {"k": torch.as_tensor(net.attrs["musk_s"].to_numpy(copy=True), dtype=torch.float32).clamp_min(1800.0),
-                  "x": torch.as_tensor(net.attrs["musx"].to_numpy(copy=True), dtype=torch.float32)}
-    else:
-        params = {"n": torch.as_tensor(net.attrs["n"].to_numpy(copy=True), dtype=torch.float32)}
+    params = br.mode_params(net, mode, 3600.0, torch.float32)
     gauges = torch.arange(0, N, max(1, N // n_gauges))
     router(q[:4], balance=False, **{k: v.clone().requires_grad_(True) for k, v in params.items()}).sum().backward()
     cell = (StaticMuskingum(3600.0) if mode == "static" else
