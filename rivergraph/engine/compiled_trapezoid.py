@@ -74,24 +74,29 @@ def _exponent(x):  # pragma: no cover - compiled
 
 
 @inline
-def _newton(h, K3, B, z, s):  # pragma: no cover - compiled
-    """One Newton step on log h towards the root of log r = 0, r = A^5 / (P^2 K3) (module docstring), from h:
-    (new h, the step, whether the start was far). log r is 2 (r - 1)/(r + 1) where the binary exponents of A^5 and P^2 K3 differ by at
-    most 1 (r in (1/4, 4): exact to rounding near the root, no log), else the exponents' difference times ln 2
-    (within ln 2 of log r: a far start moves by the clamp's +-2 at once instead of the rational form's
-    |2 (r - 1)/(r + 1)| < 2, which would crawl). h exp(-step) is (its 4th-order series at step/4)^4, step
-    clamped to +-2 as :func:`~rivergraph.physics.channels.trapezoid_depth` (positive for every step; exact to
-    rounding for the small steps near the root)."""
+def _terms(h, K3, B, z, s):  # pragma: no cover - compiled
+    """At depth h: A^5, M = P^2 K3 (r = A^5 / M) and the factors of d log h / d log r = A P / D,
+    D = h (5 T P - 4 s A)."""
     A = (B + z * h) * h
     P = B + 2.0 * h * s
     A2 = A * A
-    A5 = A2 * A2 * A
-    M = P * P * K3
+    return A2 * A2 * A, P * P * K3, A * P, h * (5.0 * (B + 2.0 * z * h) * P - 4.0 * s * A)
+
+
+@inline
+def _newton(h, K3, B, z, s):  # pragma: no cover - compiled
+    """One Newton step on log h towards the root of log r = 0, r = A^5 / (P^2 K3) (module docstring), from h:
+    (new h, the step, whether the start was far). log r is 2 (r - 1)/(r + 1) where the binary exponents of A^5
+    and P^2 K3 differ by at most 1 (r in (1/4, 4): exact to rounding near the root, no log), else the exponents'
+    difference times ln 2 (within ln 2 of log r: a far start moves by the clamp's +-2 at once instead of the
+    rational form's |2 (r - 1)/(r + 1)| < 2, which would crawl). h exp(-step) is (its 4th-order series at
+    step/4)^4, step clamped to +-2 as :func:`~rivergraph.physics.channels.trapezoid_depth` (positive for every
+    step; exact to rounding for the small steps near the root)."""
+    A5, M, AP, D = _terms(h, K3, B, z, s)
     kd = _exponent(A5) - _exponent(M)
     far = abs(kd) > 1.5
     num = kd * _LN2 * (A5 + M) if far else 2.0 * (A5 - M)
-    # log r over d log r / d log h = h (5 T / A - 4 s / P), one division
-    step = num * A * P / ((A5 + M) * h * (5.0 * (B + 2.0 * z * h) * P - 4.0 * s * A))
+    step = num * AP / ((A5 + M) * D)  # log r over d log r / d log h, one division
     x = 0.25 * min(max(step, -2.0), 2.0)
     e = 1.0 - x * (1.0 - x * (0.5 - x * (1.0 / 6.0 - x / 24.0)))
     e2 = e * e
@@ -102,12 +107,8 @@ def _newton(h, K3, B, z, s):  # pragma: no cover - compiled
 def _newton_near(h, K3, B, z, s):  # pragma: no cover - compiled
     """:func:`_newton` for a start near the root (every reach of the level near at the start of the pass
     before): log r by 2 (r - 1)/(r + 1) only, h exp(-step) by its 4th-order series (|step| < 0.4 there)."""
-    A = (B + z * h) * h
-    P = B + 2.0 * h * s
-    A2 = A * A
-    A5 = A2 * A2 * A
-    M = P * P * K3
-    step = 2.0 * (A5 - M) * A * P / ((A5 + M) * h * (5.0 * (B + 2.0 * z * h) * P - 4.0 * s * A))
+    A5, M, AP, D = _terms(h, K3, B, z, s)
+    step = 2.0 * (A5 - M) * AP / ((A5 + M) * D)
     return h * (1.0 - step * (1.0 - step * (0.5 - step * (1.0 / 6.0 - step / 24.0)))), step
 
 
