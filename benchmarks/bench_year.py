@@ -71,7 +71,7 @@ def run_mode(mode: str, T: int, reaches: int, n_gauges: int) -> dict:
     Q.square().sum().backward()
     t_fb = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    scratch = snapshot_scratch_bytes(cell)
+    scratch = snapshot_scratch_bytes(cell, torch.float32)
     k = resolve_checkpoint(router.sched, cell, T, torch.float32, "auto", None, scratch, per_step=True)
     est = checkpoint_bytes(router.sched, cell, T, torch.float32, k, scratch, per_step=True) / 2**20
     finite = all(bool(torch.isfinite(v.grad).all()) and bool(v.grad.abs().sum() > 0) for v in pp.values())

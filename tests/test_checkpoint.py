@@ -112,8 +112,8 @@ def test_memory_model_and_policy(small):
 
 
 def test_memory_model_counts_the_compiled_trapezoid_depth_scratch(small):
-    """The compiled trapezoid keeps one float64 depth per reach at each checkpoint: the estimate counts it, the
-    engine reports it, and with float32 states it is two vectors more per checkpoint."""
+    """The compiled trapezoid keeps one depth per reach at each checkpoint, in the states' dtype: the estimate
+    counts it and the engine reports it."""
     from rivergraph.engine.cells import MuskingumCungeCell
     from rivergraph.engine.compiled import snapshot_scratch_bytes
     from rivergraph.physics.channels import get_channel
@@ -121,15 +121,16 @@ def test_memory_model_counts_the_compiled_trapezoid_depth_scratch(small):
     sched = Schedule.from_network(small)
     trap = MuskingumCungeCell(get_channel("trapezoid"), 3600.0)
     T, k, F32 = 1000, 30, torch.float32
-    assert snapshot_scratch_bytes(trap) == 8 and snapshot_scratch_bytes(StaticMuskingum()) == 0
+    assert snapshot_scratch_bytes(trap, torch.float64) == 8 and snapshot_scratch_bytes(trap, F32) == 4
+    assert snapshot_scratch_bytes(StaticMuskingum(), F32) == 0
     n_snap = math.ceil((T + sched.n_levels - 1) / k)
-    extra = checkpoint_bytes(sched, trap, T, F32, k, scratch_bytes=8) - checkpoint_bytes(sched, trap, T, F32, k)
-    assert extra == n_snap * sched.n * 8
+    extra = checkpoint_bytes(sched, trap, T, F32, k, scratch_bytes=4) - checkpoint_bytes(sched, trap, T, F32, k)
+    assert extra == n_snap * sched.n * 4
     # the auto rule sees it too: a budget the states' checkpoints alone fit, the scratch does not
-    k_auto = resolve_checkpoint(sched, trap, T, F32, "auto", scratch_bytes=8)
+    k_auto = resolve_checkpoint(sched, trap, T, F32, "auto", scratch_bytes=4)
     tight = checkpoint_bytes(sched, trap, T, F32, k_auto)
     with pytest.warns(UserWarning, match="memory budget"):
-        resolve_checkpoint(sched, trap, T, F32, "auto", memory_budget=tight, scratch_bytes=8)
+        resolve_checkpoint(sched, trap, T, F32, "auto", memory_budget=tight, scratch_bytes=4)
 
 
 def test_compiled_path_counts_steps_not_diagonals(small):

@@ -111,11 +111,11 @@ def test_trapezoid_balance_matches_torch(basin_08159000):
 
 
 def test_depth_solve_matches_torch_from_any_start():
-    """engine/compiled_trapezoid.solve_depths: the normal depth of torch's ``trapezoid_depth`` to rounding, from the
+    """engine/compiled_trapezoid.SOLVERS: the normal depth of torch's ``trapezoid_depth`` to rounding, from the
     cold-start guess and warm-started from the root of another flow up to 9 decades away (rectangles among the
     shapes), one level of 20,000 reaches and the same reaches one at a time (a level's slowest reach sets its
-    passes: the others' depths move by rounding only)."""
-    from rivergraph.engine.compiled_trapezoid import TOLERANCE, cold_depth, solve_depths
+    passes: the others' depths move by rounding only); the float32 solve (float32 states) to float32 rounding."""
+    from rivergraph.engine.compiled_trapezoid import SOLVERS, TOLERANCE, cold_depth
     from rivergraph.physics.channels import trapezoid_depth
 
     rng = np.random.default_rng(1)
@@ -127,16 +127,42 @@ def test_depth_solve_matches_torch_from_any_start():
     h0, h1 = (trapezoid_depth(*(torch.from_numpy(x) for x in (Q, n, S0, B, z))).numpy() for Q in (Q0, Q1))
     K3 = (Q1 * nk) ** 3
     cold = np.array([cold_depth(Q1[i], nk[i], B[i]) for i in range(M)])
-    tol = TOLERANCE[np.dtype(np.float64)]
+    f64, u = np.dtype(np.float64), np.uint64
     for start in (h0, cold):
         whole = start.copy()
-        solve_depths(0, M, K3, B, z, s, whole, tol)
+        assert SOLVERS[f64](u(0), u(M), K3, B, z, s, whole, TOLERANCE[f64])
         assert np.abs(whole / h1 - 1).max() < 1e-13
         single = start.copy()
         for i in range(0, M, 97):
-            solve_depths(i, i + 1, K3, B, z, s, single, tol)
+            assert SOLVERS[f64](u(i), u(i + 1), K3, B, z, s, single, TOLERANCE[f64])
             assert abs(single[i] / h1[i] - 1) < 1e-13
-    # float32 states' tolerance: the error left is of order the last step squared, far below their rounding
-    loose = h0.copy()
-    solve_depths(0, M, K3, B, z, s, loose, TOLERANCE[np.dtype(np.float32)])
-    assert np.abs(loose / h1 - 1).max() < 1e-9
+    # float32: the root of the float32-rounded equation (K3, B, z, s as the kernel holds them) to a few ulps; these
+    # shapes and flows take A^5 past float32's range (depths up to 150 km): the kernels' float64 rescue solves them
+    from rivergraph.engine.compiled_trapezoid import rescue_depths
+
+    f32 = np.dtype(np.float32)
+    K3f, Bf, zf, sf = (x.astype(np.float32) for x in (K3, B, z, s))
+    exact = h1.copy()
+    assert SOLVERS[f64](u(0), u(M), *(x.astype(np.float64) for x in (K3f, Bf, zf, sf)), exact, TOLERANCE[f64])
+    for start in (h0, cold):
+        h32 = start.astype(np.float32)
+        if not SOLVERS[f32](u(0), u(M), K3f, Bf, zf, sf, h32, f32.type(TOLERANCE[f32])):
+            rescue_depths(u(0), u(M), K3f, Bf, zf, sf, h32)
+        assert h32.dtype == np.float32 and np.abs(h32 / exact - 1).max() < 5e-7
+
+
+def test_depth_solve_rescue():
+    """A level that does not converge (float32's A^5 beyond 3e38: a 150 km wide channel 500 m deep; NaN) is solved
+    again reach by reach in float64 (``rescue_depths``); a reach that cannot converge gets NaN, never a wrong depth."""
+    from rivergraph.engine.compiled_trapezoid import SOLVERS, TOLERANCE, rescue_depths
+
+    B, z = np.array([1e5, 10.0, 10.0], np.float32), np.array([100.0, 1.0, 1.0], np.float32)
+    s = np.sqrt(1 + z.astype(np.float64) ** 2).astype(np.float32)
+    h = np.array([500.0, 1.0, 1.0])
+    K3 = ((B + z * h) * h) ** 5 / (B + 2 * h * s) ** 2  # float64: the roots are h
+    K3[2] = np.nan
+    K3 = K3.astype(np.float32)
+    hs, u, f32 = np.full(3, 400.0, np.float32), np.uint64, np.dtype(np.float32)
+    assert not SOLVERS[f32](u(0), u(3), K3, B, z, s, hs, f32.type(TOLERANCE[f32]))
+    rescue_depths(u(0), u(3), K3, B, z, s, hs)
+    assert abs(hs[0] / 500.0 - 1) < 1e-6 and abs(hs[1] - 1.0) < 1e-6 and np.isnan(hs[2])

@@ -94,10 +94,10 @@ def use_compiled(sched: Schedule, cell: Cell, engine: str, needs_grad: bool = Fa
     return ok
 
 
-def snapshot_scratch_bytes(cell: Cell) -> int:
+def snapshot_scratch_bytes(cell: Cell, dtype: torch.dtype) -> int:
     """Bytes per reach the cell's compiled kernel keeps at each checkpoint beside the states and the inflow (the
-    trapezoid's warm-start depths, one float64), for the checkpoint memory estimate."""
-    return _kernel(cell).SNAPSHOT_SCRATCH_BYTES
+    trapezoid's warm-start depths, in the states' ``dtype``), for the checkpoint memory estimate."""
+    return _kernel(cell).SNAPSHOT_SCRATCH * torch.finfo(dtype).bits // 8
 
 
 def _output_layout(q, out_pos, out_sorted):

@@ -48,6 +48,12 @@ if numba is not None:
         return types.float64(types.int64), lambda context, builder, sig, args: builder.bitcast(args[0],
                                                                                              ir.DoubleType())
 
+    @intrinsic
+    def _bits32(typingctx, x):
+        """The int32 with the bits of float32 x."""
+        return types.int32(types.float32), lambda context, builder, sig, args: builder.bitcast(args[0],
+                                                                                             ir.IntType(32))
+
     @inline
     def _exp_reduce(xc):  # pragma: no cover - compiled
         """x = n ln 2 + r, |r| <= ln 2 / 2 (ln 2 in two parts): (n, r)."""

@@ -324,8 +324,8 @@ class MCKernel:
     (Q, S), parameters (k_c, k_u, a_3, dx) [N] float64 (:func:`power_law_constants` and the length); histories
     Q, I and, for the conservative form, S."""
 
-    SNAPSHOT_SCRATCH_BYTES = 0
-    """Bytes per reach kept at each checkpoint beside the states (``compiled.snapshot_scratch_bytes``)."""
+    SNAPSHOT_SCRATCH = 0
+    """Vectors (of the states' dtype) kept at each checkpoint beside the states (``compiled.snapshot_scratch_bytes``)."""
     INFLOW_HISTORY = True  # the adjoint reads the inflow history
 
     n_states = 2

@@ -64,8 +64,8 @@ class StaticKernel:
     """Static Muskingum for :class:`~rivergraph.engine.compiled.CompiledSweep`: one state (Q), parameters
     (c1, c2, c3, c4) [N] in the states' dtype; histories Q and I."""
 
-    SNAPSHOT_SCRATCH_BYTES = 0
-    """Bytes per reach kept at each checkpoint beside the states (``compiled.snapshot_scratch_bytes``)."""
+    SNAPSHOT_SCRATCH = 0
+    """Vectors (of the states' dtype) kept at each checkpoint beside the states (``compiled.snapshot_scratch_bytes``)."""
     INFLOW_HISTORY = True  # the adjoint reads the inflow history
 
     n_states = 1

@@ -8,25 +8,30 @@ Per step t, the reaches in level order, each one step of :func:`rivergraph.physi
     c0 = (Qr / A) (5/3 - 4/3 s A / (T P)),   u = Qr / (T S0 dx)
 
 (Manning; Chow, Maidment & Mays 1988, 9.4) and the shared Cunge step (:func:`compiled_mc.cunge_reach`: the
-celerity bounds, K = dx/c, X = 0.5 (1 - u/c) clipped, positivity, the Muskingum update). All arithmetic is
+celerity bounds, K = dx/c, X = 0.5 (1 - u/c) clipped, positivity, the Muskingum update). That arithmetic is
 float64 whatever the states' dtype (the parameters are read in the states' precision,
-``compiled_base.in_precision``).
+``compiled_base.in_precision``); the depth solve computes in the states' dtype, as the torch path does.
 
-Depth (:func:`solve_depths`), per level (the reaches of a level are independent): Newton passes on log h towards
-the root of log r = 0, r = A^5 / (P^2 K3), K3 = (Qr n / sqrt(S0))^3 (Manning cubed), each pass one vectorised
-loop over the level with no log or exp (:func:`_newton`): log r is 2 (r - 1)/(r + 1) near the root (the same
-root, Newton's quadratic convergence kept, one division) and the difference of the binary exponents times ln 2
-far from it (once no reach of the level starts far, the passes drop that branch); h exp(-step) is a short
-series. Passes stop when every step of the level is below ``TOLERANCE``
-(the error left is of order that step squared: 1e-16 for float64 states, 1e-10 for float32 ones). The start is
-the reach's depth of its previous reach-step (a per-reach scratch), or on the first step the torch path's
-wide-rectangle guess (Qr n / (B sqrt(S0)))^(3/5). Before (one scalar Newton loop per reach, a log per
-iteration) the forward ran at 3.7e6 reach-steps/s on the 300k tree; per level vectorised, 4e7; with the
-first-step guess in a loop of its own (inside the start loop its select computed an exp and a log for every
-reach-step) and no log pass, 5e7. The forward keeps the scratch at each checkpoint (one float64 per reach:
-with float32 states, 2/3 more checkpoint memory than Q, S, I alone) so that a recomputed segment starts from
-the same depths (the checkpointed adjoint stays bit-identical to the full-history one); the adjoint has a
-scratch of its own, warm-started the same way in reverse order.
+Depth (``SOLVERS``, :func:`_depth_solver`), per level (the reaches of a level are independent): Newton passes on
+log h towards the root of log r = 0, r = A^5 / (P^2 K3), K3 = (Qr n / sqrt(S0))^3 (Manning cubed), each pass one
+vectorised loop over the level with no log or exp: log r is 2 (r - 1)/(r + 1) near the root (the same root,
+Newton's quadratic convergence kept, one division) and the difference of the binary exponents times ln 2 far
+from it (once no reach of the level starts far, the passes drop that branch); h exp(-step) is a short series.
+Passes stop when every step of the level is below ``TOLERANCE`` (the error left is of order that step squared:
+1e-16 for float64 states, 1e-10 for float32 ones). The start is the reach's depth of its previous reach-step (a
+per-reach scratch in the states' dtype), or on the first step the torch path's wide-rectangle guess
+(Qr n / (B sqrt(S0)))^(3/5). A level that does not converge (with float32 states, A^5 or P^2 K3 past 3e38, a
+channel some 100 km wide; NaN) is solved again reach by reach in float64 (:func:`rescue_depths`).
+
+Speed on the 300k tree (float32 states, one thread): one scalar Newton loop per reach, a log per iteration,
+3.7e6 reach-steps/s; per level vectorised, 4e7; the first-step guess in a loop of its own (inside the start
+loop its select computed an exp and a log for every reach-step) and no log pass, 5e7; the passes' convergence
+flags as booleans (an integer count is int64 in numba, which held the float32 loop to 4 lanes; measured
+inside the pipeline, a pass of 0.8 ns per reach cost 1.3 ns with its count) and the float32 solve (8 lanes),
+5.7e7. The forward keeps the scratch at each checkpoint (one value per reach: a third more checkpoint memory
+than Q, S, I alone) so that a recomputed segment starts from the same depths (the checkpointed adjoint stays
+bit-identical to the full-history one); the adjoint has a scratch of its own, warm-started the same way in
+reverse order.
 
 Adjoint (:func:`_trap_bwd`): the reach-step recomputed from the kept Q, S, I histories, the Cunge step's VJP
 (:func:`compiled_mc.cunge_reach_vjp`), then by hand through (c0, u) -> (A, P, T, s) -> (h, B, z) and the
@@ -41,7 +46,7 @@ import torch
 
 from ..physics.channels import CELERITY_BOUNDS, MIN_REFERENCE_FLOW
 from .compiled_base import as_numpy, in_precision, inline, jit, read_row
-from .compiled_math import _bits, _float, vexp, vlog
+from .compiled_math import _bits, _bits32, _float, vexp, vlog
 from .compiled_mc import (
     MCKernel,
     carry_back,
@@ -61,6 +66,7 @@ TOLERANCE = {np.dtype(np.float64): float(np.finfo(np.float64).eps) ** 0.5, np.dt
 """The depth solve's stopping step per states' dtype: the error left is of order the last step squared
 (quadratic convergence), 1e-16 relative for float64 states and 1e-10 for float32 ones (600 times below their
 rounding, 6e-8)."""
+_TOL64 = TOLERANCE[np.dtype(np.float64)]
 _MAX_ITERS = 60
 _LN2 = 0.6931471805599453
 _EXPONENT_FIELD = 0x7FF
@@ -68,77 +74,111 @@ _MAGIC = 0x4330000000000000  # the bits of 2^52: OR-ed with an integer j < 2^52,
 
 
 @inline
-def _exponent(x):  # pragma: no cover - compiled
-    """The biased binary exponent of float64 x, as a float (bit operations only: vectorises)."""
+def _exponent64(x):  # pragma: no cover - compiled
+    """The biased binary exponent of float64 x, as a float64 (bit operations only: vectorises)."""
     return _float(((_bits(x) >> 52) & _EXPONENT_FIELD) | _MAGIC) - 4503599627370496.0
 
 
 @inline
-def _terms(h, K3, B, z, s):  # pragma: no cover - compiled
-    """At depth h: A^5, M = P^2 K3 (r = A^5 / M) and the factors of d log h / d log r = A P / D,
-    D = h (5 T P - 4 s A)."""
-    A = (B + z * h) * h
-    P = B + 2.0 * h * s
-    A2 = A * A
-    return A2 * A2 * A, P * P * K3, A * P, h * (5.0 * (B + 2.0 * z * h) * P - 4.0 * s * A)
+def _exponent32(x):  # pragma: no cover - compiled
+    """The biased binary exponent of float32 x, as a float32."""
+    return np.float32((_bits32(x) >> 23) & 0xFF)
 
 
-@inline
-def _newton(h, K3, B, z, s):  # pragma: no cover - compiled
-    """One Newton step on log h towards the root of log r = 0, r = A^5 / (P^2 K3) (module docstring), from h:
-    (new h, the step, whether the start was far). log r is 2 (r - 1)/(r + 1) where the binary exponents of A^5
-    and P^2 K3 differ by at most 1 (r in (1/4, 4): exact to rounding near the root, no log), else the exponents'
-    difference times ln 2 (within ln 2 of log r: a far start moves by the clamp's +-2 at once instead of the
-    rational form's |2 (r - 1)/(r + 1)| < 2, which would crawl). h exp(-step) is (its 4th-order series at
-    step/4)^4, step clamped to +-2 as :func:`~rivergraph.physics.channels.trapezoid_depth` (positive for every
-    step; exact to rounding for the small steps near the root)."""
-    A5, M, AP, D = _terms(h, K3, B, z, s)
-    kd = _exponent(A5) - _exponent(M)
-    far = abs(kd) > 1.5
-    num = kd * _LN2 * (A5 + M) if far else 2.0 * (A5 - M)
-    step = num * AP / ((A5 + M) * D)  # log r over d log r / d log h, one division
-    x = 0.25 * min(max(step, -2.0), 2.0)
-    e = 1.0 - x * (1.0 - x * (0.5 - x * (1.0 / 6.0 - x / 24.0)))
-    e2 = e * e
-    return h * (e2 * e2), step, far
+def _depth_solver(ftype, exponent):
+    """:func:`solve_depths` computing in ``ftype`` (float64, or float32 for float32 states: twice the lanes of a
+    vector), ``exponent`` its binary exponent."""
+    one, two, four, five, half, quarter = (ftype(v) for v in (1.0, 2.0, 4.0, 5.0, 0.5, 0.25))
+    sixth, over24, ln2, far_gap, clamp = (ftype(v) for v in (1.0 / 6.0, 1.0 / 24.0, _LN2, 1.5, 2.0))
+
+    @inline
+    def terms(h, K3, B, z, s):  # pragma: no cover - compiled
+        """At depth h: A^5, M = P^2 K3 (r = A^5 / M) and the factors of d log h / d log r = A P / D,
+        D = h (5 T P - 4 s A)."""
+        A = (B + z * h) * h
+        P = B + two * h * s
+        A2 = A * A
+        return A2 * A2 * A, P * P * K3, A * P, h * (five * (B + two * z * h) * P - four * s * A)
+
+    @inline
+    def newton(h, K3, B, z, s):  # pragma: no cover - compiled
+        """One Newton step on log h towards the root of log r = 0, r = A^5 / (P^2 K3) (module docstring), from h:
+        (new h, the step, whether the start was far). log r is 2 (r - 1)/(r + 1) where the binary exponents of
+        A^5 and P^2 K3 differ by at most 1 (r in (1/4, 4): exact to rounding near the root, no log), else the
+        exponents' difference times ln 2 (within ln 2 of log r: a far start moves by the clamp's +-2 at once
+        instead of the rational form's |2 (r - 1)/(r + 1)| < 2, which would crawl). h exp(-step) is (its
+        4th-order series at step/4)^4, step clamped to +-2 as :func:`~rivergraph.physics.channels.trapezoid_depth`
+        (positive for every step; exact to rounding for the small steps near the root)."""
+        A5, M, AP, D = terms(h, K3, B, z, s)
+        kd = exponent(A5) - exponent(M)
+        far = abs(kd) > far_gap
+        num = kd * ln2 * (A5 + M) if far else two * (A5 - M)
+        step = num * AP / ((A5 + M) * D)  # log r over d log r / d log h, one division
+        x = quarter * min(max(step, -clamp), clamp)
+        e = one - x * (one - x * (half - x * (sixth - x * over24)))
+        e2 = e * e
+        return h * (e2 * e2), step, far
+
+    @inline
+    def newton_near(h, K3, B, z, s):  # pragma: no cover - compiled
+        """``newton`` for a start near the root (every reach of the level near at the start of the pass
+        before): log r by 2 (r - 1)/(r + 1) only, h exp(-step) by its 4th-order series (|step| < 0.4 there)."""
+        A5, M, AP, D = terms(h, K3, B, z, s)
+        step = two * (A5 - M) * AP / ((A5 + M) * D)
+        return h * (one - step * (one - step * (half - step * (sixth - step * over24)))), step
+
+    @jit
+    def solve_depths(a, b, K3, B, z, s, hs, tol):  # pragma: no cover - compiled
+        """The normal depths of reaches a..b-1 in place on hs (their starts on entry), K3[k] = (Qr n / sqrt(S0))^3:
+        passes of ``newton`` over all of them (one vectorised loop each), after a pass whose starts were all
+        near the root those of ``newton_near`` (the same step there without the far branch: 7 % faster forward
+        on the 300k tree; no start then is far: the iteration only comes closer), until every step of a pass is
+        below ``tol`` (``TOLERANCE`` of the states' dtype), at most ``_MAX_ITERS``. A reach whose own iteration has
+        converged takes the level's remaining passes too (each moves it by rounding), so a reach's result depends
+        on its level's slowest one only at rounding level, the same in every run (the checkpointed recomputation
+        repeats it exactly)."""
+        far = True
+        for _ in range(_MAX_ITERS):
+            left = False
+            if far:
+                far = False
+                for k in range(a, b):
+                    h, step, f = newton(hs[k], K3[k], B[k], z[k], s[k])
+                    hs[k] = h
+                    left |= not abs(step) < tol  # NaN too
+                    far |= f
+            else:
+                for k in range(a, b):
+                    h, step = newton_near(hs[k], K3[k], B[k], z[k], s[k])
+                    hs[k] = h
+                    left |= not abs(step) < tol
+            if not left:
+                return True
+        return False
+
+    return solve_depths, newton
 
 
-@inline
-def _newton_near(h, K3, B, z, s):  # pragma: no cover - compiled
-    """:func:`_newton` for a start near the root (every reach of the level near at the start of the pass
-    before): log r by 2 (r - 1)/(r + 1) only, h exp(-step) by its 4th-order series (|step| < 0.4 there)."""
-    A5, M, AP, D = _terms(h, K3, B, z, s)
-    step = 2.0 * (A5 - M) * AP / ((A5 + M) * D)
-    return h * (1.0 - step * (1.0 - step * (0.5 - step * (1.0 / 6.0 - step / 24.0)))), step
+(_solve64, _newton64), (_solve32, _) = (_depth_solver(np.float64, _exponent64), _depth_solver(np.float32, _exponent32))
+SOLVERS = {np.dtype(np.float64): _solve64, np.dtype(np.float32): _solve32}
+"""The depth solve per states' dtype (:func:`_depth_solver`): whether every reach of the level converged."""
 
 
 @jit
-def solve_depths(a, b, K3, B, z, s, hs, tol):  # pragma: no cover - compiled
-    """The normal depths of reaches a..b-1 in place on hs (their starts on entry), K3[k] = (Qr n / sqrt(S0))^3:
-    passes of :func:`_newton` over all of them (one vectorised loop each), after a pass whose starts were all
-    near the root those of :func:`_newton_near` (the same step there without the far branch: 7 % faster forward
-    on the 300k tree; no start then is far: the iteration only comes closer), until every step of a pass is
-    below ``tol`` (``TOLERANCE`` of the states' dtype), at most ``_MAX_ITERS``. A reach whose own iteration has
-    converged takes the level's remaining passes too (each moves it by rounding), so a reach's result depends
-    on its level's slowest one only at rounding level, the same in every run (the checkpointed recomputation
-    repeats it exactly)."""
-    far = 1
-    for _ in range(_MAX_ITERS):
-        left = 0
-        if far:
-            far = 0
-            for k in range(a, b):
-                h, step, f = _newton(hs[k], K3[k], B[k], z[k], s[k])
-                hs[k] = h
-                left += abs(step) >= tol
-                far += f
-        else:
-            for k in range(a, b):
-                h, step = _newton_near(hs[k], K3[k], B[k], z[k], s[k])
-                hs[k] = h
-                left += abs(step) >= tol
-        if left == 0:
-            break
+def rescue_depths(a, b, K3, B, z, s, hs):  # pragma: no cover - compiled
+    """A level whose solve did not converge (in float32, A^5 or P^2 K3 beyond its range, 3e38; NaN), again reach
+    by reach in float64 from the wide-rectangle start (K3 / B^3)^(1/5), to float64's ``TOLERANCE``; NaN for a reach that does
+    not converge then either (never a depth that does not carry its flow)."""
+    for k in range(a, b):
+        K3k, Bk, zk, sk = np.float64(K3[k]), np.float64(B[k]), np.float64(z[k]), np.float64(s[k])
+        h = vexp(0.2 * vlog(K3k) - 0.6 * vlog(Bk))
+        done = False
+        for _ in range(_MAX_ITERS):
+            h, step, _f = _newton64(h, K3k, Bk, zk, sk)
+            if abs(step) < _TOL64:
+                done = True
+                break
+        hs[k] = h if done else np.nan
 
 
 @inline
@@ -194,7 +234,7 @@ def _channel_vjp(c0b, ub, Qr, h, B, z, s, n, S0, dx, u, A, P, T, G1, G2):  # pra
 @jit
 def _trap_fwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_mode,
               out_pos, Qh, Sh, Ih, keep, row, spb, hs, K3, stor, count, T, dt, positivity, conservative, derive, q_min,
-              c_lo, c_hi, tol):  # pragma: no cover - compiled
+              c_lo, c_hi, tol, solve_depths):  # pragma: no cover - compiled
     """Steps t0..t1-1 in place on Q, S, I_old and the depth scratch hs (as ``compiled_mc._mc_fwd``)."""
     for t in range(t0, t1):
         read_row(q[t], order, row)
@@ -206,7 +246,8 @@ def _trap_fwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Q,
             if t == 0:  # the scratch holds no depth yet (bind zeroes it; the snapshot of step 0 is that)
                 for k in range(a, b):  # its own loop: a select inside the one above computed exp and log always
                     hs[k] = cold_depth(reference_flow(I_new[k], I_old[k], Q[k], row[k], q_min)[1], nk[k], B[k])
-            solve_depths(a, b, K3, B, z, s, hs, tol)
+            if not solve_depths(a, b, K3, B, z, s, hs, tol):
+                rescue_depths(a, b, K3, B, z, s, hs)
             for k in range(a, b):
                 Ii, Io, Qo, ql = I_new[k], I_old[k], Q[k], row[k]
                 Qr = reference_flow(Ii, Io, Qo, ql, q_min)[1]
@@ -221,7 +262,7 @@ def _trap_fwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Q,
 @jit
 def _trap_bwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col,
               carry_q, carry_s, carry_m, m_bar, n_bar, S0_bar, B_bar, z_bar, dx_bar, u_bar, want_u, row, grow, gq,
-              hs, K3, dt, positivity, conservative, derive, q_min, c_lo, c_hi, tol):  # pragma: no cover - compiled
+              hs, K3, dt, positivity, conservative, derive, q_min, c_lo, c_hi, tol, solve_depths):  # pragma: no cover - compiled
     """Reverse steps t1-1..t0 (as ``compiled_mc._mc_bwd``), the depth scratch hs warm-starting each reach's
     Newton iterations from its depth of the step after."""
     for t in range(t1 - 1, t0 - 1, -1):
@@ -232,7 +273,8 @@ def _trap_bwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Qh
             gather_cotangents(a, b, gq, carry_q, m_bar, down, grow)
             for k in range(a, b):  # vectorised: the depth equations' right-hand sides
                 K3[k] = manning_cubed(reference_flow(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1], nk[k])
-            solve_depths(a, b, K3, B, z, s, hs, tol)
+            if not solve_depths(a, b, K3, B, z, s, hs, tol):
+                rescue_depths(a, b, K3, B, z, s, hs)
             for k in range(a, b):
                 Ii, Io, Qo, ql = Ii_h[k], Io_h[k], Qo_h[k], row[k]
                 Bk, zk, sk, dxk = B[k], z[k], s[k], dx[k]
@@ -261,7 +303,7 @@ class TrapezoidKernel(MCKernel):
     """Muskingum-Cunge on the trapezoid channel for :class:`~rivergraph.engine.compiled.CompiledSweep`: states
     (Q, S), parameters (n, S0, B, z, dx) [N] float64; histories as :class:`~rivergraph.engine.compiled_mc.MCKernel`."""
 
-    SNAPSHOT_SCRATCH_BYTES = 8  # the depth scratch h_fwd, one float64 per reach
+    SNAPSHOT_SCRATCH = 1  # the depth scratch h_fwd, in the states' dtype
 
     @staticmethod
     def parameters(params):
@@ -274,11 +316,12 @@ class TrapezoidKernel(MCKernel):
         self.p = (*in_precision((n, S0, B, z, np.sqrt(1.0 + z * z), n / np.sqrt(S0), dx, 1.0 / dx),
                                 self.q.dtype), self.lstart)
         self.derive = bool(torch.isnan(states0[1]).any())
-        self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS, TOLERANCE[self.q.dtype])
+        dt = self.q.dtype  # the depth solve's precision
+        self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS, dt.type(TOLERANCE[dt]), SOLVERS[dt])
         N = q.shape[1]
         self.row, self.grow = np.empty(N, dtype=self.q.dtype), np.empty(N, dtype=self.q.dtype)
-        self.spb, self.gq, self.K3 = np.empty(N), np.empty(N), np.empty(N)
-        self.h_fwd, self.h_bwd = np.zeros(N), np.zeros(N)  # depth scratch (0: the cold-start guess)
+        self.spb, self.gq, self.K3 = np.empty(N), np.empty(N), np.empty(N, dtype=dt)
+        self.h_fwd, self.h_bwd = np.zeros(N, dtype=dt), np.zeros(N, dtype=dt)  # depth scratch (0: cold start)
         self.h_snaps: dict[int, np.ndarray] = {}
 
     def forward(self, t0, t1, states, I_old, I_new, out, mode, opos, hist, keep, count):

@@ -337,7 +337,7 @@ def sweep(sched: Schedule, cell: Cell, forcings: Sequence[torch.Tensor], params:
         t.requires_grad for t in (*forcings, *params, *init_states, m0)))
     compiled = use_compiled(sched, cell, engine, needs_grad, m0.dtype)
     ckpt = resolve_checkpoint(sched, cell, T, m0.dtype, checkpoint_every, memory_budget,
-                              snapshot_scratch_bytes(cell) if compiled else 0, per_step=compiled)
+                              snapshot_scratch_bytes(cell, m0.dtype) if compiled else 0, per_step=compiled)
     if compiled:
         out, msg, states, diag = compiled_sweep(sched, cell, forcings, params, init_states, m0, pos,
                                                 outputs == "sorted", None if ckpt is None else min(ckpt, T),
