@@ -28,10 +28,10 @@ Speed on the 300k tree (float32 states, one thread): one scalar Newton loop per 
 loop its select computed an exp and a log for every reach-step) and no log pass, 5e7; the passes' convergence
 flags as booleans (an integer count is int64 in numba, which held the float32 loop to 4 lanes; measured
 inside the pipeline, a pass of 0.8 ns per reach cost 1.3 ns with its count) and the float32 solve (8 lanes),
-5.7e7. The forward keeps the scratch at each checkpoint (one value per reach: a third more checkpoint memory
-than Q, S, I alone) so that a recomputed segment starts from the same depths (the checkpointed adjoint stays
-bit-identical to the full-history one); the adjoint has a scratch of its own, warm-started the same way in
-reverse order.
+5.7e7; the first pass computing the right-hand sides (``solve_level``), 5 % more (in one process). The forward
+keeps the scratch at each checkpoint (one value per reach: a third more checkpoint memory than Q, S, I alone)
+so that a recomputed segment starts from the same depths (the checkpointed adjoint stays bit-identical to the
+full-history one); the adjoint has a scratch of its own, warm-started the same way in reverse order.
 
 Adjoint (:func:`_trap_bwd`): the reach-step recomputed from the kept Q, S, I histories, the Cunge step's VJP
 (:func:`compiled_mc.cunge_reach_vjp`), then by hand through (c0, u) -> (A, P, T, s) -> (h, B, z) and the
@@ -90,6 +90,7 @@ def _depth_solver(ftype, exponent):
     vector), ``exponent`` its binary exponent."""
     one, two, four, five, half, quarter = (ftype(v) for v in (1.0, 2.0, 4.0, 5.0, 0.5, 0.25))
     sixth, over24, ln2, far_gap, clamp = (ftype(v) for v in (1.0 / 6.0, 1.0 / 24.0, _LN2, 1.5, 2.0))
+    third, qmin = ftype(1.0 / 3.0), ftype(MIN_REFERENCE_FLOW)
 
     @inline
     def terms(h, K3, B, z, s):  # pragma: no cover - compiled
@@ -127,18 +128,11 @@ def _depth_solver(ftype, exponent):
         step = two * (A5 - M) * AP / ((A5 + M) * D)
         return h * (one - step * (one - step * (half - step * (sixth - step * over24)))), step
 
-    @jit
-    def solve_depths(a, b, K3, B, z, s, hs, tol):  # pragma: no cover - compiled
-        """The normal depths of reaches a..b-1 in place on hs (their starts on entry), K3[k] = (Qr n / sqrt(S0))^3:
-        passes of ``newton`` over all of them (one vectorised loop each), after a pass whose starts were all
-        near the root those of ``newton_near`` (the same step there without the far branch: 7 % faster forward
-        on the 300k tree; no start then is far: the iteration only comes closer), until every step of a pass is
-        below ``tol`` (``TOLERANCE`` of the states' dtype), at most ``_MAX_ITERS``. A reach whose own iteration has
-        converged takes the level's remaining passes too (each moves it by rounding), so a reach's result depends
-        on its level's slowest one only at rounding level, the same in every run (the checkpointed recomputation
-        repeats it exactly)."""
-        far = True
-        for _ in range(_MAX_ITERS):
+    @inline
+    def passes(a, b, K3, B, z, s, hs, tol, far, count):  # pragma: no cover - compiled
+        """Up to ``count`` passes over reaches a..b-1 (``far``: whether a start of the pass before was far):
+        whether the last one's steps were all below ``tol``."""
+        for _ in range(count):
             left = False
             if far:
                 far = False
@@ -156,12 +150,45 @@ def _depth_solver(ftype, exponent):
                 return True
         return False
 
-    return solve_depths, newton
+    @jit
+    def solve_depths(a, b, K3, B, z, s, hs, tol):  # pragma: no cover - compiled
+        """The normal depths of reaches a..b-1 in place on hs (their starts on entry), K3[k] = (Qr n / sqrt(S0))^3:
+        passes of ``newton`` over all of them (one vectorised loop each), after a pass whose starts were all
+        near the root those of ``newton_near`` (the same step there without the far branch: 7 % faster forward
+        on the 300k tree; no start then is far: the iteration only comes closer), until every step of a pass is
+        below ``tol`` (``TOLERANCE`` of the states' dtype), at most ``_MAX_ITERS``. A reach whose own iteration has
+        converged takes the level's remaining passes too (each moves it by rounding), so a reach's result depends
+        on its level's slowest one only at rounding level, the same in every run (the checkpointed recomputation
+        repeats it exactly). Whether every reach converged."""
+        return passes(a, b, K3, B, z, s, hs, tol, True, _MAX_ITERS)
+
+    @jit
+    def solve_level(a, b, Ii, Io, Qo, ql, nk, q_min, K3, B, z, s, hs, tol):  # pragma: no cover - compiled
+        """:func:`solve_depths` of a level from its flows (inflow now and before, outflow before, lateral inflow),
+        the kernels' solve: the first pass also computes the right-hand sides K3 = (Qr n / sqrt(S0))^3 (nk =
+        n / sqrt(S0)) from the floored reference flow (:func:`compiled_mc.reference_flow`), in ``ftype`` (one
+        loop less per level; computed in float64 it held the fused loop to 4 lanes: slower than two loops)."""
+        left, far = False, False
+        for k in range(a, b):
+            r = (Io[k] + Ii[k] + Qo[k] + two * ql[k]) * third
+            x = (r if r > qmin else qmin) * nk[k]
+            K3k = x * x * x
+            K3[k] = K3k
+            h, step, f = newton(hs[k], K3k, B[k], z[k], s[k])
+            hs[k] = h
+            left |= not abs(step) < tol
+            far |= f
+        return not left or passes(a, b, K3, B, z, s, hs, tol, far, _MAX_ITERS - 1)
+
+    return solve_depths, solve_level, newton
 
 
-(_solve64, _newton64), (_solve32, _) = (_depth_solver(np.float64, _exponent64), _depth_solver(np.float32, _exponent32))
+(_solve64, _level64, _newton64), (_solve32, _level32, _) = (_depth_solver(np.float64, _exponent64),
+                                                            _depth_solver(np.float32, _exponent32))
 SOLVERS = {np.dtype(np.float64): _solve64, np.dtype(np.float32): _solve32}
 """The depth solve per states' dtype (:func:`_depth_solver`): whether every reach of the level converged."""
+LEVEL_SOLVERS = {np.dtype(np.float64): _level64, np.dtype(np.float32): _level32}
+"""The same from a level's flows (the kernels')."""
 
 
 @jit
@@ -179,13 +206,6 @@ def rescue_depths(a, b, K3, B, z, s, hs):  # pragma: no cover - compiled
                 done = True
                 break
         hs[k] = h if done else np.nan
-
-
-@inline
-def manning_cubed(Qr, nk):  # pragma: no cover - compiled
-    """K3 = (Qr n / sqrt(S0))^3 (nk = n / sqrt(S0)): the right-hand side of the depth equation."""
-    x = Qr * nk
-    return x * x * x
 
 
 @inline
@@ -234,19 +254,17 @@ def _channel_vjp(c0b, ub, Qr, h, B, z, s, n, S0, dx, u, A, P, T, G1, G2):  # pra
 @jit
 def _trap_fwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_mode,
               out_pos, Qh, Sh, Ih, keep, row, spb, hs, K3, stor, count, T, dt, positivity, conservative, derive, q_min,
-              c_lo, c_hi, tol, solve_depths):  # pragma: no cover - compiled
+              c_lo, c_hi, tol, solve_level):  # pragma: no cover - compiled
     """Steps t0..t1-1 in place on Q, S, I_old and the depth scratch hs (as ``compiled_mc._mc_fwd``)."""
     for t in range(t0, t1):
         read_row(q[t], order, row)
         first = derive and t == 0
         for L in range(lstart.shape[0] - 1):
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
-            for k in range(a, b):  # vectorised: the depth equations' right-hand sides
-                K3[k] = manning_cubed(reference_flow(I_new[k], I_old[k], Q[k], row[k], q_min)[1], nk[k])
             if t == 0:  # the scratch holds no depth yet (bind zeroes it; the snapshot of step 0 is that)
-                for k in range(a, b):  # its own loop: a select inside the one above computed exp and log always
+                for k in range(a, b):  # its own loop: a select inside the solve computed exp and log always
                     hs[k] = cold_depth(reference_flow(I_new[k], I_old[k], Q[k], row[k], q_min)[1], nk[k], B[k])
-            if not solve_depths(a, b, K3, B, z, s, hs, tol):
+            if not solve_level(a, b, I_new, I_old, Q, row, nk, q_min, K3, B, z, s, hs, tol):
                 rescue_depths(a, b, K3, B, z, s, hs)
             for k in range(a, b):
                 Ii, Io, Qo, ql = I_new[k], I_old[k], Q[k], row[k]
@@ -262,7 +280,7 @@ def _trap_fwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Q,
 @jit
 def _trap_bwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col,
               carry_q, carry_s, carry_m, m_bar, n_bar, S0_bar, B_bar, z_bar, dx_bar, u_bar, want_u, row, grow, gq,
-              hs, K3, dt, positivity, conservative, derive, q_min, c_lo, c_hi, tol, solve_depths):  # pragma: no cover - compiled
+              hs, K3, dt, positivity, conservative, derive, q_min, c_lo, c_hi, tol, solve_level):  # pragma: no cover - compiled
     """Reverse steps t1-1..t0 (as ``compiled_mc._mc_bwd``), the depth scratch hs warm-starting each reach's
     Newton iterations from its depth of the step after."""
     for t in range(t1 - 1, t0 - 1, -1):
@@ -271,9 +289,7 @@ def _trap_bwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Qh
         for L in range(lstart.shape[0] - 2, -1, -1):
             a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
             gather_cotangents(a, b, gq, carry_q, m_bar, down, grow)
-            for k in range(a, b):  # vectorised: the depth equations' right-hand sides
-                K3[k] = manning_cubed(reference_flow(Ii_h[k], Io_h[k], Qo_h[k], row[k], q_min)[1], nk[k])
-            if not solve_depths(a, b, K3, B, z, s, hs, tol):
+            if not solve_level(a, b, Ii_h, Io_h, Qo_h, row, nk, q_min, K3, B, z, s, hs, tol):
                 rescue_depths(a, b, K3, B, z, s, hs)
             for k in range(a, b):
                 Ii, Io, Qo, ql = Ii_h[k], Io_h[k], Qo_h[k], row[k]
@@ -317,7 +333,7 @@ class TrapezoidKernel(MCKernel):
                                 self.q.dtype), self.lstart)
         self.derive = bool(torch.isnan(states0[1]).any())
         dt = self.q.dtype  # the depth solve's precision
-        self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS, dt.type(TOLERANCE[dt]), SOLVERS[dt])
+        self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS, dt.type(TOLERANCE[dt]), LEVEL_SOLVERS[dt])
         N = q.shape[1]
         self.row, self.grow = np.empty(N, dtype=self.q.dtype), np.empty(N, dtype=self.q.dtype)
         self.spb, self.gq, self.K3 = np.empty(N), np.empty(N), np.empty(N, dtype=dt)
