@@ -70,7 +70,7 @@ class HeatKernel:
     (a, beta, gamma) stacked [3, T, N] in the states' dtype, no parameters; history x only."""
 
     SNAPSHOT_SCRATCH = 0
-    """Vectors (of the states' dtype) kept at each checkpoint beside the states (``compiled.snapshot_scratch_bytes``)."""
+    """Vectors (states' dtype) kept at each checkpoint beside the states (``compiled.snapshot_scratch_bytes``)."""
     INFLOW_HISTORY = False  # the message of a step is read in that step only
     n_states = 1
 

@@ -325,7 +325,7 @@ class MCKernel:
     Q, I and, for the conservative form, S."""
 
     SNAPSHOT_SCRATCH = 0
-    """Vectors (of the states' dtype) kept at each checkpoint beside the states (``compiled.snapshot_scratch_bytes``)."""
+    """Vectors (states' dtype) kept at each checkpoint beside the states (``compiled.snapshot_scratch_bytes``)."""
     INFLOW_HISTORY = True  # the adjoint reads the inflow history
 
     n_states = 2

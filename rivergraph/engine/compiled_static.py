@@ -65,7 +65,7 @@ class StaticKernel:
     (c1, c2, c3, c4) [N] in the states' dtype; histories Q and I."""
 
     SNAPSHOT_SCRATCH = 0
-    """Vectors (of the states' dtype) kept at each checkpoint beside the states (``compiled.snapshot_scratch_bytes``)."""
+    """Vectors (states' dtype) kept at each checkpoint beside the states (``compiled.snapshot_scratch_bytes``)."""
     INFLOW_HISTORY = True  # the adjoint reads the inflow history
 
     n_states = 1
