@@ -19,7 +19,7 @@ Methods, side by side on the same network, steps and coefficients:
              with one torch thread (the kernel is single-threaded; see run_case).
   +ckpt      forward+backward with checkpoint_every="auto" (the memory-bounded adjoint: checkpoints every
              k ~ sqrt(T) diagonals or steps, segments recomputed in the reverse sweep); for lagged (mode
-             "nwm") checkpoint_every = sqrt(T) steps of its autograd-differentiated time loop.
+             "nwm") checkpoint_every="auto" too (k from the first step's autograd graph, measured).
   spsolve    a sparse lower-triangular solve per step, (I - diag(c1) A) Q(t) = rhs, with
              scipy.sparse.linalg.spsolve_triangular (DDR's CPU path); backward = one transposed
              triangular solve per step (the discrete adjoint).
@@ -191,15 +191,13 @@ def _wavefront_case(case, net, q, dt, dtype, device, sync):
 
 
 def _nwm_case(net, q, dt, dtype, device, sync, engine=None, checkpoint=None):
-    import math
-
     import torch
 
     from rivergraph.models.router import MuskingumCunge
 
     kw = {"engine": engine} if engine else {}  # the secant depth solve: torch's or the compiled one
-    if checkpoint:  # its time loop checkpointed every ~sqrt(T) steps (torch.utils.checkpoint)
-        kw["checkpoint_every"] = max(1, round(math.sqrt(q.shape[0])))
+    if checkpoint:  # its time loop checkpointed (torch.utils.checkpoint), k from the first step's graph
+        kw["checkpoint_every"] = "auto"
     router = MuskingumCunge(net, dt=dt, mode="nwm", output="end", device=device, **kw)
     n0 = torch.as_tensor(net.attrs["n"].to_numpy(copy=True), dtype=dtype, device=device)
     router(q[:2], balance=False)  # warm-up

@@ -2,6 +2,8 @@
 engine's mass balance and gradients, and parity with the NWM's own Lower Colorado streamflow."""
 from __future__ import annotations
 
+import math
+
 import sys
 from pathlib import Path
 
@@ -349,19 +351,41 @@ def test_checkpointed_time_loop_same_values_gradients_and_books(coupling):
         return [Q.detach(), *torch.autograd.grad(loss, [q, pf, n, wc])], r.balance, saved[0]
 
     plain, b0, s0 = run(None)
-    for k in (1, 5, 24, 100):  # 24 sub-steps: one segment at 24 and above
+    for k in (1, 5, 24, 100, "auto"):  # 24 sub-steps: one segment at 24 and above
         ck, b1, s1 = run(k)
         assert torch.equal(torch.nan_to_num(plain[0]), torch.nan_to_num(ck[0]))
         for x, y in zip(plain[1:], ck[1:]):
             assert (x - y).abs().max() <= 1e-13 * x.abs().max() and x.abs().max() > 0
         assert vars(b0) == vars(b1) and b0.lake_end_m3 != b0.lake_start_m3
-        if k < 24:
+        if k == "auto" or k < 24:
             assert s1 < s0 / 3, (k, s1, s0)
     with pytest.raises(ValueError, match="checkpoint_every"):
         NWMRouter(net, checkpoint_every=0)
-    with pytest.raises(ValueError, match="sub-steps"):
-        MuskingumCunge(net, mode="nwm", checkpoint_every="auto")
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        MuskingumCunge(net, mode="nwm", checkpoint_every="sometimes")
+    with pytest.raises(ValueError):
+        MuskingumCunge(net, mode="nwm", checkpoint_every="auto", memory_budget="6 parsecs")
     assert MuskingumCunge(net, mode="nwm", checkpoint_every=3).nwm.checkpoint_every == 3
+    r = MuskingumCunge(net, mode="nwm", checkpoint_every="auto", memory_budget="1GiB")
+    assert (r.nwm.checkpoint_every, r.nwm.memory_budget) == ("auto", "1GiB")
+
+
+def test_auto_checkpoint_rule_of_the_time_loop():
+    """lagged.auto_every: the whole graph where it fits the budget; else k = sqrt(T carry / step), the minimum of
+    (T / k) carry + k step over k (checked against every k); a warning where even that is over the budget; and
+    saved_bytes counts each saved tensor once."""
+    from rivergraph.engine.lagged import auto_every, saved_bytes
+
+    T, step, carry = 8760, 290 * 4 * 1000, 3 * 4 * 1000
+    assert auto_every(T, step, carry, budget=T * step) == T
+    k = auto_every(T, step, carry, budget=None)
+    cost = lambda j: -(-T // j) * carry + j * step  # noqa: E731
+    assert k == round(math.sqrt(T * carry / step)) and cost(k) <= min(cost(j) for j in range(1, 200)) * 1.01
+    with pytest.warns(UserWarning, match="memory budget"):
+        auto_every(T, step, carry, budget=cost(k) // 2)
+    x = torch.ones(1000, dtype=D, requires_grad=True)
+    (y, nbytes) = saved_bytes(lambda a: (a * a).sum(), x)  # a * a saves x twice: counted once
+    assert nbytes == 8000 and float(y) == 1000.0
 
 
 def test_checkpointed_time_loop_on_the_lower_colorado(lc):

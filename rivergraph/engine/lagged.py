@@ -24,6 +24,8 @@ The engine knows no physics: the channel and lake cells are callables (see
 """
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -31,7 +33,9 @@ import numpy as np
 import torch
 import torch.utils.checkpoint
 
-__all__ = ["LaggedGraph", "LaggedBalance", "run_lagged", "check_every"]
+from .checkpoint import parse_memory
+
+__all__ = ["LaggedGraph", "LaggedBalance", "run_lagged", "check_every", "auto_every", "saved_bytes"]
 
 
 @dataclass
@@ -152,7 +156,7 @@ def run_lagged(g: LaggedGraph, q_steps: torch.Tensor, Q0: torch.Tensor, depth0: 
                channel_cell: ChannelCell, lake_cell: LakeCell | None, lake_lateral: torch.Tensor | None,
                prescribed_steps: torch.Tensor | None, dt: float, lake_storage: Callable | None = None,
                coupling: Literal["lagged", "implicit"] = "lagged", balance: LaggedBalance | None = None,
-               checkpoint_every: int | None = None):
+               checkpoint_every: int | Literal["auto"] | None = None, memory_budget: int | str | None = None):
     """Route T sub-steps. ``q_steps`` [T, N] lateral inflow per channel reach (lake reaches' columns are
     ignored; ``lake_lateral`` [T, L] is each lake's lateral inflow); ``prescribed_steps`` [T, P] the
     prescribed outflow at the end of each sub-step. Returns ``(Q [T, N], Q_end, depth_end, H_end)``.
@@ -164,9 +168,12 @@ def run_lagged(g: LaggedGraph, q_steps: torch.Tensor, Q0: torch.Tensor, depth0: 
     operations on the same inputs, so the values are those of the plain loop exactly and the gradients to
     rounding: an input several sub-steps use (a parameter, a forcing row spread over sub-steps) gets its parts
     summed segment by segment, i.e. in another order (<= 1.3e-14 of the largest, measured). The mass
-    bookkeeping runs in the first pass only."""
+    bookkeeping runs in the first pass only. ``"auto"``: the first sub-step runs plainly while the bytes autograd
+    saves for it are counted, then k comes from :func:`auto_every` (the whole graph where ``memory_budget``
+    holds it)."""
     N, T = g.n, q_steps.shape[0]
     check_every(checkpoint_every)
+    budget = parse_memory(memory_budget)
     ch, lo, pr = g.channel, g.lake_outlet, g.prescribed
     L = len(lo)
     pos_in_ch = torch.full((N,), -1, dtype=torch.long, device=Q0.device)
@@ -227,12 +234,21 @@ def run_lagged(g: LaggedGraph, q_steps: torch.Tensor, Q0: torch.Tensor, depth0: 
             rows.append(Q_prev)
         return torch.stack(rows, 0), Q_prev, depth, H
 
-    k = max(T, 1) if checkpoint_every is None or not torch.is_grad_enabled() else min(checkpoint_every, max(T, 1))
     Q_prev, depth, H = Q0, depth0, H0
-    parts = []
-    for t0 in range(0, T, k):
+    parts, start = [], 0
+    if checkpoint_every is None or not torch.is_grad_enabled():
+        k = max(T, 1)
+    elif checkpoint_every == "auto":
+        k = max(T, 1)
+        if T > 1:
+            (rows, Q_prev, depth, H), step_bytes = saved_bytes(segment, 0, 1, Q_prev, depth, H)
+            parts, start = [rows], 1
+            k = auto_every(T - 1, step_bytes, sum(x.numel() * x.element_size() for x in (Q_prev, depth, H)), budget)
+    else:
+        k = min(checkpoint_every, max(T, 1))
+    for t0 in range(start, T, k):
         args = (t0, min(t0 + k, T), Q_prev, depth, H)
-        rows, Q_prev, depth, H = (segment(*args) if k >= T else
+        rows, Q_prev, depth, H = (segment(*args) if k >= T - start else
                                   torch.utils.checkpoint.checkpoint(segment, *args, use_reentrant=False))
         parts.append(rows)
     if balance is not None and lake_storage is not None and L:
@@ -240,12 +256,44 @@ def run_lagged(g: LaggedGraph, q_steps: torch.Tensor, Q0: torch.Tensor, depth0: 
     return (parts[0] if len(parts) == 1 else torch.cat(parts, 0)), Q_prev, depth, H
 
 
-def check_every(checkpoint_every) -> int | None:
-    """``checkpoint_every`` of :func:`run_lagged` if it is None or a positive int (sub-steps), else an error."""
-    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
-                                         or checkpoint_every < 1):
-        raise ValueError(f"checkpoint_every must be None or a positive int (sub-steps), got {checkpoint_every!r}")
+def check_every(checkpoint_every) -> int | str | None:
+    """``checkpoint_every`` of :func:`run_lagged` if it is None, a positive int (sub-steps) or ``"auto"``, else an
+    error."""
+    if checkpoint_every is not None and checkpoint_every != "auto" and (
+            isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be None, a positive int (sub-steps) or 'auto', got "
+                         f"{checkpoint_every!r}")
     return checkpoint_every
+
+
+def saved_bytes(fn: Callable, *args):
+    """``(fn(*args), bytes)``: the bytes of the tensors autograd saves for the backward of ``fn``, each tensor
+    once (by its data pointer and size)."""
+    seen = set()
+
+    def pack(x):
+        seen.add((x.data_ptr(), x.numel() * x.element_size()))
+        return x
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
+        out = fn(*args)
+    return out, sum(b for _, b in seen)
+
+
+def auto_every(n_steps: int, step_bytes: int, carry_bytes: int, budget: int | None) -> int:
+    """Sub-steps per checkpointed segment for ``checkpoint_every="auto"``: all of them (no recomputation) where
+    the whole graph, ``n_steps`` x ``step_bytes``, fits ``budget`` (bytes); else the k minimising
+    (n_steps / k) ``carry_bytes`` + k ``step_bytes`` (the segments' kept inputs and one segment's graph),
+    k = sqrt(n_steps carry / step) (Chen et al. 2016), with a warning where that exceeds the budget."""
+    if budget is not None and n_steps * step_bytes <= budget:
+        return max(n_steps, 1)
+    k = max(1, min(n_steps, round(math.sqrt(n_steps * carry_bytes / max(step_bytes, 1)))))
+    need = math.ceil(n_steps / k) * carry_bytes + k * step_bytes
+    if budget is not None and need > budget:
+        warnings.warn(f"checkpointed time loop needs ~{need / 2 ** 30:.2f} GiB of autograd graph for {n_steps} "
+                      f"sub-steps, over the memory budget of {budget / 2 ** 30:.2f} GiB; route in shorter chunks",
+                      stacklevel=3)
+    return k
 
 
 def _put(buf, idx, val, n):

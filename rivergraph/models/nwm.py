@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from ..engine.compiled import ENGINES, available
+from ..engine.checkpoint import parse_memory
 from ..engine.lagged import LaggedBalance, LaggedGraph, check_every, run_lagged
 from ..graph.network import NetworkError, RiverNetwork, _fmt_ids
 from ..physics.level_pool import LevelPool, level_from_outflow, level_pool_step
@@ -69,7 +70,9 @@ class NWMRouter(torch.nn.Module):
         checkpoint_every: with gradients, keep autograd's graph of this many sub-steps at a time and recompute
             each segment in the backward pass (:func:`rivergraph.engine.lagged.run_lagged`): memory of k
             sub-steps instead of T, the same gradients, about one more forward's time. None (default): the
-            whole graph.
+            whole graph. ``"auto"``: k from the graph of the first sub-step, measured
+            (:func:`~rivergraph.engine.lagged.auto_every`): the whole graph where it fits ``memory_budget``
+            (bytes or e.g. ``"6GiB"``), else the memory-minimising k.
     """
 
     def __init__(self, network: RiverNetwork, dt: float = 300.0, forcing_dt: float | None = None,
@@ -77,9 +80,12 @@ class NWMRouter(torch.nn.Module):
                  coupling: Literal["lagged", "implicit"] = "lagged", lake_lateral: bool = True,
                  output: Literal["end", "mean"] = "end", depth_rtol: float = DEPTH_RTOL,
                  depth_atol: float = MIN_DEPTH, device: str | torch.device = "cpu",
-                 engine: Literal["auto", "torch", "compiled"] = "auto", checkpoint_every: int | None = None):
+                 engine: Literal["auto", "torch", "compiled"] = "auto",
+                 checkpoint_every: int | Literal["auto"] | None = None, memory_budget: int | str | None = None):
         super().__init__()
         self.checkpoint_every = check_every(checkpoint_every)
+        parse_memory(memory_budget)  # fail early on a malformed budget
+        self.memory_budget = memory_budget
         forcing_dt = dt if forcing_dt is None else forcing_dt
         nsub = forcing_dt / dt
         if not dt > 0 or abs(nsub - round(nsub)) > 1e-9 or nsub < 1:
@@ -271,7 +277,7 @@ class NWMRouter(torch.nn.Module):
         Q, Qf, depth_f, Hf = run_lagged(g, q_steps, Qs, depth0, H0, channel_cell, lake_cell if lp is not None else None,
                                         q_steps.index_select(1, g.lake_outlet) if lp is not None else None, pres_steps,
                                         dt, lp.storage if lp is not None else None, self.coupling, bal,
-                                        self.checkpoint_every)
+                                        self.checkpoint_every, self.memory_budget)
         if bal is not None and lp is not None and bal.lake_end_m3 == 0.0:
             bal.lake_end_m3 = float(lp.storage(Hf).detach().double().sum())
         self.balance = bal

@@ -103,7 +103,8 @@ class MuskingumCunge(torch.nn.Module):
             recomputes one segment at a time in the reverse sweep (O(N sqrt(T)) memory, one more forward
             sweep of time, bit-identical gradients); ``"auto"`` picks it from ``memory_budget`` (bytes or e.g.
             ``"6GiB"``; full histories when they fit). See :mod:`rivergraph.engine.checkpoint`. For
-            ``mode="nwm"`` an int (sub-steps) checkpoints its time loop (:func:`rivergraph.engine.lagged.run_lagged`).
+            ``mode="nwm"`` they checkpoint its time loop (an int counts sub-steps; ``"auto"`` measures the first
+            sub-step's graph: :func:`rivergraph.engine.lagged.run_lagged`).
         engine: ``"auto"`` (default: the compiled CPU loop of :mod:`rivergraph.engine.compiled` where it has a
             kernel for the mode, on CPU; else the torch wavefront), ``"torch"`` (the wavefront, the GPU path)
             or ``"compiled"`` (an error where it does not apply). For ``mode="nwm"`` it selects the secant depth
@@ -126,10 +127,7 @@ class MuskingumCunge(torch.nn.Module):
             from .nwm import NWMRouter
             self.network, self.dt, self.mode, self.output = network, float(dt), mode, output
             self.scheme, self.engine = (nwm or {}).get("coupling", "lagged"), engine
-            if checkpoint_every == "auto" or memory_budget is not None:
-                raise ValueError("mode 'nwm' takes checkpoint_every as a number of sub-steps; 'auto' and "
-                                 "memory_budget are the wavefront's")
-            opts = {"checkpoint_every": checkpoint_every, **(nwm or {})}
+            opts = {"checkpoint_every": checkpoint_every, "memory_budget": memory_budget, **(nwm or {})}
             self.nwm = NWMRouter(network, dt, forcing_dt, output="end" if output == "end" else "mean",
                                  device=device, engine=engine, **opts)
             self.state = self.balance = None
