@@ -168,6 +168,11 @@ def _check_balance(net, q, mode, params):
     a, b = bal["torch"], bal["compiled"]
     for f in ("residual_m3", "parameter_drift_m3", "storage_start_m3", "storage_end_m3"):
         assert abs(getattr(a, f) - getattr(b, f)) <= 1e-10 * a.inflow_m3, f
+    # balance=False: the kernels skip their storage sums (sweep(diagnostics=False): NaN there), the same flows
+    r = MuskingumCunge(net, dt=3600.0, mode=mode, engine="compiled")
+    ps = params(net, F64)
+    with_books = r(q, **ps)
+    assert torch.equal(r(q, balance=False, **ps), with_books)
 
 
 def test_power_law_float32(basin_08159000):
@@ -242,3 +247,18 @@ def test_short_series_exp_log_for_float32_states():
     with np.errstate(all="ignore"):
         np.testing.assert_allclose(e, np.exp(special), rtol=3e-10)
         np.testing.assert_array_equal(lg, np.log(special))
+
+
+def test_sweep_without_diagnostics_skips_the_books(basin_08159000):
+    """sweep(diagnostics=False) (the router's balance=False): the compiled kernels skip the storage sums and say
+    so (NaN diagnostics), the flows unchanged bit for bit."""
+    from rivergraph.engine.sweep import sweep
+
+    net, q = basin_08159000[0], basin_08159000[1][:20]
+    r = MuskingumCunge(net, dt=3600.0, mode="power_law", engine="compiled")
+    cell, theta = r._cell(r.sorted_parameters(_params(net, F64), F64))
+    Q0 = torch.zeros(len(net), dtype=F64)
+    runs = [sweep(r.sched, cell, (q,), theta, (Q0, torch.full_like(Q0, float("nan"))), engine="compiled",
+                  diagnostics=d) for d in (True, False)]
+    assert torch.isfinite(runs[0].diagnostics).all() and torch.isnan(runs[1].diagnostics).all()
+    assert torch.equal(runs[0].out, runs[1].out)

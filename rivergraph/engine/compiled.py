@@ -215,12 +215,14 @@ def _histories(kern, q, rows: int, states, I_old):
 
 
 def compiled_sweep(sched: Schedule, cell: Cell, forcings, params, init_states, init_message, out_pos, out_sorted,
-                   checkpoint_every: int | None, keep_history: bool):
-    """The compiled sweep's ``(out, message, states, diagnostics)``; ``checkpoint_every`` counts steps."""
+                   checkpoint_every: int | None, keep_history: bool, diagnostics: bool = True):
+    """The compiled sweep's ``(out, message, states, diagnostics)``; ``checkpoint_every`` counts steps;
+    without ``diagnostics`` a kernel may skip them (``kern.books``: NaN then)."""
     kind = _kernel(cell)
     # several forcings (the heat cell's a, beta, gamma) stacked [F, T, N]: one array, one gradient (split by stack)
     q = forcings[0].contiguous() if len(forcings) == 1 else torch.stack([f.contiguous() for f in forcings])
     kern = kind(sched, cell)
+    kern.books = diagnostics
     res = CompiledSweep.apply((kern, out_pos, out_sorted, checkpoint_every, keep_history), init_message,
                               *init_states, q, *kind.parameters(params))
     ns = kind.n_states

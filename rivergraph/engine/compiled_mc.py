@@ -335,6 +335,7 @@ class MCKernel:
         self.lstart = np.ascontiguousarray(sched.lstart, dtype=np.int64)
         self.opts = (cell.dt, bool(cell.positivity), bool(cell.conservative))
         self.stor = np.zeros(4)
+        self.books = True  # the storage sums of the mass balance (compiled_sweep's ``diagnostics``)
 
     @staticmethod
     def parameters(params):
@@ -359,7 +360,8 @@ class MCKernel:
     def forward(self, t0, t1, states, I_old, I_new, out, mode, opos, hist, keep, count):
         Qh, Sh, Ih = hist
         _mc_fwd(*self.p, self.down, self.order, self.q, t0, t1, states[0], states[1], I_old, I_new, out, mode, opos,
-                Qh, Sh, Ih, keep, self.row, self.spb, self.ys, self.stor, count, self.q.shape[0], *self.tail)
+                Qh, Sh, Ih, keep, self.row, self.spb, self.ys, self.stor, count and self.books, self.q.shape[0],
+                *self.tail)
 
     def backward(self, t0, t1, hist, g, g_mode, g_col, carries, carry_m, m_bar, p_bar, u_bar, want_u):
         Qh, Sh, Ih = hist
@@ -367,4 +369,4 @@ class MCKernel:
                 carry_m, m_bar, *p_bar, u_bar, want_u, self.row, self.grow, self.gq, self.lqs, self.ys, self.a3q, *self.tail)
 
     def diagnostics(self, I_final, states, I0, states0, params):
-        return torch.from_numpy(self.stor.copy())
+        return torch.from_numpy(self.stor.copy() if self.books else np.full(4, np.nan))

@@ -357,8 +357,8 @@ class TrapezoidKernel(MCKernel):
             self.h_fwd[:] = self.h_snaps[t0]
         Qh, Sh, Ih = hist
         _trap_fwd(*self.p, self.down, self.order, self.q, t0, t1, states[0], states[1], I_old, I_new, out, mode,
-                  opos, Qh, Sh, Ih, keep, self.row, self.spb, self.h_fwd, self.K3, self.stor, count, self.q.shape[0],
-                  *self.tail)
+                  opos, Qh, Sh, Ih, keep, self.row, self.spb, self.h_fwd, self.K3, self.stor, count and self.books,
+                  self.q.shape[0], *self.tail)
 
     def backward(self, t0, t1, hist, g, g_mode, g_col, carries, carry_m, m_bar, p_bar, u_bar, want_u):
         if t1 == self.q.shape[0]:  # the reverse sweep starts (its last segment first): a fixed start

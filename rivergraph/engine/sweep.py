@@ -296,7 +296,7 @@ def sweep(sched: Schedule, cell: Cell, forcings: Sequence[torch.Tensor], params:
           init_states: Sequence[torch.Tensor], init_message: torch.Tensor | None = None, *,
           outputs: str | torch.Tensor = "network", keep_history: bool = False,
           checkpoint_every: int | str | None = None, memory_budget: int | float | str | None = None,
-          engine: str = "torch") -> SweepResult:
+          engine: str = "torch", diagnostics: bool = True) -> SweepResult:
     """Run ``cell`` over every (reach, step) pair of the schedule, differentiable in every tensor argument.
 
     Args:
@@ -316,6 +316,9 @@ def sweep(sched: Schedule, cell: Cell, forcings: Sequence[torch.Tensor], params:
         engine: ``"torch"`` (this wavefront, CPU and GPU), ``"compiled"`` (the numba CPU loop of
             :mod:`rivergraph.engine.compiled`, for the cells it has kernels for; there a checkpoint counts
             steps), or ``"auto"`` (compiled where it applies).
+        diagnostics: whether the caller reads ``SweepResult.diagnostics`` (the cell's mass-balance sums); the
+            compiled Muskingum-Cunge kernels skip their per-step storage sums without it (5 % of the trapezoid's
+            forward on the 300k tree) and return NaN there.
     """
     if len(forcings) != len(cell.forcings) or len(params) != len(cell.params) or \
             len(init_states) != len(cell.states):
@@ -341,7 +344,7 @@ def sweep(sched: Schedule, cell: Cell, forcings: Sequence[torch.Tensor], params:
     if compiled:
         out, msg, states, diag = compiled_sweep(sched, cell, forcings, params, init_states, m0, pos,
                                                 outputs == "sorted", None if ckpt is None else min(ckpt, T),
-                                                keep_history)
+                                                keep_history, diagnostics)
         return SweepResult(out, msg, states, diag)
     run = _Run(sched, cell, T, pos, outputs == "sorted" if pos is None else False, keep_history, ckpt)
     res = _Sweep.apply(run, m0, *init_states, *(f.contiguous() for f in forcings), *params)

@@ -335,7 +335,8 @@ class MuskingumCunge(torch.nn.Module):
             out_pos = pos_all
         init = (Q0,) if not flow_dep else (Q0, torch.full_like(Q0, float("nan")) if S0 is None else S0)
         res = sweep(sched, cell, (q_steps,), theta, init, I0, outputs="network" if all_out else out_pos,
-                    checkpoint_every=self.checkpoint_every, memory_budget=self.memory_budget, engine=self.engine)
+                    checkpoint_every=self.checkpoint_every, memory_budget=self.memory_budget, engine=self.engine,
+                    diagnostics=balance)
         out, If, Qf = res.out, res.message, res.states[0]
         stor = res.diagnostics
         Sf = res.states[1] if flow_dep else cell.S_final
