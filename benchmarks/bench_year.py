@@ -44,7 +44,7 @@ def run_mode(mode: str, T: int, reaches: int, n_gauges: int) -> dict:
     from rivergraph import MuskingumCunge
     from rivergraph.engine.cells import MuskingumCungeCell, StaticMuskingum
     from rivergraph.engine.checkpoint import checkpoint_bytes, resolve_checkpoint
-    from rivergraph.engine.compiled import snapshot_scratch_bytes
+    from rivergraph.engine.compiled import history_scratch, snapshot_scratch_bytes
 
     torch.set_num_threads(1)  # the compiled kernels are single-threaded (bench_routing.run_case)
     net = br._network("national", reaches)
@@ -71,9 +71,11 @@ def run_mode(mode: str, T: int, reaches: int, n_gauges: int) -> dict:
     Q.square().sum().backward()
     t_fb = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    scratch = snapshot_scratch_bytes(cell, torch.float32)
-    k = resolve_checkpoint(router.sched, cell, T, torch.float32, "auto", None, scratch, per_step=True)
-    est = checkpoint_bytes(router.sched, cell, T, torch.float32, k, scratch, per_step=True) / 2**20
+    scratch, extra = snapshot_scratch_bytes(cell, torch.float32), history_scratch(cell)
+    k = resolve_checkpoint(router.sched, cell, T, torch.float32, "auto", None, scratch, per_step=True,
+                           extra_history=extra)
+    est = checkpoint_bytes(router.sched, cell, T, torch.float32, k, scratch, per_step=True,
+                           extra_history=extra) / 2**20
     finite = all(bool(torch.isfinite(v.grad).all()) and bool(v.grad.abs().sum() > 0) for v in pp.values())
     return {"mode": mode, "N": N, "steps": T, "gauges": len(gauges), "t_fwd_s": t_fwd, "t_fwd_bwd_s": t_fb,
             "fwd_bwd_reach_steps_per_s": N * T / t_fb, "peak_mib": peak, "rss_before_mib": before,

@@ -115,7 +115,7 @@ def test_memory_model_counts_the_compiled_trapezoid_depth_scratch(small):
     """The compiled trapezoid keeps one depth per reach at each checkpoint, in the states' dtype: the estimate
     counts it and the engine reports it."""
     from rivergraph.engine.cells import MuskingumCungeCell
-    from rivergraph.engine.compiled import snapshot_scratch_bytes
+    from rivergraph.engine.compiled import history_scratch, snapshot_scratch_bytes
     from rivergraph.physics.channels import get_channel
 
     sched = Schedule.from_network(small)
@@ -123,6 +123,11 @@ def test_memory_model_counts_the_compiled_trapezoid_depth_scratch(small):
     T, k, F32 = 1000, 30, torch.float32
     assert snapshot_scratch_bytes(trap, torch.float64) == 8 and snapshot_scratch_bytes(trap, F32) == 4
     assert snapshot_scratch_bytes(StaticMuskingum(), F32) == 0
+    # and the depths of every kept step (its adjoint reads them): one more vector per kept step
+    assert history_scratch(trap) == 1 and history_scratch(StaticMuskingum()) == 0
+    more = checkpoint_bytes(sched, trap, T, F32, k, extra_history=1) - checkpoint_bytes(sched, trap, T, F32, k)
+    assert more == (k + 1) * sched.n * 4
+    assert history_bytes(sched, trap, T, F32, 1) - history_bytes(sched, trap, T, F32) == (T + 1) * sched.n * 4
     n_snap = math.ceil((T + sched.n_levels - 1) / k)
     extra = checkpoint_bytes(sched, trap, T, F32, k, scratch_bytes=4) - checkpoint_bytes(sched, trap, T, F32, k)
     assert extra == n_snap * sched.n * 4

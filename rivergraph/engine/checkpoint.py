@@ -29,29 +29,31 @@ from .workspace import Forcings, diagonal_step
 __all__ = ["Recompute", "resolve_checkpoint", "history_bytes", "checkpoint_bytes", "parse_memory"]
 
 
-def _counts(cell: Cell, dtype: torch.dtype, scratch_bytes: int = 0) -> tuple[float, int]:
+def _counts(cell: Cell, dtype: torch.dtype, scratch_bytes: int = 0, extra_history: int = 0) -> tuple[float, int]:
     """(vectors per checkpoint, vectors per kept diagonal) of a cell; ``scratch_bytes`` per reach that an engine
-    keeps beside the states at each checkpoint (the compiled trapezoid's depths) count as vectors of ``dtype``."""
+    keeps beside the states at each checkpoint (the compiled trapezoid's depths) count as vectors of ``dtype``,
+    ``extra_history`` vectors per kept step beside the states' histories (the compiled trapezoid's depths)."""
     n_s = len(cell.states)
     return (n_s + 1 + (0 if cell.emits_state else 1) + scratch_bytes / _itemsize(dtype),
-            n_s + (1 if cell.message_history else 0))
+            n_s + (1 if cell.message_history else 0) + extra_history)
 
 
 def _itemsize(dtype: torch.dtype) -> int:
     return torch.finfo(dtype).bits // 8
 
 
-def history_bytes(sched: Schedule, cell: Cell, n_steps: int, dtype: torch.dtype) -> int:
-    """Bytes of the full-history adjoint's histories: ``[T + 1, N]`` per state (and the message)."""
-    return _counts(cell, dtype)[1] * (n_steps + 1) * sched.n * _itemsize(dtype)
+def history_bytes(sched: Schedule, cell: Cell, n_steps: int, dtype: torch.dtype, extra_history: int = 0) -> int:
+    """Bytes of the full-history adjoint's histories: ``[T + 1, N]`` per state (and the message, and
+    ``extra_history`` vectors an engine keeps per step)."""
+    return _counts(cell, dtype, 0, extra_history)[1] * (n_steps + 1) * sched.n * _itemsize(dtype)
 
 
 def checkpoint_bytes(sched: Schedule, cell: Cell, n_steps: int, dtype: torch.dtype, every: int,
-                     scratch_bytes: int = 0, per_step: bool = False) -> int:
+                     scratch_bytes: int = 0, per_step: bool = False, extra_history: int = 0) -> int:
     """Bytes of the checkpoints and the recomputed segment with a checkpoint every ``every`` diagonals (steps with
-    ``per_step``; ``scratch_bytes`` per reach kept beside the states at each checkpoint; see
-    :func:`resolve_checkpoint`)."""
-    c_snap, c_hist = _counts(cell, dtype, scratch_bytes)
+    ``per_step``; ``scratch_bytes`` per reach kept beside the states at each checkpoint, ``extra_history``
+    vectors per kept step; see :func:`resolve_checkpoint`)."""
+    c_snap, c_hist = _counts(cell, dtype, scratch_bytes, extra_history)
     n_diag = _segments_of(sched, n_steps, per_step)
     return round((c_snap * math.ceil(n_diag / every) + c_hist * (every + 1)) * sched.n * _itemsize(dtype))
 
@@ -76,7 +78,7 @@ def parse_memory(budget: int | float | str | None) -> int | None:
 
 def resolve_checkpoint(sched: Schedule, cell: Cell, n_steps: int, dtype: torch.dtype,
                        every: int | str | None, memory_budget: int | float | str | None = None,
-                       scratch_bytes: int = 0, per_step: bool = False) -> int | None:
+                       scratch_bytes: int = 0, per_step: bool = False, extra_history: int = 0) -> int | None:
     """Diagonals per checkpoint segment for a sweep, or None for the full histories.
 
     ``every``: None (full histories, unless ``memory_budget`` is given and they do not fit it), an int
@@ -84,7 +86,9 @@ def resolve_checkpoint(sched: Schedule, cell: Cell, n_steps: int, dtype: torch.d
     fit ``memory_budget`` (fastest, no recomputation), else the memory-minimising k* (warns when even that
     exceeds the budget). ``memory_budget`` (bytes or e.g. ``"6GiB"``) bounds the adjoint's own buffers, not
     the forcings, outputs and their gradients; ``scratch_bytes`` per reach are what the engine keeps at each
-    checkpoint beside the states (the compiled trapezoid's depth scratch, ``compiled.snapshot_scratch_bytes``);
+    checkpoint beside the states (the compiled trapezoid's depth scratch, ``compiled.snapshot_scratch_bytes``)
+    and ``extra_history`` the vectors per kept step beside the states' histories (its depths,
+    ``compiled.history_scratch``);
     ``per_step``: the engine checkpoints steps, not diagonals (the compiled path: T units, not T + depth).
     """
     budget = parse_memory(memory_budget)
@@ -98,12 +102,12 @@ def resolve_checkpoint(sched: Schedule, cell: Cell, n_steps: int, dtype: torch.d
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"checkpoint_every must be None, a positive int or 'auto', got {every!r}")
         return min(every, n_diag)
-    if budget is not None and history_bytes(sched, cell, n_steps, dtype) <= budget:
+    if budget is not None and history_bytes(sched, cell, n_steps, dtype, extra_history) <= budget:
         return None
-    c_snap, c_hist = _counts(cell, dtype, scratch_bytes)
+    c_snap, c_hist = _counts(cell, dtype, scratch_bytes, extra_history)
     k = max(1, min(n_diag, round(math.sqrt(c_snap * n_diag / c_hist))))
     if budget is not None:
-        need = checkpoint_bytes(sched, cell, n_steps, dtype, k, scratch_bytes, per_step)
+        need = checkpoint_bytes(sched, cell, n_steps, dtype, k, scratch_bytes, per_step, extra_history)
         if need > budget:
             warnings.warn(f"checkpointed adjoint needs ~{need / 2 ** 30:.2f} GiB for {n_steps} steps on {sched.n} "
                           f"reaches, over the memory budget of {budget / 2 ** 30:.2f} GiB; route in shorter chunks",

@@ -36,7 +36,7 @@ from .cell import Cell
 from .cells import LinearHeat, MuskingumCungeCell, StaticMuskingum
 from .schedule import Schedule
 
-__all__ = ["available", "use_compiled", "snapshot_scratch_bytes", "compiled_sweep", "CompiledSweep", "ENGINES"]
+__all__ = ["available", "use_compiled", "snapshot_scratch_bytes", "history_scratch", "compiled_sweep", "CompiledSweep", "ENGINES"]
 
 ENGINES = ("auto", "torch", "compiled")
 
@@ -92,6 +92,12 @@ def use_compiled(sched: Schedule, cell: Cell, engine: str, needs_grad: bool = Fa
                "channels, linear heat)")
         raise ValueError(f"engine='compiled' is not available: {why}")
     return ok
+
+
+def history_scratch(cell: Cell) -> int:
+    """Vectors per step the cell's compiled kernel keeps beside the states' histories for its adjoint (the
+    trapezoid's depths), for the memory estimate."""
+    return getattr(_kernel(cell), "HISTORY_SCRATCH", 0)
 
 
 def snapshot_scratch_bytes(cell: Cell, dtype: torch.dtype) -> int:

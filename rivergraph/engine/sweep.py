@@ -26,7 +26,7 @@ import torch
 
 from .cell import Cell
 from .checkpoint import Recompute, resolve_checkpoint
-from .compiled import compiled_sweep, snapshot_scratch_bytes, use_compiled
+from .compiled import compiled_sweep, history_scratch, snapshot_scratch_bytes, use_compiled
 from .schedule import Schedule
 from .workspace import Forcings, Rows, diagonal_step
 
@@ -340,7 +340,8 @@ def sweep(sched: Schedule, cell: Cell, forcings: Sequence[torch.Tensor], params:
         t.requires_grad for t in (*forcings, *params, *init_states, m0)))
     compiled = use_compiled(sched, cell, engine, needs_grad, m0.dtype)
     ckpt = resolve_checkpoint(sched, cell, T, m0.dtype, checkpoint_every, memory_budget,
-                              snapshot_scratch_bytes(cell, m0.dtype) if compiled else 0, per_step=compiled)
+                              snapshot_scratch_bytes(cell, m0.dtype) if compiled else 0, per_step=compiled,
+                              extra_history=history_scratch(cell) if compiled else 0)
     if compiled:
         out, msg, states, diag = compiled_sweep(sched, cell, forcings, params, init_states, m0, pos,
                                                 outputs == "sorted", None if ckpt is None else min(ckpt, T),
