@@ -166,3 +166,21 @@ def test_depth_solve_rescue():
     assert not SOLVERS[f32](u(0), u(3), K3, B, z, s, hs, f32.type(TOLERANCE[f32]))
     rescue_depths(u(0), u(3), K3, B, z, s, hs)
     assert abs(hs[0] / 500.0 - 1) < 1e-6 and abs(hs[1] - 1.0) < 1e-6 and np.isnan(hs[2])
+
+
+def test_float32_overflowing_depth_rescued_end_to_end():
+    """A reach whose float32 depth equation overflows (reach 1: 100 km wide, z = 100, 2e9 m3/s, ~500 m deep: A^5
+    past float32's 3e38; its downstream reaches deep too) routes with float32 states as with float64 ones: the
+    kernel solves such a level again in float64 (``rescue_depths``); without it the flows would be NaN."""
+    net = _tree()
+    N = len(net)
+    ps = _params(net, F64)
+    ps["bottom_width"][0], ps["side_slope"][0] = 1e5, 100.0
+    q = torch.ones(6, N, dtype=F64)
+    q[:, 0] = 2e9
+    out = {}
+    for dt in (F64, torch.float32):
+        r = MuskingumCunge(net, dt=3600.0, mode="trapezoid", engine="compiled")
+        out[dt] = r(q.to(dt), hot_start=False, **{k: v.to(dt) for k, v in ps.items()}).double()
+    assert torch.isfinite(out[torch.float32]).all() and out[F64].max() > 1e9
+    assert (out[torch.float32] - out[F64]).abs().max() <= 1e-5 * out[F64].abs().max()
