@@ -166,11 +166,12 @@ def _depth_solver(ftype, exponent):
         return passes(a, b, K3, B, z, s, hs, tol, True, _MAX_ITERS)
 
     @jit
-    def solve_level(a, b, Ii, Io, Qo, ql, nk, q_min, K3, B, z, s, hs, tol):  # pragma: no cover - compiled
+    def solve_level(a, b, Ii, Io, Qo, ql, nk, K3, B, z, s, hs, tol):  # pragma: no cover - compiled
         """:func:`solve_depths` of a level from its flows (inflow now and before, outflow before, lateral inflow),
         the kernels' solve: the first pass also computes the right-hand sides K3 = (Qr n / sqrt(S0))^3 (nk =
-        n / sqrt(S0)) from the floored reference flow (:func:`compiled_mc.reference_flow`), in ``ftype`` (one
-        loop less per level; computed in float64 it held the fused loop to 4 lanes: slower than two loops)."""
+        n / sqrt(S0)) from the reference flow floored at ``MIN_REFERENCE_FLOW`` (:func:`compiled_mc.reference_flow`),
+        in ``ftype`` (one loop less per level; computed in float64 it held the fused loop to 4 lanes: slower than
+        two loops)."""
         left, far = False, False
         for k in range(a, b):
             r = (Io[k] + Ii[k] + Qo[k] + two * ql[k]) * third
@@ -276,7 +277,7 @@ def _trap_fwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Q,
             if t == 0:  # the scratch holds no depth yet (bind zeroes it; the snapshot of step 0 is that)
                 for k in range(a, b):  # its own loop: a select inside the solve computed exp and log always
                     hs[k] = cold_depth(reference_flow(I_new[k], I_old[k], Q[k], row[k], q_min)[1], nk[k], B[k])
-            if not solve_level(a, b, I_new, I_old, Q, row, nk, q_min, K3, B, z, s, hs, tol):
+            if not solve_level(a, b, I_new, I_old, Q, row, nk, K3, B, z, s, hs, tol):
                 rescue_depths(a, b, K3, B, z, s, hs)
             for k in range(a, b):
                 Ii, Io, Qo, ql = I_new[k], I_old[k], Q[k], row[k]
@@ -365,8 +366,8 @@ class TrapezoidKernel(MCKernel):
         if keep:  # the depths of steps t0..t1-1 for the backward that follows (of this segment)
             self.Hh = np.empty((t1 - t0, self.q.shape[1]), dtype=self.q.dtype)
         _trap_fwd(*self.p, self.down, self.order, self.q, t0, t1, states[0], states[1], I_old, I_new, out, mode,
-                  opos, Qh, Sh, Ih, self.Hh, keep, self.row, self.spb, self.h_fwd, self.K3, self.stor, count and self.books,
-                  self.q.shape[0], *self.tail)
+                  opos, Qh, Sh, Ih, self.Hh, keep, self.row, self.spb, self.h_fwd, self.K3, self.stor,
+                  count and self.books, self.q.shape[0], *self.tail)
 
     def backward(self, t0, t1, hist, g, g_mode, g_col, carries, carry_m, m_bar, p_bar, u_bar, want_u):
         Qh, Sh, Ih = hist
