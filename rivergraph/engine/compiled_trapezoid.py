@@ -165,7 +165,7 @@ def _depth_solver(ftype, exponent):
         repeats it exactly). Whether every reach converged."""
         return passes(a, b, K3, B, z, s, hs, tol, True, _MAX_ITERS)
 
-    @jit
+    @inline
     def solve_level(a, b, Ii, Io, Qo, ql, nk, K3, B, z, s, hs, tol):  # pragma: no cover - compiled
         """:func:`solve_depths` of a level from its flows (inflow now and before, outflow before, lateral inflow),
         the kernels' solve: the first pass also computes the right-hand sides K3 = (Qr n / sqrt(S0))^3 (nk =
@@ -191,8 +191,6 @@ def _depth_solver(ftype, exponent):
                                                             _depth_solver(np.float32, _exponent32))
 SOLVERS = {np.dtype(np.float64): _solve64, np.dtype(np.float32): _solve32}
 """The depth solve per states' dtype (:func:`_depth_solver`): whether every reach of the level converged."""
-LEVEL_SOLVERS = {np.dtype(np.float64): _level64, np.dtype(np.float32): _level32}
-"""The same from a level's flows (the kernels')."""
 
 
 @jit
@@ -263,41 +261,52 @@ def _channel_vjp(c0b, ub, Qr, h, B, z, s, n, S0, inv_dx, u, A, P, T, G1, G2):  #
     return Qrb, nb, S0b, Bb, zb, dxb
 
 
-@jit
-def _trap_fwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_mode,
-              out_pos, Qh, Sh, Ih, Hh, keep, row, spb, hs, K3, stor, count, T, dt, positivity, conservative, derive,
-              q_min, c_lo, c_hi, tol, solve_level):  # pragma: no cover - compiled
-    """Steps t0..t1-1 in place on Q, S, I_old and the depth scratch hs (as ``compiled_mc._mc_fwd``); with
-    ``keep`` each step's depths into Hh[t - t0] (the adjoint's)."""
-    for t in range(t0, t1):
-        read_row(q[t], order, row)
-        first = derive and t == 0
-        for L in range(lstart.shape[0] - 1):
-            a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
-            if t == 0:  # the scratch holds no depth yet (bind zeroes it; the snapshot of step 0 is that)
-                for k in range(a, b):  # its own loop: a select inside the solve computed exp and log always
-                    hs[k] = cold_depth(reference_flow(I_new[k], I_old[k], Q[k], row[k], q_min)[1], nk[k], B[k])
-            if not solve_level(a, b, I_new, I_old, Q, row, nk, K3, B, z, s, hs, tol):
-                rescue_depths(a, b, K3, B, z, s, hs)
-            for k in range(a, b):
-                Ii, Io, Qo, ql = I_new[k], I_old[k], Q[k], row[k]
-                Qr = reference_flow(Ii, Io, Qo, ql, q_min)[1]
-                c0, u = _channel(Qr, hs[k], B[k], z[k], s[k], S0[k], dx[k])[:2]
-                Q[k], S[k], spb[k] = cunge_reach(c0, u, dx[k], inv_dx[k], Ii, Io, Qo, S[k], ql, first, dt,
-                                                 positivity, conservative, c_lo, c_hi)[:3]
-            send_level(a, b, Q, I_new, down)
-        if keep:
-            Hh[t - t0] = hs
-        finish_step(t, t0, T, Q, S, I_old, I_new, Qh, Sh, Ih, keep, conservative, count, stor, spb, out[t], order,
-                    out_pos, out_mode)
+def _forward_kernel(solve_level):
+    """The forward sweep with the level depth solve ``solve_level`` (inlined: 2 % faster forward on the 300k
+    tree than calling it, measured in one process)."""
+
+    @jit
+    def trap_fwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Q, S, I_old, I_new, out, out_mode,
+                 out_pos, Qh, Sh, Ih, Hh, keep, row, spb, hs, K3, stor, count, T, dt, positivity, conservative, derive,
+                 q_min, c_lo, c_hi, tol):  # pragma: no cover - compiled
+        """Steps t0..t1-1 in place on Q, S, I_old and the depth scratch hs (as ``compiled_mc._mc_fwd``); with
+        ``keep`` each step's depths into Hh[t - t0] (the adjoint's)."""
+        for t in range(t0, t1):
+            read_row(q[t], order, row)
+            first = derive and t == 0
+            for L in range(lstart.shape[0] - 1):
+                a, b = np.uint64(lstart[L]), np.uint64(lstart[L + 1])
+                if t == 0:  # the scratch holds no depth yet (bind zeroes it; the snapshot of step 0 is that)
+                    for k in range(a, b):  # its own loop: a select inside the solve computed exp and log always
+                        hs[k] = cold_depth(reference_flow(I_new[k], I_old[k], Q[k], row[k], q_min)[1], nk[k], B[k])
+                if not solve_level(a, b, I_new, I_old, Q, row, nk, K3, B, z, s, hs, tol):
+                    rescue_depths(a, b, K3, B, z, s, hs)
+                for k in range(a, b):
+                    Ii, Io, Qo, ql = I_new[k], I_old[k], Q[k], row[k]
+                    Qr = reference_flow(Ii, Io, Qo, ql, q_min)[1]
+                    c0, u = _channel(Qr, hs[k], B[k], z[k], s[k], S0[k], dx[k])[:2]
+                    Q[k], S[k], spb[k] = cunge_reach(c0, u, dx[k], inv_dx[k], Ii, Io, Qo, S[k], ql, first, dt,
+                                                     positivity, conservative, c_lo, c_hi)[:3]
+                send_level(a, b, Q, I_new, down)
+            if keep:
+                Hh[t - t0] = hs
+            finish_step(t, t0, T, Q, S, I_old, I_new, Qh, Sh, Ih, keep, conservative, count, stor, spb, out[t],
+                        order, out_pos, out_mode)
+
+    return trap_fwd
+
+
+FORWARDS = {np.dtype(np.float64): _forward_kernel(_level64),
+            np.dtype(np.float32): _forward_kernel(_level32)}
+"""The forward sweep per states' dtype."""
 
 
 @jit
 def _trap_bwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col,
               carry_q, carry_s, carry_m, m_bar, n_bar, S0_bar, B_bar, z_bar, dx_bar, u_bar, want_u, row, grow, gq,
-              Hh, dt, positivity, conservative, derive, q_min, c_lo, c_hi, tol,
-              solve_level):  # pragma: no cover - compiled
-    """Reverse steps t1-1..t0 (as ``compiled_mc._mc_bwd``) at the forward's depths Hh[t - t0]."""
+              Hh, dt, positivity, conservative, derive, q_min, c_lo, c_hi, tol):  # pragma: no cover - compiled
+    """Reverse steps t1-1..t0 (as ``compiled_mc._mc_bwd``) at the forward's depths Hh[t - t0] (nk, tol: the
+    kernel's shared arguments, unused here)."""
     for t in range(t1 - 1, t0 - 1, -1):
         first = derive and t == 0
         Ii_h, Io_h, Qo_h, So_h = reverse_step(t, t0, q, order, row, g, g_mode, g_col, grow, Qh, Sh, Ih, conservative)
@@ -348,8 +357,8 @@ class TrapezoidKernel(MCKernel):
                                 self.q.dtype), self.lstart)
         self.derive = bool(torch.isnan(states0[1]).any())
         dt = self.q.dtype  # the depth solve's precision
-        self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS, dt.type(TOLERANCE[dt]),
-                     LEVEL_SOLVERS[dt])
+        self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS, dt.type(TOLERANCE[dt]))
+        self.fwd = FORWARDS[dt]
         N = q.shape[1]
         self.row, self.grow = np.empty(N, dtype=self.q.dtype), np.empty(N, dtype=self.q.dtype)
         self.spb, self.gq, self.K3 = np.empty(N), np.empty(N), np.empty(N, dtype=dt)
@@ -365,7 +374,7 @@ class TrapezoidKernel(MCKernel):
         Qh, Sh, Ih = hist
         if keep:  # the depths of steps t0..t1-1 for the backward that follows (of this segment)
             self.Hh = np.empty((t1 - t0, self.q.shape[1]), dtype=self.q.dtype)
-        _trap_fwd(*self.p, self.down, self.order, self.q, t0, t1, states[0], states[1], I_old, I_new, out, mode,
+        self.fwd(*self.p, self.down, self.order, self.q, t0, t1, states[0], states[1], I_old, I_new, out, mode,
                   opos, Qh, Sh, Ih, self.Hh, keep, self.row, self.spb, self.h_fwd, self.K3, self.stor,
                   count and self.books, self.q.shape[0], *self.tail)
 
