@@ -36,7 +36,8 @@ from .cell import Cell
 from .cells import LinearHeat, MuskingumCungeCell, StaticMuskingum
 from .schedule import Schedule
 
-__all__ = ["available", "use_compiled", "snapshot_scratch_bytes", "history_scratch", "compiled_sweep", "CompiledSweep", "ENGINES"]
+__all__ = ["available", "use_compiled", "snapshot_scratch_bytes", "history_scratch", "compiled_sweep", "CompiledSweep",
+           "ENGINES"]
 
 ENGINES = ("auto", "torch", "compiled")
 
