@@ -204,3 +204,31 @@ def test_compiled_finish_matches_torch():
         den = scale if name in ("outflow", "created") else r.abs() + 1e-12
         assert ((g - r).abs() / den).max() < 1e-12, name
     assert (ref[1] > 0).sum() > 0  # the rule is exercised
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_mc_step_all_active_equals_gathered(compiled):
+    """physics/nwm.mc_step where every reach routes water (no gather, no scatter) gives the values of the
+    gathered path (the same reaches beside one dry reach), torch's end of step and the compiled one."""
+    depth, ch, flows = _random_case(N=2000, seed=5)
+    flows = [f + 0.5 for f in flows]  # every reach active
+    solver = (secant_depth_compiled, finish_compiled) if compiled else (None, None)
+    full = nwm.mc_step(*flows, depth, ch, 300.0, depth_solver=solver[0], finish=solver[1])
+    pad = lambda x, v: torch.cat([x, torch.tensor([v], dtype=D)])  # noqa: E731
+    ch1 = NWMChannel(*(pad(x, float(x[0])) for x in ch.fields()))
+    part = nwm.mc_step(*(pad(f, 0.0) for f in flows), pad(depth, 0.0), ch1, 300.0, depth_solver=solver[0],
+                       finish=solver[1])
+    for a, b in zip(full, part):
+        assert torch.equal(a, b[:-1])
+
+
+def test_compiled_channel_arrays_follow_in_place_changes():
+    """The compiled kernels' float64 copy of a channel is kept on it only while its tensors are unchanged: an
+    in-place change of Manning's n gives the fresh channel's depths, not the old ones."""
+    depth, ch, flows = _random_case(N=500, seed=6)
+    args = (300.0, *flows, nwm.DEPTH_RTOL, nwm.MIN_DEPTH)
+    before = secant_depth_compiled(depth, ch, *args).h_new
+    ch.n.mul_(1.5)
+    after = secant_depth_compiled(depth, ch, *args).h_new
+    fresh = secant_depth_compiled(depth, NWMChannel(*(x.clone() for x in ch.fields())), *args).h_new
+    assert torch.equal(after, fresh) and not torch.equal(after, before)

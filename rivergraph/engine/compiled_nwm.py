@@ -240,8 +240,7 @@ def finish_compiled(sr: SecantResult, ch: NWMChannel, dt, qup, quc, qdp, ql):
     N = sr.h.shape[0]
     outs = [np.empty(N) for _ in range(4)]
     finish_kernel(*(_f64(v) for v in (sr.h0, sr.h, sr.qj0_prev)),
-                  *(_f64(getattr(ch, f)) for f in ("dx", "n", "ncc", "s0", "bw", "tw", "twcc", "z")),
-                  *(_f64(v) for v in (qup, quc, qdp, ql)), float(dt), *outs)
+                  *_channel_f64(ch), *(_f64(v) for v in (qup, quc, qdp, ql)), float(dt), *outs)
     return tuple(torch.from_numpy(o).to(qdp.dtype) for o in outs)
 
 
@@ -250,12 +249,25 @@ def _f64(x: torch.Tensor) -> np.ndarray:
     return x.detach().to(torch.float64).contiguous().numpy()
 
 
+def _channel_f64(ch: NWMChannel) -> tuple[np.ndarray, ...]:
+    """The float64 arrays of ``ch``'s parameters in the kernels' order (dx, n, ncc, s0, bw, tw, twcc, z),
+    converted once and kept on the channel while its tensors are the same, unmodified (their data pointers and
+    in-place versions: a step's secant and end of step read the same channel, and a router passes one to every
+    step where all reaches route water)."""
+    fields = ("dx", "n", "ncc", "s0", "bw", "tw", "twcc", "z")
+    key = tuple((t.data_ptr(), t._version, t.dtype, t.shape) for t in (getattr(ch, f) for f in fields))
+    got = ch.__dict__.get("_f64")
+    if got is None or got[0] != key:
+        got = (key, tuple(_f64(getattr(ch, f)) for f in fields))
+        ch.__dict__["_f64"] = got
+    return got[1]
+
+
 def secant_depth_compiled(depth, ch: NWMChannel, dt, qup, quc, qdp, ql, rtol: float, atol: float) -> SecantResult:
     """:func:`rivergraph.physics.nwm.secant_depth` (same arguments and result) by :func:`secant_kernel`: CPU
     tensors, float64 arithmetic, results in ``depth``'s dtype."""
     N = depth.shape[0]
     outs = [np.empty(N) for _ in range(5)]
-    secant_kernel(_f64(depth), *(_f64(getattr(ch, f)) for f in ("dx", "n", "ncc", "s0", "bw", "tw", "twcc", "z")),
-                  *(_f64(v) for v in (qup, quc, qdp, ql)), float(dt), float(rtol), float(atol), MIN_DEPTH, MAX_ITER,
-                  MAX_TRIES, *outs)
+    secant_kernel(_f64(depth), *_channel_f64(ch), *(_f64(v) for v in (qup, quc, qdp, ql)), float(dt), float(rtol),
+                  float(atol), MIN_DEPTH, MAX_ITER, MAX_TRIES, *outs)
     return SecantResult(*(torch.from_numpy(o).to(depth.dtype) for o in outs))

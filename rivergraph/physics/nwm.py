@@ -55,15 +55,19 @@ class NWMChannel:
     twcc: torch.Tensor
     z: torch.Tensor
 
+    def fields(self) -> tuple[torch.Tensor, ...]:
+        """The parameter tensors, in the fields' order."""
+        return tuple(getattr(self, f) for f in self.__dataclass_fields__)
+
     def index(self, idx: torch.Tensor) -> "NWMChannel":
-        return NWMChannel(*(getattr(self, f).index_select(0, idx) for f in self.__dataclass_fields__))
+        return NWMChannel(*(x.index_select(0, idx) for x in self.fields()))
 
     @property
     def bfd(self) -> torch.Tensor:
         return bankfull_depth(self.bw, self.tw, self.z)
 
     def detach(self) -> "NWMChannel":
-        return NWMChannel(*(getattr(self, f).detach() for f in self.__dataclass_fields__))
+        return NWMChannel(*(x.detach() for x in self.fields()))
 
 
 def bankfull_depth(bw, tw, z) -> torch.Tensor:
@@ -296,17 +300,20 @@ def mc_step(qup, quc, qdp, ql, depth, ch: NWMChannel, dt: float, rtol: float = D
     zero = torch.zeros_like(qdp)
     if idx.numel() == 0:
         return zero, zero.detach(), zero, torch.full_like(qdp, dt), torch.full_like(qdp, 0.5)
-    c = ch.index(idx)
-    a_up, a_uc, a_dp, a_ql = (v.index_select(0, idx) for v in (qup, quc, qdp, ql))
+    every = idx.numel() == qdp.shape[0]  # every reach routes water: no gather, no scatter
+    c = ch if every else ch.index(idx)
+    a_up, a_uc, a_dp, a_ql = (v if every else v.index_select(0, idx) for v in (qup, quc, qdp, ql))
     solve = secant_depth if depth_solver is None else depth_solver
-    sr = solve(depth.detach().index_select(0, idx), c, dt, a_up.detach(), a_uc.detach(), a_dp.detach(),
-               a_ql.detach(), rtol, atol)
+    sr = solve(depth.detach() if every else depth.detach().index_select(0, idx), c, dt, a_up.detach(),
+               a_uc.detach(), a_dp.detach(), a_ql.detach(), rtol, atol)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (a_up, a_uc, a_dp, a_ql,
-                                                                            *c.__dict__.values()))
+                                                                            *c.fields()))
     if finish is not None and not needs_grad:
         q_out, created, K, X = finish(sr, c, dt, a_up, a_uc, a_dp, a_ql)
     else:
         q_out, created, K, X = _finish(sr, c, dt, a_up, a_uc, a_dp, a_ql, needs_grad)
+    if every:
+        return q_out, sr.h_new.to(zero.dtype).detach(), created, K, X
     qdc = zero.index_put((idx,), q_out)
     depth_new = zero.detach().index_put((idx,), sr.h_new.to(zero.dtype))
     cr = zero.index_put((idx,), created)
