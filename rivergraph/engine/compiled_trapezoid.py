@@ -304,9 +304,9 @@ FORWARDS = {np.dtype(np.float64): _forward_kernel(_level64),
 @jit
 def _trap_bwd(n, S0, B, z, s, nk, dx, inv_dx, lstart, down, order, q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col,
               carry_q, carry_s, carry_m, m_bar, n_bar, S0_bar, B_bar, z_bar, dx_bar, u_bar, want_u, row, grow, gq,
-              Hh, dt, positivity, conservative, derive, q_min, c_lo, c_hi, tol):  # pragma: no cover - compiled
-    """Reverse steps t1-1..t0 (as ``compiled_mc._mc_bwd``) at the forward's depths Hh[t - t0] (nk, tol: the
-    kernel's shared arguments, unused here)."""
+              Hh, dt, positivity, conservative, derive, q_min, c_lo, c_hi):  # pragma: no cover - compiled
+    """Reverse steps t1-1..t0 (as ``compiled_mc._mc_bwd``) at the forward's depths Hh[t - t0] (nk: a parameter of
+    the forward's, unused here)."""
     for t in range(t1 - 1, t0 - 1, -1):
         first = derive and t == 0
         Ii_h, Io_h, Qo_h, So_h = reverse_step(t, t0, q, order, row, g, g_mode, g_col, grow, Qh, Sh, Ih, conservative)
@@ -357,6 +357,7 @@ class TrapezoidKernel(MCKernel):
                                 self.q.dtype), self.lstart)
         self.derive = bool(torch.isnan(states0[1]).any())
         dt = self.q.dtype  # the depth solve's precision
+        # the kernels' shared last arguments; the depth tolerance (the last) is the forward's only
         self.tail = (*self.opts, self.derive, MIN_REFERENCE_FLOW, *CELERITY_BOUNDS, dt.type(TOLERANCE[dt]))
         self.fwd = FORWARDS[dt]
         N = q.shape[1]
@@ -382,4 +383,4 @@ class TrapezoidKernel(MCKernel):
         Qh, Sh, Ih = hist
         _trap_bwd(*self.p, self.down, self.order, self.q, t0, t1, Qh, Sh, Ih, g, g_mode, g_col, carries[0],
                   carries[1], carry_m, m_bar, *p_bar, u_bar, want_u, self.row, self.grow, self.gq, self.Hh,
-                  *self.tail)
+                  *self.tail[:-1])
