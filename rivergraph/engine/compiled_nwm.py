@@ -254,11 +254,11 @@ def _channel_f64(ch: NWMChannel) -> tuple[np.ndarray, ...]:
     converted once and kept on the channel while its tensors are the same, unmodified (their data pointers and
     in-place versions: a step's secant and end of step read the same channel, and a router passes one to every
     step where all reaches route water)."""
-    fields = ("dx", "n", "ncc", "s0", "bw", "tw", "twcc", "z")
-    key = tuple((t.data_ptr(), t._version, t.dtype, t.shape) for t in (getattr(ch, f) for f in fields))
+    fields = ch.fields()  # in the kernels' order
+    key = tuple((t.data_ptr(), t._version, t.dtype, t.shape) for t in fields)
     got = ch.__dict__.get("_f64")
     if got is None or got[0] != key:
-        got = (key, tuple(_f64(getattr(ch, f)) for f in fields))
+        got = (key, tuple(_f64(t) for t in fields))
         ch.__dict__["_f64"] = got
     return got[1]
 

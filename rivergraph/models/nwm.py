@@ -261,8 +261,14 @@ class NWMRouter(torch.nn.Module):
 
         solver, finish = _depth_solver(self.engine, self._device)
 
+        every_channel = torch.arange(len(chn.n), device=chn.n.device)
+
         def channel_cell(idx, qup, quc, qdp, ql, depth):
-            return mc_step(qup, quc, qdp, ql, depth, chn.index(idx), dt, self.rtol, self.atol, solver, finish)
+            # every channel reach in order (the lagged coupling's one group): the channel itself, not a copy per
+            # step (the compiled kernels then keep its float64 arrays across the steps)
+            whole = idx.shape == every_channel.shape and torch.equal(idx, every_channel)
+            return mc_step(qup, quc, qdp, ql, depth, chn if whole else chn.index(idx), dt, self.rtol, self.atol,
+                           solver, finish)
 
         def lake_cell(lakes, H, qi0, qi1):
             sub = _lake_subset(lp, lakes)
