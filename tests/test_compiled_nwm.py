@@ -15,6 +15,7 @@ from test_compiled import numba_loaded
 import rivergraph.models.nwm as nwm_model
 import rivergraph.physics.nwm as nwm
 from rivergraph.engine.compiled_nwm import finish_compiled, secant_depth_compiled, secant_kernel
+from rivergraph.engine.compiled_nwm_adjoint import finish, finish_with_grad
 from rivergraph.models import MuskingumCunge
 from rivergraph.models.nwm import NWMRouter
 from rivergraph.physics.nwm import NWMChannel, normal_depth, secant_depth
@@ -169,7 +170,7 @@ def test_router_compiled_equals_torch_end_to_end(lc, grad):
 def test_engine_choice_and_errors(lc, monkeypatch):
     net, data = lc
     assert nwm_model._depth_solver("torch", torch.device("cpu")) == (secant_depth, None)
-    assert nwm_model._depth_solver("auto", torch.device("cpu")) == (secant_depth_compiled, finish_compiled)
+    assert nwm_model._depth_solver("auto", torch.device("cpu")) == (secant_depth_compiled, finish)
     assert nwm_model._depth_solver("auto", torch.device("meta")) == (secant_depth, None)
     with pytest.raises(ValueError, match="engine must be one of"):
         NWMRouter(net, engine="fast")
@@ -212,7 +213,7 @@ def test_mc_step_all_active_equals_gathered(compiled):
     gathered path (the same reaches beside one dry reach), torch's end of step and the compiled one."""
     depth, ch, flows = _random_case(N=2000, seed=5)
     flows = [f + 0.5 for f in flows]  # every reach active
-    solver = (secant_depth_compiled, finish_compiled) if compiled else (None, None)
+    solver = (secant_depth_compiled, finish) if compiled else (None, None)
     full = nwm.mc_step(*flows, depth, ch, 300.0, depth_solver=solver[0], finish=solver[1])
     pad = lambda x, v: torch.cat([x, torch.tensor([v], dtype=D)])  # noqa: E731
     ch1 = NWMChannel(*(pad(x, float(x[0])) for x in ch.fields()))
@@ -232,3 +233,51 @@ def test_compiled_channel_arrays_follow_in_place_changes():
     after = secant_depth_compiled(depth, ch, *args).h_new
     fresh = secant_depth_compiled(depth, NWMChannel(*(x.clone() for x in ch.fields())), *args).h_new
     assert torch.equal(after, fresh) and not torch.equal(after, before)
+
+
+def _grads(end, sr, c, fl, w):
+    """The outflow of an end of step and its gradients (weights ``w``) for the flows and every channel parameter."""
+    ins = [f.clone().requires_grad_() for f in fl]
+    cg = NWMChannel(*(x.clone().requires_grad_() for x in c.fields()))
+    q = end(sr, cg, 300.0, *ins)[0]
+    return q.detach(), torch.autograd.grad((q * w).sum(), [*ins, *cg.fields()])
+
+
+def test_compiled_adjoint_equals_torch_gradients():
+    """The hand-written adjoint of the compiled end of step (compiled_nwm_adjoint) against torch's autograd of the
+    same implicit-function rule (physics.nwm._finish), from the same secant result on the random channels (both
+    sides of bankfull, floodplain or none, the C4 guard, the negative-outflow rule): the outflow and its gradient
+    for all four flows and the eight channel parameters, to 1e-9 relative (1e-12 of the largest where a gradient is
+    rounding noise about 0)."""
+    depth, ch, flows = _random_case()
+    flows[3] = flows[3] - 1.0  # losses too: the guard and the negative-outflow rule
+    active = (flows[3] > 0) | (flows[0] > 0) | (flows[2] > 0)
+    idx = active.nonzero().flatten()
+    c = ch.index(idx)
+    fl = [f.index_select(0, idx) for f in flows]
+    sr = secant_depth(depth.index_select(0, idx), c, 300.0, *fl, nwm.DEPTH_RTOL, nwm.MIN_DEPTH)
+    w = torch.randn(len(idx), generator=torch.Generator().manual_seed(1), dtype=D)
+    qt, gt = _grads(lambda *a: nwm._finish(*a, True), sr, c, fl, w)
+    qc, gc = _grads(finish_with_grad, sr, c, fl, w)
+    assert torch.equal(qc, finish_compiled(sr, c, 300.0, *fl)[0])
+    assert torch.allclose(qc, qt, rtol=1e-12, atol=1e-12)
+    names = ("qup", "quc", "qdp", "ql", *c.__dataclass_fields__)
+    for name, a, b in zip(names, gt, gc):
+        assert ((a - b).abs() <= 1e-9 * a.abs() + 1e-12 * float(a.abs().max())).all(), name
+        assert (a != 0).sum() > 100, name  # every gradient exercised
+    created = nwm._finish(sr, c, 300.0, *fl, False)[1]
+    assert (created > 0).sum() > 10 and (sr.h > c.bfd).sum() > 100
+
+
+def test_compiled_adjoint_keeps_three_values_per_reach_step():
+    """With gradients the compiled end of step saves the secant's last points and the flows (seven [N] tensors):
+    no torch graph of the residual evaluations (~290 floats per reach-step)."""
+    depth, ch, flows = _random_case(N=1000, seed=7)
+    flows = [f + 0.5 for f in flows]
+    c = NWMChannel(*(x.clone().requires_grad_() for x in ch.fields()))
+    from rivergraph.engine.lagged import saved_bytes
+    step = lambda: nwm.mc_step(*flows, depth, c, 300.0, depth_solver=secant_depth_compiled, finish=finish)  # noqa: E731
+    (q, *_), nbytes = saved_bytes(step)
+    assert q.requires_grad and nbytes == 7 * 1000 * 8
+    (qt, *_), tbytes = saved_bytes(lambda: nwm.mc_step(*flows, depth, c, 300.0))
+    assert tbytes > 20 * nbytes and torch.allclose(q, qt, rtol=1e-10)

@@ -319,9 +319,10 @@ def _depth_solver(engine: str, device: torch.device):
     CPU with numba, else torch's (and None: mc_step's own)."""
     if engine == "torch" or not (available() and device.type == "cpu"):
         return secant_depth, None
-    from ..engine.compiled_nwm import finish_compiled, secant_depth_compiled
+    from ..engine.compiled_nwm import secant_depth_compiled
+    from ..engine.compiled_nwm_adjoint import finish
 
-    return secant_depth_compiled, finish_compiled
+    return secant_depth_compiled, finish
 
 
 def _lake_subset(lp: LevelPool, idx: torch.Tensor) -> LevelPool:

@@ -279,9 +279,10 @@ def mc_step(qup, quc, qdp, ql, depth, ch: NWMChannel, dt: float, rtol: float = D
             (m), the secant's starting point.
         depth_solver: the secant iteration, called as :func:`secant_depth` (the default) is; the compiled CPU
             one is :func:`rivergraph.engine.compiled_nwm.secant_depth_compiled` (the same values to rounding).
-        finish: where no gradient is needed, the step's end after the secant (the final coefficients, the C4
-            guard and the negative-outflow rule) by this callable instead of torch: the compiled
-            :func:`rivergraph.engine.compiled_nwm.finish_compiled` (the same operations, to rounding).
+        finish: the step's end after the secant (the final coefficients, the C4 guard and the negative-outflow
+            rule, and its gradients where ``needs_grad``) by this callable instead of torch's, called as
+            ``_finish`` is: the compiled :func:`rivergraph.engine.compiled_nwm_adjoint.finish` (the same values to
+            rounding, its gradients by a hand-written adjoint of the same implicit-function rule).
     Returns:
         ``(qdc, depth_new, created, K, X)``: the outflow, the new depth (detached; it only seeds the next
         secant), the outflow the NWM's negative-outflow rule added (m3/s, >= 0) and the final K (s), X
@@ -308,10 +309,7 @@ def mc_step(qup, quc, qdp, ql, depth, ch: NWMChannel, dt: float, rtol: float = D
                a_uc.detach(), a_dp.detach(), a_ql.detach(), rtol, atol)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (a_up, a_uc, a_dp, a_ql,
                                                                             *c.fields()))
-    if finish is not None and not needs_grad:
-        q_out, created, K, X = finish(sr, c, dt, a_up, a_uc, a_dp, a_ql)
-    else:
-        q_out, created, K, X = _finish(sr, c, dt, a_up, a_uc, a_dp, a_ql, needs_grad)
+    q_out, created, K, X = (_finish if finish is None else finish)(sr, c, dt, a_up, a_uc, a_dp, a_ql, needs_grad)
     if every:
         return q_out, sr.h_new.to(zero.dtype).detach(), created, K, X
     qdc = zero.index_put((idx,), q_out)
