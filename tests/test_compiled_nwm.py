@@ -7,6 +7,7 @@ for some arguments, so the values agree to rounding: most reaches bit for bit, a
 residual ``qj0_prev`` and the slope relative to the flows, as they are differences of nearly equal flows)."""
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 import pytest
 import torch
@@ -50,7 +51,8 @@ def _kernel(depth, ch, flows, max_iter=nwm.MAX_ITER, max_tries=nwm.MAX_TRIES, dt
     a = lambda x: x.detach().double().contiguous().numpy()  # noqa: E731
     outs = [np.empty(depth.shape[0]) for _ in FIELDS]
     secant_kernel(a(depth), *(a(getattr(ch, f)) for f in ("dx", "n", "ncc", "s0", "bw", "tw", "twcc", "z")),
-                  *(a(f) for f in flows), dt, nwm.DEPTH_RTOL, nwm.MIN_DEPTH, nwm.MIN_DEPTH, max_iter, max_tries, *outs)
+                  *(a(f) for f in flows), dt, nwm.DEPTH_RTOL, nwm.MIN_DEPTH, nwm.MIN_DEPTH, max_iter, max_tries, *outs,
+                  np.empty((4, depth.shape[0])))
     return [torch.from_numpy(o) for o in outs]
 
 
@@ -205,6 +207,11 @@ def test_compiled_finish_matches_torch():
         den = scale if name in ("outflow", "created") else r.abs() + 1e-12
         assert ((g - r).abs() / den).max() < 1e-12, name
     assert (ref[1] > 0).sum() > 0  # the rule is exercised
+    # the compiled secant's own end of step (from its last interval) is finish_kernel's from its points, bit for bit
+    sc = secant_depth_compiled(depth.index_select(0, idx), c, 300.0, *fl, nwm.DEPTH_RTOL, nwm.MIN_DEPTH)
+    assert sc.end is not None and finish_compiled(sc, c, 300.0, *fl) is sc.end
+    again = finish_compiled(dataclasses.replace(sc, end=None), c, 300.0, *fl)
+    assert all(torch.equal(a, b) for a, b in zip(sc.end, again))
 
 
 @pytest.mark.parametrize("compiled", [False, True])

@@ -245,6 +245,27 @@ def test_router_gradients_match_finite_differences():
     assert np.isclose(float(gw[0]), float(fd), rtol=2e-3)
 
 
+@pytest.mark.parametrize("engine", ["torch", "compiled"])
+def test_every_channel_step_without_gathers_is_the_gathered_one(engine, monkeypatch):
+    """Without lakes or prescribed flows every position is a channel reach: the lagged step then skips its gathers
+    and scatters (lagged._every_channel); flows, depths and books are those of the gathered step, the gradients to
+    rounding (autograd sums the parts of an input in another order)."""
+    import rivergraph.engine.lagged as lagged
+
+    net, _ = _tiny()
+    out = []
+    for every in (True, False):
+        monkeypatch.setattr(lagged, "_every_channel", lambda g, c, every=every: every and g.n == len(g.channel))
+        r = NWMRouter(net, dt=300.0, forcing_dt=900.0, engine=engine)
+        n = torch.full((6,), 0.05, dtype=D, requires_grad=True)
+        Q = r(_forcing(3), n=n)
+        out.append((Q.detach(), r.state.depth, torch.autograd.grad(Q.square().sum(), n)[0], r.balance))
+    (Qa, da, ga, ba), (Qb, db, gb, bb) = out
+    assert torch.equal(Qa, Qb) and torch.equal(da, db) and ga.abs().sum() > 0
+    assert torch.allclose(ga, gb, rtol=1e-13, atol=0), (ga - gb).abs().max()
+    assert ba.residual_m3 == bb.residual_m3 and ba.muskingum_end_m3 == bb.muskingum_end_m3
+
+
 def test_prescribed_flow_routed_downstream_with_gradients():
     net, lakes = _tiny()
     r = NWMRouter(net, dt=300.0, forcing_dt=3600.0, lakes=lakes, prescribed=[3])   # the lake outlet

@@ -14,10 +14,10 @@ the iteration carries to ~1e-11 relative on ill-conditioned reaches). Arithmetic
 multiply-adds. An iteration's lower point is the last one's upper point (h_0 = h, h >= 0), so the section's
 part of an evaluation (:func:`_geometry`: celerity, width, Manning flow, the R^(2/3) power) is kept from one to
 the next (the same values bit for bit; 64 -> 59 ms per step on the 300k tree).
-No autograd: the result only seeds :func:`~rivergraph.physics.nwm.mc_step`'s final differentiable evaluation
-(its gradients come from the implicit-function rule there, in torch). Where no gradient is needed that end of
-the step is compiled too (:func:`finish_kernel`: the final coefficients, the C4 guard and the negative-outflow
-rule; on the 300k tree the forward without gradients went 0.90 -> 0.70 s for 6 steps).
+The kernel ends each reach with the step's end from its last interval (:func:`_end`: the final coefficients, the C4
+guard and the negative-outflow rule; :func:`finish_kernel` computes the same from the secant's points, for a
+secant result from elsewhere). No autograd here: the gradients are
+:mod:`rivergraph.engine.compiled_nwm_adjoint`'s (or torch's, :func:`~rivergraph.physics.nwm.mc_step`).
 
 Units: depths, widths, lengths m; flows m3/s; dt s; slopes m/m; Manning n s m^-1/3.
 """
@@ -153,11 +153,13 @@ def _residual(geom, q_ref, x_floor, dx, s0, dt, qup, quc, qdp, ql):  # pragma: n
 
 @jit
 def secant_kernel(depth, dx, n, ncc, s0, bw, tw, twcc, z, qup, quc, qdp, ql, dt, rtol, atol, min_depth, max_iter,
-                  max_tries, out_h0, out_h, out_q0, out_hn, out_slope):  # pragma: no cover - compiled
+                  max_tries, out_h0, out_h, out_q0, out_hn, out_slope, out_end):  # pragma: no cover - compiled
     """SUBMUSKINGCUNGE's secant per reach i (module docstring; the rules of
     :func:`rivergraph.physics.nwm.secant_depth`): writes the last lower / upper points (m), the ``Qj_0`` (m3/s)
-    that set the lower point's X, the returned depth (m) and the last secant slope df/dh (m2/s). All arrays [N]
-    float64; ``min_depth`` (m), ``max_iter``, ``max_tries`` the NWM's 0.01, 100, 4."""
+    that set the lower point's X, the returned depth (m) and the last secant slope df/dh (m2/s), and ``out_end``
+    [4, N] the end of step from that last interval (:func:`_end`: what :func:`finish_kernel` gives from those
+    points, bit for bit, without evaluating them again). All arrays float64; ``min_depth`` (m), ``max_iter``,
+    ``max_tries`` the NWM's 0.01, 100, 4."""
     for i in range(depth.shape[0]):
         dxi, ni, ncci, s0i, bwi, zi, twcci = dx[i], n[i], ncc[i], s0[i], bw[i], z[i], twcc[i]
         qu, qc, qd, qli = qup[i], quc[i], qdp[i], ql[i]
@@ -169,6 +171,7 @@ def secant_kernel(depth, dx, n, ncc, s0, bw, tw, twcc, z, qup, quc, qdp, ql, dt,
         it, maxit, tries = 0, max_iter, 0
         o_h0, o_h, o_q0, o_slope = h0, h, qj0, 0.0
         g0 = _geometry(h0, ni, ncci, rs, bwi, zi, sz, bfd, twcci)
+        e_g, e_q = g0, 0.0  # the last interval's upper section and lower MC outflow
         while True:
             g = _geometry(h, ni, ncci, rs, bwi, zi, sz, bfd, twcci)
             qj0_new, qmc0 = _residual(g0, qj0, 0.0, dxi, s0i, dt, qu, qc, qd, qli)
@@ -184,6 +187,7 @@ def secant_kernel(depth, dx, n, ncc, s0, bw, tw, twcc, z, qup, quc, qdp, ql, dt,
                 rerr, aerr = 0.0, 0.9
             dh = h0 - h
             o_h0, o_h, o_q0, o_slope = h0, h, qj0, (den / dh if dh != 0.0 else 0.0)
+            e_g, e_q = g, qmc0
             qj0 = qj0_new
             h0 = h if h > 0.0 else 0.0
             g0 = g  # h0 is h (h >= 0 after the start): the next lower point's section is this upper one's
@@ -203,40 +207,51 @@ def secant_kernel(depth, dx, n, ncc, s0, bw, tw, twcc, z, qup, quc, qdp, ql, dt,
                     continue
             break
         out_h0[i], out_h[i], out_q0[i], out_hn[i], out_slope[i] = o_h0, o_h, o_q0, h, o_slope
+        out_end[0, i], out_end[1, i], out_end[2, i], out_end[3, i] = _end(e_g, e_q, dxi, s0i, dt, qu, qc, qd, qli)
+
+
+@inline
+def _end(geom, qmc0, dx, s0, dt, qup, quc, qdp, ql):  # pragma: no cover - compiled
+    """The end of :func:`rivergraph.physics.nwm.mc_step` at the last upper point (its section ``geom``,
+    :func:`_geometry`) with the lower point's MC outflow qmc0 as X's reference flow and X >= 0.25: the C4 guard,
+    the outflow Qmc = C1 qup + C2 quc + C3 qdp + C4 and the NWM's negative-outflow rule (0 if C4 is a loss larger
+    than the routed water, else max(C1 qup + C2 quc + C4, C1 qup + C3 qdp + C4)): ``(outflow, created, K, X)``,
+    created the water that rule added. The same operations as torch's, in its order."""
+    C1, C2, C3, C4, K, X = _coefficients(geom[0], geom[1], qmc0, 0.25, dx, s0, dt, ql)
+    C4, routed = _guard_c4(C1, C2, C3, C4, qup, quc, qdp)
+    qmc = routed + C4
+    q, created = qmc, 0.0
+    if qmc < 0.0:
+        if C4 < 0.0 and abs(C4) > routed:
+            q = 0.0
+        else:
+            a, b = C1 * qup + C2 * quc + C4, C1 * qup + C3 * qdp + C4
+            q = a if a >= b else b
+        created = q - qmc
+    return q, created, K, X
 
 
 @jit
 def finish_kernel(h0, h, q0, dx, n, ncc, s0, bw, tw, twcc, z, qup, quc, qdp, ql, dt, out_q, out_created, out_K,
                   out_X):  # pragma: no cover - compiled
-    """The end of :func:`rivergraph.physics.nwm.mc_step` without gradients, per reach i: Qmc0 of the lower point
-    h0 (its X from ``q0`` = ``Qj_0``), the coefficients of the upper point h with Qmc0 as X's reference flow and
-    X >= 0.25, the C4 guard, the outflow Qmc = C1 qup + C2 quc + C3 qdp + C4 and the NWM's negative-outflow rule
-    (0 if C4 is a loss larger than the routed water, else max(C1 qup + C2 quc + C4, C1 qup + C3 qdp + C4)):
-    writes the outflow, the water that rule created, K and X. The same operations as torch's, in its order."""
+    """:func:`_end` per reach i from the secant's last points: Qmc0 of the lower point h0 (its X from ``q0`` =
+    ``Qj_0``), the section of the upper point h; writes the outflow, the water created, K and X."""
     for i in range(h.shape[0]):
         dxi, ni, ncci, s0i, bwi, zi, twcci = dx[i], n[i], ncc[i], s0[i], bw[i], z[i], twcc[i]
         qu, qc, qd, qli = qup[i], quc[i], qdp[i], ql[i]
         rs, sz, bfd = _reach_constants(s0i, zi, bwi, tw[i])
         qmc0 = _residual(_geometry(h0[i], ni, ncci, rs, bwi, zi, sz, bfd, twcci), q0[i], 0.0, dxi, s0i, dt, qu, qc,
                          qd, qli)[1]
-        ck, width, _ = _geometry(h[i], ni, ncci, rs, bwi, zi, sz, bfd, twcci)
-        C1, C2, C3, C4, K, X = _coefficients(ck, width, qmc0, 0.25, dxi, s0i, dt, qli)
-        C4, routed = _guard_c4(C1, C2, C3, C4, qu, qc, qd)
-        qmc = routed + C4
-        q, created = qmc, 0.0
-        if qmc < 0.0:
-            if C4 < 0.0 and abs(C4) > routed:
-                q = 0.0
-            else:
-                a, b = C1 * qu + C2 * qc + C4, C1 * qu + C3 * qd + C4
-                q = a if a >= b else b
-            created = q - qmc
-        out_q[i], out_created[i], out_K[i], out_X[i] = q, created, K, X
+        out_q[i], out_created[i], out_K[i], out_X[i] = _end(_geometry(h[i], ni, ncci, rs, bwi, zi, sz, bfd, twcci),
+                                                            qmc0, dxi, s0i, dt, qu, qc, qd, qli)
 
 
 def finish_compiled(sr: SecantResult, ch: NWMChannel, dt, qup, quc, qdp, ql):
     """:func:`finish_kernel` on tensors: ``(outflow, created, K, X)`` of the active reaches in ``qdp``'s dtype
-    (the no-gradient end of :func:`rivergraph.physics.nwm.mc_step`)."""
+    (the no-gradient end of :func:`rivergraph.physics.nwm.mc_step`); ``sr.end`` where the compiled secant gave it
+    (for these inputs: :func:`secant_depth_compiled`)."""
+    if sr.end is not None:
+        return sr.end
     N = sr.h.shape[0]
     outs = [np.empty(N) for _ in range(4)]
     finish_kernel(*(_f64(v) for v in (sr.h0, sr.h, sr.qj0_prev)),
@@ -265,9 +280,11 @@ def _channel_f64(ch: NWMChannel) -> tuple[np.ndarray, ...]:
 
 def secant_depth_compiled(depth, ch: NWMChannel, dt, qup, quc, qdp, ql, rtol: float, atol: float) -> SecantResult:
     """:func:`rivergraph.physics.nwm.secant_depth` (same arguments and result) by :func:`secant_kernel`: CPU
-    tensors, float64 arithmetic, results in ``depth``'s dtype."""
+    tensors, float64 arithmetic, results in ``depth``'s dtype; with the end of step of its last interval
+    (``end``: outflow, created, K, X, read by :func:`finish_compiled`)."""
     N = depth.shape[0]
-    outs = [np.empty(N) for _ in range(5)]
+    outs, end = [np.empty(N) for _ in range(5)], np.empty((4, N))
     secant_kernel(_f64(depth), *_channel_f64(ch), *(_f64(v) for v in (qup, quc, qdp, ql)), float(dt), float(rtol),
-                  float(atol), MIN_DEPTH, MAX_ITER, MAX_TRIES, *outs)
-    return SecantResult(*(torch.from_numpy(o).to(depth.dtype) for o in outs))
+                  float(atol), MIN_DEPTH, MAX_ITER, MAX_TRIES, *outs, end)
+    as_t = lambda o: torch.from_numpy(o).to(depth.dtype)  # noqa: E731
+    return SecantResult(*(as_t(o) for o in outs), end=tuple(as_t(e) for e in end))

@@ -15,8 +15,8 @@ runs reverse mode through them twice, once seeded by g on F and once by 1 on f: 
 qdp, ql and the eight channel parameters. Every branch is torch's (:mod:`rivergraph.physics.nwm`): gradients flow
 through the side a ``torch.where`` takes, a clamp passes its gradient where its input is inside its bounds (ends
 included), ``torch.maximum`` splits a tie in halves; ``x^p`` of ``safe_pow`` has derivative p x^(p-1) for x > 0.
-The forward is :func:`rivergraph.engine.compiled_nwm.finish_kernel` (the values of the no-gradient path, bit for
-bit). Tested against torch's gradients to 1e-9 relative on random channels (every input), and end to end.
+The forward is :func:`rivergraph.engine.compiled_nwm.finish_compiled` (the values of the no-gradient path, bit
+for bit). Tested against torch's gradients to 1e-9 relative on random channels (every input), and end to end.
 
 Units: depths, widths, lengths m; flows m3/s; dt s; slopes m/m; Manning n s m^-1/3.
 """
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..physics.nwm import NWMChannel, SecantResult
-from .compiled_nwm import _channel_f64, _f64, _reach_constants, _safe_pow, finish_compiled, finish_kernel, inline, jit
+from .compiled_nwm import _channel_f64, _f64, _reach_constants, _safe_pow, finish_compiled, inline, jit
 
 __all__ = ["finish", "finish_with_grad", "finish_vjp_kernel"]
 
@@ -258,16 +258,13 @@ def finish_vjp_kernel(h0, h, q0, dx, n, ncc, s0, bw, tw, twcc, z, qup, quc, qdp,
 
 
 class _CompiledFinish(torch.autograd.Function):
-    """:func:`finish_kernel` forward, :func:`finish_vjp_kernel` backward; only the outflow is differentiable."""
+    """:func:`~rivergraph.engine.compiled_nwm.finish_compiled` forward (the compiled secant's own end of step where
+    it gave one), :func:`finish_vjp_kernel` backward; only the outflow is differentiable."""
 
     @staticmethod
-    def forward(ctx, ch: NWMChannel, dt: float, h0, h, q0, qup, quc, qdp, ql, *fields):
-        N = h.shape[0]
-        outs = [np.empty(N) for _ in range(4)]
+    def forward(ctx, ch: NWMChannel, dt: float, sr: SecantResult, h0, h, q0, qup, quc, qdp, ql, *fields):
         flows = (qup, quc, qdp, ql)
-        finish_kernel(*(_f64(v) for v in (h0, h, q0)), *_channel_f64(ch), *(_f64(v) for v in flows), float(dt),
-                      *outs)
-        q, created, K, X = (torch.from_numpy(o).to(qdp.dtype) for o in outs)
+        q, created, K, X = finish_compiled(sr, ch, dt, *flows)
         ctx.mark_non_differentiable(created, K, X)
         ctx.save_for_backward(h0, h, q0, *flows)
         ctx.ch, ctx.dt = ch, float(dt)
@@ -280,17 +277,17 @@ class _CompiledFinish(torch.autograd.Function):
         finish_vjp_kernel(*(_f64(v) for v in (h0, h, q0)), *_channel_f64(ctx.ch), *(_f64(v) for v in flows),
                           ctx.dt, _f64(g_q), out)
         inputs = (*flows, *ctx.ch.fields())
-        grads = [torch.from_numpy(out[k]).to(x.dtype) if ctx.needs_input_grad[5 + k] else None
+        grads = [torch.from_numpy(out[k]).to(x.dtype) if ctx.needs_input_grad[6 + k] else None
                  for k, x in enumerate(inputs)]
-        return (None, None, None, None, None, *grads)
+        return (None, None, None, None, None, None, *grads)
 
 
 def finish_with_grad(sr: SecantResult, ch: NWMChannel, dt: float, qup, quc, qdp, ql):
     """The end of :func:`rivergraph.physics.nwm.mc_step` compiled, differentiable (module docstring):
     ``(outflow, created, K, X)`` of the active reaches in ``qdp``'s dtype, the outflow with gradients for the
     flows and ``ch``'s parameters."""
-    return _CompiledFinish.apply(ch, dt, sr.h0.detach(), sr.h.detach(), sr.qj0_prev.detach(), qup, quc, qdp, ql,
-                                 *ch.fields())
+    return _CompiledFinish.apply(ch, dt, sr, sr.h0.detach(), sr.h.detach(), sr.qj0_prev.detach(), qup, quc, qdp,
+                                 ql, *ch.fields())
 
 
 def finish(sr: SecantResult, ch: NWMChannel, dt: float, qup, quc, qdp, ql, needs_grad: bool):

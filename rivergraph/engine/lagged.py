@@ -182,12 +182,15 @@ def run_lagged(g: LaggedGraph, q_steps: torch.Tensor, Q0: torch.Tensor, depth0: 
     lake_of[lo] = torch.arange(L, device=Q0.device)
     groups = [torch.arange(N, device=Q0.device)] if coupling == "lagged" else g.groups
     sub = [_group_parts(grp, pos_in_ch, lake_of, pr) for grp in groups]
+    # every position a channel reach, in order (no lakes, nothing prescribed, one group): no gathers, no scatters
+    whole = _every_channel(g, coupling)
+    take = (lambda x, idx: x) if whole else (lambda x, idx: x.index_select(0, idx))  # noqa: E731
     D_prev = [None]  # the bookkeeping's storage factors of the step before
 
     def step(t, Q_prev, depth, H, bal):
         U_prev = Q0.new_zeros(N).index_add(0, g.dst, Q_prev.index_select(0, g.src))
         Q_cur = Q0.new_zeros(N)
-        depth_new = depth.detach().clone() if len(ch) else depth
+        depth_new = depth.detach().clone() if len(ch) and not whole else depth
         H_new = H
         created_t = 0.0
         K_all = X_all = None
@@ -195,11 +198,10 @@ def run_lagged(g: LaggedGraph, q_steps: torch.Tensor, Q0: torch.Tensor, depth0: 
             U_cur = U_prev if coupling == "lagged" else Q0.new_zeros(N).index_add(0, g.dst, Q_cur.index_select(0, g.src))
             parts = []
             if len(c_pos):
-                q_c, d_c, cr, K, X = channel_cell(c_idx, U_prev.index_select(0, c_pos), U_cur.index_select(0, c_pos),
-                                                 Q_prev.index_select(0, c_pos), q_steps[t].index_select(0, c_pos),
-                                                 depth.index_select(0, c_idx))
+                q_c, d_c, cr, K, X = channel_cell(c_idx, take(U_prev, c_pos), take(U_cur, c_pos), take(Q_prev, c_pos),
+                                                 take(q_steps[t], c_pos), take(depth, c_idx))
                 parts.append((c_pos, q_c))
-                depth_new = depth_new.index_put((c_idx,), d_c.detach())
+                depth_new = d_c.detach() if whole else depth_new.index_put((c_idx,), d_c.detach())
                 if bal is not None:
                     created_t += float((cr.detach().double() * _storage_D(K, X, dt, coupling)).sum())
                     K_all = _put(K_all, c_idx, K.detach(), len(ch))
@@ -216,7 +218,7 @@ def run_lagged(g: LaggedGraph, q_steps: torch.Tensor, Q0: torch.Tensor, depth0: 
             if len(p_loc):
                 parts.append((pr.index_select(0, p_loc), prescribed_steps[t].index_select(0, p_loc)))
             for pos, val in parts:
-                Q_cur = Q_cur.index_put((pos,), val)
+                Q_cur = val if whole else Q_cur.index_put((pos,), val)
         if bal is not None:
             _account(bal, g, t, dt, q_steps[t], lake_lateral[t] if lake_lateral is not None else None, U_prev, Q_prev,
                      Q_cur, K_all, X_all, created_t, coupling, D_prev[0])
@@ -294,6 +296,13 @@ def auto_every(n_steps: int, step_bytes: int, carry_bytes: int, budget: int | No
                       f"sub-steps, over the memory budget of {budget / 2 ** 30:.2f} GiB; route in shorter chunks",
                       stacklevel=3)
     return k
+
+
+def _every_channel(g: LaggedGraph, coupling: str) -> bool:
+    """Whether a lagged step is one group of every position, each a channel reach in order (no lakes, nothing
+    prescribed): its gathers and scatters are then the identity."""
+    return (coupling == "lagged" and len(g.channel) == g.n and not len(g.lake_outlet) and not len(g.prescribed)
+            and torch.equal(g.channel, torch.arange(g.n, device=g.channel.device)))
 
 
 def _put(buf, idx, val, n):

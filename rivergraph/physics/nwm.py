@@ -193,13 +193,16 @@ def mc_residual(h, q_ref, x_floor, ch, dt, qup, quc, qdp, ql, bfd=None):
 class SecantResult:
     """Where SUBMUSKINGCUNGE's secant loop stopped, per reach: the last lower/upper points ``h0``, ``h``
     at which the final coefficients were evaluated, the ``Qj_0`` that set the lower point's X, the
-    returned depth ``h_new`` and the last secant slope df/dh (for implicit-function gradients)."""
+    returned depth ``h_new`` and the last secant slope df/dh (for implicit-function gradients); ``end``, where
+    a solver computes it with the last interval, the step's ``(outflow, created, K, X)`` there (no gradients: the
+    compiled solver's, read by its ``finish``)."""
 
     h0: torch.Tensor
     h: torch.Tensor
     qj0_prev: torch.Tensor
     h_new: torch.Tensor
     slope: torch.Tensor
+    end: tuple | None = None
 
 
 @torch.no_grad()
