@@ -28,10 +28,11 @@ Methods, side by side on the same network, steps and coefficients:
   heat       the stream-temperature recursion x(t) = sum_j a_j x_j(t) + beta x(t-1) + gamma on the same
              schedule (the engine's linear heat cell), random weights (upstream weights sum to 0.5 per reach).
   lagged     rivergraph's mode="nwm" (the NWM's Muskingum-Cunge, compound channel, secant depth): one
-             vectorised update of all reaches per step (lagged upstream coupling), backward by autograd;
-             timed on ``--spsolve-steps`` steps (autograd keeps every step's graph); engine "torch" solves the
-             depth by the vectorised secant, "compiled" (``lagged/nwm-compiled``) by the numba one
-             (rivergraph.engine.compiled_nwm), with one torch thread as the other compiled cases.
+             vectorised update of all reaches per step (lagged upstream coupling), timed on
+             ``--spsolve-steps`` steps; engine "torch" solves the depth by the vectorised secant, backward by
+             autograd; "compiled" (``lagged/nwm-compiled``) by the numba secant (rivergraph.engine.compiled_nwm),
+             its end of step with a hand-written adjoint (compiled_nwm_adjoint), both loops over reaches in
+             parallel on ``--threads`` threads (torch's count).
 ``--compare PATH`` also times the wavefront and heat cases with the rivergraph package of another checkout
 (e.g. a ``git worktree`` of the previous commit), imported in the case's subprocess, in the same interleaved
 rounds, and prints this checkout's throughput over the other's.
@@ -343,8 +344,8 @@ def run_case(case: dict) -> dict:
     _clock = time.process_time if case.get("clock") == "cpu" else time.perf_counter
     # the compiled kernels run on one thread; with more, torch's OpenMP workers spin-wait after each parallel op
     # on the [N] vectors around the kernel and take the core it runs on (measured 4-6x slower on this 2-core
-    # machine, or OMP_WAIT_POLICY=PASSIVE)
-    torch.set_num_threads(1 if case.get("engine") == "compiled" else case["threads"])
+    # machine, or OMP_WAIT_POLICY=PASSIVE); mode "nwm"'s kernels loop over reaches in parallel on torch's count
+    torch.set_num_threads(1 if case.get("engine") == "compiled" and case["method"] != "lagged" else case["threads"])
     dtype = getattr(torch, case["dtype"])
     device = torch.device(case["device"])
     net = _network(case["network"], case["reaches"])

@@ -288,3 +288,28 @@ def test_compiled_adjoint_keeps_three_values_per_reach_step():
     assert q.requires_grad and nbytes == 7 * 1000 * 8
     (qt, *_), tbytes = saved_bytes(lambda: nwm.mc_step(*flows, depth, c, 300.0))
     assert tbytes > 20 * nbytes and torch.allclose(q, qt, rtol=1e-10)
+
+
+def test_parallel_kernels_follow_torch_threads_and_give_the_same_values():
+    """The compiled NWM kernels loop over reaches on torch's thread count (compiled_base.kernel_threads): the same
+    values bit for bit on one thread and on two, secant, end of step and adjoint."""
+    from rivergraph.engine.compiled_base import kernel_threads, numba
+
+    depth, ch, flows = _random_case(N=4000, seed=8)
+    active = (flows[3] > 0) | (flows[0] > 0) | (flows[2] > 0)
+    idx = active.nonzero().flatten()
+    c, fl = ch.index(idx), [f.index_select(0, idx) for f in flows]
+    w = torch.randn(len(idx), generator=torch.Generator().manual_seed(2), dtype=D)
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for k in (1, 2):
+            torch.set_num_threads(k)
+            assert kernel_threads() == min(k, numba.config.NUMBA_NUM_THREADS) == numba.get_num_threads()
+            sr = secant_depth_compiled(depth.index_select(0, idx), c, 300.0, *fl, nwm.DEPTH_RTOL, nwm.MIN_DEPTH)
+            runs.append((sr, _grads(finish_with_grad, sr, c, fl, w)))
+    finally:
+        torch.set_num_threads(before)
+    (a, (qa, ga)), (b, (qb, gb)) = runs
+    assert all(torch.equal(getattr(a, f), getattr(b, f)) for f in FIELDS)
+    assert torch.equal(qa, qb) and all(torch.equal(x, y) for x, y in zip(ga, gb))

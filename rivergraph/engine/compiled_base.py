@@ -64,7 +64,7 @@ else:
     _llvm.set_option("rivergraph", "-vectorize-memory-check-threshold=1024")
     drop_stale_kernel_caches()
 
-__all__ = ["numba", "jit", "jit_with", "inline", "send", "end_step", "read_row", "grad_row", "muskingum_update", "muskingum_update_vjp",
+__all__ = ["numba", "jit", "jit_with", "inline", "prange", "kernel_threads", "send", "end_step", "read_row", "grad_row", "muskingum_update", "muskingum_update_vjp",
            "NO_GRAD", "as_numpy", "in_precision", "drop_stale_kernel_caches"]
 
 NO_GRAD = 3
@@ -87,6 +87,24 @@ def jit_with(**overrides):
 
 
 jit = jit_with()
+prange = numba.prange if numba is not None else range
+"""The reach loop of a kernel compiled with ``parallel=True`` (independent reaches: mode "nwm"'s)."""
+
+
+def kernel_threads() -> int:
+    """Set, for the calling thread, how many threads the parallel kernels use: torch's (``torch.get_num_threads()``,
+    so ``torch.set_num_threads`` and ``OMP_NUM_THREADS`` bound both), at most numba's pool (``NUMBA_NUM_THREADS``);
+    returns it."""
+    import torch
+
+    want = torch.get_num_threads()
+    k = max(1, min(want, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(k)
+    if torch.get_num_threads() != want:  # numba's first call starts its OpenMP pool, which resets torch's count
+        torch.set_num_threads(want)
+    return k
+
+
 inline = jit_with(inline="always")
 """For the per-reach helpers called in the hot loops: inlined into the caller by numba (a call returning the
 many intermediates of a reach-step through memory was ~2x slower)."""

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..physics.nwm import MAX_ITER, MAX_TRIES, MIN_DEPTH, NWMChannel, SecantResult
-from .compiled_base import jit_with
+from .compiled_base import jit_with, kernel_threads, prange
 
 __all__ = ["secant_depth_compiled", "secant_kernel", "finish_compiled", "finish_kernel"]
 
@@ -38,6 +38,9 @@ __all__ = ["secant_depth_compiled", "secant_kernel", "finish_compiled", "finish_
 # 6 % apart on 25 of them with FMA, 1.6e-11 relative at most without)
 jit = jit_with(fastmath=False)
 inline = jit_with(fastmath=False, inline="always")
+par = jit_with(fastmath=False, parallel=True)
+"""The reach loops (independent reaches) on :func:`~rivergraph.engine.compiled_base.kernel_threads` threads: the
+same values whatever the count (each reach's arithmetic is its own); 2x on this 2-core machine."""
 
 
 @inline
@@ -151,7 +154,7 @@ def _residual(geom, q_ref, x_floor, dx, s0, dt, qup, quc, qdp, ql):  # pragma: n
     return qmc - q_manning, qmc
 
 
-@jit
+@par
 def secant_kernel(depth, dx, n, ncc, s0, bw, tw, twcc, z, qup, quc, qdp, ql, dt, rtol, atol, min_depth, max_iter,
                   max_tries, out_h0, out_h, out_q0, out_hn, out_slope, out_end):  # pragma: no cover - compiled
     """SUBMUSKINGCUNGE's secant per reach i (module docstring; the rules of
@@ -160,7 +163,7 @@ def secant_kernel(depth, dx, n, ncc, s0, bw, tw, twcc, z, qup, quc, qdp, ql, dt,
     [4, N] the end of step from that last interval (:func:`_end`: what :func:`finish_kernel` gives from those
     points, bit for bit, without evaluating them again). All arrays float64; ``min_depth`` (m), ``max_iter``,
     ``max_tries`` the NWM's 0.01, 100, 4."""
-    for i in range(depth.shape[0]):
+    for i in prange(depth.shape[0]):
         dxi, ni, ncci, s0i, bwi, zi, twcci = dx[i], n[i], ncc[i], s0[i], bw[i], z[i], twcc[i]
         qu, qc, qd, qli = qup[i], quc[i], qdp[i], ql[i]
         rs, sz, bfd = _reach_constants(s0i, zi, bwi, tw[i])
@@ -231,12 +234,12 @@ def _end(geom, qmc0, dx, s0, dt, qup, quc, qdp, ql):  # pragma: no cover - compi
     return q, created, K, X
 
 
-@jit
+@par
 def finish_kernel(h0, h, q0, dx, n, ncc, s0, bw, tw, twcc, z, qup, quc, qdp, ql, dt, out_q, out_created, out_K,
                   out_X):  # pragma: no cover - compiled
     """:func:`_end` per reach i from the secant's last points: Qmc0 of the lower point h0 (its X from ``q0`` =
     ``Qj_0``), the section of the upper point h; writes the outflow, the water created, K and X."""
-    for i in range(h.shape[0]):
+    for i in prange(h.shape[0]):
         dxi, ni, ncci, s0i, bwi, zi, twcci = dx[i], n[i], ncc[i], s0[i], bw[i], z[i], twcc[i]
         qu, qc, qd, qli = qup[i], quc[i], qdp[i], ql[i]
         rs, sz, bfd = _reach_constants(s0i, zi, bwi, tw[i])
@@ -254,6 +257,7 @@ def finish_compiled(sr: SecantResult, ch: NWMChannel, dt, qup, quc, qdp, ql):
         return sr.end
     N = sr.h.shape[0]
     outs = [np.empty(N) for _ in range(4)]
+    kernel_threads()
     finish_kernel(*(_f64(v) for v in (sr.h0, sr.h, sr.qj0_prev)),
                   *_channel_f64(ch), *(_f64(v) for v in (qup, quc, qdp, ql)), float(dt), *outs)
     return tuple(torch.from_numpy(o).to(qdp.dtype) for o in outs)
@@ -284,6 +288,7 @@ def secant_depth_compiled(depth, ch: NWMChannel, dt, qup, quc, qdp, ql, rtol: fl
     (``end``: outflow, created, K, X, read by :func:`finish_compiled`)."""
     N = depth.shape[0]
     outs, end = [np.empty(N) for _ in range(5)], np.empty((4, N))
+    kernel_threads()
     secant_kernel(_f64(depth), *_channel_f64(ch), *(_f64(v) for v in (qup, quc, qdp, ql)), float(dt), float(rtol),
                   float(atol), MIN_DEPTH, MAX_ITER, MAX_TRIES, *outs, end)
     as_t = lambda o: torch.from_numpy(o).to(depth.dtype)  # noqa: E731

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from ..physics.nwm import NWMChannel, SecantResult
-from .compiled_nwm import _channel_f64, _f64, _reach_constants, _safe_pow, finish_compiled, inline, jit
+from .compiled_base import kernel_threads, prange
+from .compiled_nwm import _channel_f64, _f64, _reach_constants, _safe_pow, finish_compiled, inline, par
 
 __all__ = ["finish", "finish_with_grad", "finish_vjp_kernel"]
 
@@ -237,13 +238,13 @@ def _total(t0, t1, sF, sq, tw, dx, n, ncc, s0, bw, z, twcc, rs, sz, bfd, dt, ql,
             gtw, g0[12] + g1[12], gz)
 
 
-@jit
+@par
 def finish_vjp_kernel(h0, h, q0, dx, n, ncc, s0, bw, tw, twcc, z, qup, quc, qdp, ql, dt, g_out,
                       out):  # pragma: no cover - compiled
     """The cotangents of :func:`~rivergraph.engine.compiled_nwm.finish_kernel`'s outflow (module docstring), per
     reach i: ``out`` [12, N] receives those of qup, quc, qdp, ql, dx, n, ncc, s0, bw, tw, twcc, z for the outflow's
     cotangent ``g_out``. Inputs as finish_kernel's (float64 [N]; h0, h, q0 the secant's last points)."""
-    for i in range(h.shape[0]):
+    for i in prange(h.shape[0]):
         dxi, ni, ncci, s0i, bwi, twi, zi, twcci = dx[i], n[i], ncc[i], s0[i], bw[i], tw[i], z[i], twcc[i]
         qu, qc, qd, qli = qup[i], quc[i], qdp[i], ql[i]
         rs, sz, bfd = _reach_constants(s0i, zi, bwi, twi)
@@ -274,6 +275,7 @@ class _CompiledFinish(torch.autograd.Function):
     def backward(ctx, g_q, *_):
         h0, h, q0, *flows = ctx.saved_tensors
         out = np.empty((_N_GRADS, h.shape[0]))
+        kernel_threads()
         finish_vjp_kernel(*(_f64(v) for v in (h0, h, q0)), *_channel_f64(ctx.ch), *(_f64(v) for v in flows),
                           ctx.dt, _f64(g_q), out)
         inputs = (*flows, *ctx.ch.fields())
