@@ -277,15 +277,21 @@ def test_compiled_adjoint_equals_torch_gradients():
 
 
 def test_compiled_adjoint_keeps_three_values_per_reach_step():
-    """With gradients the compiled end of step saves the secant's last points and the flows (seven [N] tensors):
-    no torch graph of the residual evaluations (~290 floats per reach-step)."""
+    """With gradients the compiled end of step saves the secant's last points and the flows (seven [N] tensors,
+    besides the channel's own tensors, which it keeps for torch's in-place check): no torch graph of the residual
+    evaluations (~290 floats per reach-step). An in-place change of a parameter before the backward is an error,
+    not a wrong gradient."""
     depth, ch, flows = _random_case(N=1000, seed=7)
     flows = [f + 0.5 for f in flows]
     c = NWMChannel(*(x.clone().requires_grad_() for x in ch.fields()))
     from rivergraph.engine.lagged import saved_bytes
     step = lambda: nwm.mc_step(*flows, depth, c, 300.0, depth_solver=secant_depth_compiled, finish=finish)  # noqa: E731
     (q, *_), nbytes = saved_bytes(step)
-    assert q.requires_grad and nbytes == 7 * 1000 * 8
+    assert q.requires_grad and nbytes == (7 + 8) * 1000 * 8
+    with torch.no_grad():
+        c.n.mul_(1.1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        q.sum().backward()
     (qt, *_), tbytes = saved_bytes(lambda: nwm.mc_step(*flows, depth, c, 300.0))
     assert tbytes > 20 * nbytes and torch.allclose(q, qt, rtol=1e-10)
 

@@ -267,13 +267,15 @@ class _CompiledFinish(torch.autograd.Function):
         flows = (qup, quc, qdp, ql)
         q, created, K, X = finish_compiled(sr, ch, dt, *flows)
         ctx.mark_non_differentiable(created, K, X)
-        ctx.save_for_backward(h0, h, q0, *flows)
+        # the channel's tensors saved too: torch then refuses a backward after an in-place change of them; ctx.ch
+        # keeps the channel's float64 copy (compiled_nwm._channel_f64), one for every step
+        ctx.save_for_backward(h0, h, q0, *flows, *fields)
         ctx.ch, ctx.dt = ch, float(dt)
         return q, created, K, X
 
     @staticmethod
     def backward(ctx, g_q, *_):
-        h0, h, q0, *flows = ctx.saved_tensors
+        h0, h, q0, *flows = ctx.saved_tensors[:7]
         out = np.empty((_N_GRADS, h.shape[0]))
         kernel_threads()
         finish_vjp_kernel(*(_f64(v) for v in (h0, h, q0)), *_channel_f64(ctx.ch), *(_f64(v) for v in flows),
