@@ -27,7 +27,8 @@ import torch
 
 from ..physics.nwm import NWMChannel, SecantResult
 from .compiled_base import kernel_threads, prange
-from .compiled_nwm import _channel_f64, _f64, _reach_constants, _safe_pow, finish_compiled, inline, par
+from .compiled_nwm import (_channel_f64, _coefficients, _f64, _guard_c4, _reach_constants, _safe_pow, _section,
+                           finish_compiled, inline, par)
 
 __all__ = ["finish", "finish_with_grad", "finish_vjp_kernel"]
 
@@ -35,51 +36,33 @@ _N_GRADS = 12
 """The cotangents a step returns: qup, quc, qdp, ql, then dx, n, ncc, s0, bw, tw, twcc, z."""
 
 
+_C1, _C2, _C3, _ROUTED, _C4G = 22, 23, 24, 26, 27
+"""Positions in a :func:`_tape` of C1, C2, C3, the routed water C1 qup + C2 quc + C3 qdp and the guarded C4."""
+
+
 @inline
 def _tape(h, q_ref, xf, dx, n, ncc, s0, bw, z, twcc, rs, sz, bfd, dt, ql, qup, quc, qdp):  # pragma: no cover
     """One secant evaluation at depth h (m) with X's reference flow q_ref (m3/s) and floor xf, as
-    :func:`rivergraph.physics.nwm.mc_residual`, keeping what its reverse pass (:func:`_tape_vjp`) reads: a tuple of
-    the section (h_in, h_over, A, Ac, P, Pc, tot = A + Ac, Pt = P + Pc, R, R^(2/3)), the celerity's parts, K, X, the
-    coefficients, the C4 guard and the Manning flow."""
-    over = h > bfd and twcc > 0.0 and ncc > 0.0
-    h_in = bfd if over else h
-    h_over = h - bfd if over else 0.0
-    A = (bw + z * h_in) * h_in
-    P = bw + 2.0 * h_in * sz
-    Ac = twcc * h_over
-    Pc = twcc + 2.0 * h_over if over else 0.0
+    :func:`rivergraph.physics.nwm.mc_residual`, by :mod:`~rivergraph.engine.compiled_nwm`'s section, coefficients
+    and C4 guard, keeping what its reverse pass (:func:`_tape_vjp`) reads: the section, the celerity's parts, K,
+    X, the coefficients and the Manning flow."""
+    A, Ac, P, Pc, R, h_in, h_over = _section(h, bw, z, sz, bfd, twcc, ncc)
     tot = A + Ac
     Pt = P + Pc
-    R = tot / Pt
     r23 = _safe_pow(R, 2.0 / 3.0)
     w = 2.0 * sz / (bw + 2.0 * h_in * z)
-    k_ch = rs / n * (5.0 / 3.0 * r23 - 2.0 / 3.0 * (R * r23) * w)
+    k_ch = rs / n * (5.0 / 3.0 * r23 - 2.0 / 3.0 * (R * r23) * w)  # _celerity's parts
     ho23 = _safe_pow(h_over, 2.0 / 3.0)
     kfp = rs / ncc * (5.0 / 3.0) * ho23 if h_over > 0.0 else 0.0
     ck_raw = (k_ch * A + kfp * Ac) / tot if tot > 0.0 else 0.0
     ck = ck_raw if ck_raw > 0.0 else 0.0
-    Kr = width = den = x = 0.0
-    if ck > 0.0:
-        Kr = dx / ck
-        K = Kr if Kr > dt else dt
-        width = twcc if h_over > 0.0 else bw + 2.0 * z * h
-        den = 2.0 * width * s0 * ck * dx
-        x = 0.5 * (1.0 - q_ref / den)
-        X = 0.5 if x > 0.5 else (xf if x < xf else x)
-    else:
-        K, X = dt, 0.5
-    D = K * (1.0 - X) + 0.5 * dt
-    C1 = (K * X + 0.5 * dt) / D
-    C2 = (0.5 * dt - K * X) / D
-    C3 = (K * (1.0 - X) - 0.5 * dt) / D
-    C4 = ql * dt / D
-    routed = C1 * qup + C2 * quc + C3 * qdp
-    clipped = C4 < 0.0 and abs(C4) > routed
-    C4g = -routed if clipped else C4
+    width = twcc if h_over > 0.0 else bw + 2.0 * z * h
+    C1, C2, C3, C4, K, X = _coefficients(ck, width, q_ref, xf, dx, s0, dt, ql)
+    C4g, routed = _guard_c4(C1, C2, C3, C4, qup, quc, qdp)
     n_eff = (P * n + Pc * ncc) / Pt
     QM = tot * r23 * rs / n_eff
-    return (over, h_in, h_over, A, Ac, P, Pc, tot, Pt, R, r23, w, k_ch, ho23, kfp, ck_raw, ck, Kr, K, width, den, x,
-            X, D, C1, C2, C3, C4, routed, clipped, C4g, n_eff, QM, xf, q_ref, h)
+    return (h, q_ref, xf, h_in, h_over, A, Ac, P, Pc, tot, Pt, R, r23, w, k_ch, ho23, kfp, ck_raw, ck, width, K, X,
+            C1, C2, C3, C4, routed, C4g, n_eff, QM)
 
 
 @inline
@@ -88,12 +71,12 @@ def _tape_vjp(t, gC1, gC2, gC3, gC4g, gQM, dx, n, ncc, s0, bw, z, twcc, rs, sz, 
     """Reverse mode through one :func:`_tape` evaluation ``t`` with cotangents of C1, C2, C3, the guarded C4 and the
     Manning flow: ``(g_h, g_qref, g_qup, g_quc, g_qdp, g_ql, g_dx, g_n, g_ncc, g_s0, g_bw, g_z, g_twcc, g_rs, g_sz,
     g_bfd)`` (the last three: of sqrt(s0), sqrt(1 + z^2) and the bankfull depth, chained by the caller)."""
-    (over, h_in, h_over, A, Ac, P, Pc, tot, Pt, R, r23, w, k_ch, ho23, kfp, ck_raw, ck, Kr, K, width, den, x, X, D,
-     C1, C2, C3, C4, routed, clipped, C4g, n_eff, QM, xf, q_ref, h) = t
+    (h, q_ref, xf, h_in, h_over, A, Ac, P, Pc, tot, Pt, R, r23, w, k_ch, ho23, kfp, ck_raw, ck, width, K, X,
+     C1, C2, C3, C4, routed, C4g, n_eff, QM) = t
     gh = gq = gqup = gquc = gqdp = gql = gdx = gn = gncc = gs0 = gbw = gz = gtwcc = grs = gsz = gbfd = 0.0
     # the C4 guard: a clipped C4 is -(C1 qup + C2 quc + C3 qdp)
     gC4 = gC4g
-    if clipped:
+    if C4 < 0.0 and abs(C4) > routed:
         gC4 = 0.0
         gC1 -= gC4g * qup
         gC2 -= gC4g * quc
@@ -102,6 +85,7 @@ def _tape_vjp(t, gC1, gC2, gC3, gC4g, gQM, dx, n, ncc, s0, bw, z, twcc, rs, sz, 
         gquc -= gC4g * C2
         gqdp -= gC4g * C3
     # the coefficients of D = K (1 - X) + dt/2
+    D = K * (1.0 - X) + 0.5 * dt
     gql += gC4 * dt / D
     gD = -(gC1 * C1 + gC2 * C2 + gC3 * C3 + gC4 * C4) / D
     gKX = (gC1 - gC2) / D
@@ -109,7 +93,10 @@ def _tape_vjp(t, gC1, gC2, gC3, gC4g, gQM, dx, n, ncc, s0, bw, z, twcc, rs, sz, 
     gK = gKX * X + gK1X * (1.0 - X)
     gX = (gKX - gK1X) * K
     gck = 0.0
-    if ck > 0.0:
+    if ck > 0.0:  # K = max(dx / ck, dt), X = clip(x, xf, 0.5), x = 0.5 (1 - q_ref / den)
+        Kr = dx / ck
+        den = 2.0 * width * s0 * ck * dx
+        x = 0.5 * (1.0 - q_ref / den)
         if xf <= x <= 0.5:  # X = x inside the clamp (its ends included, as torch's)
             gden = 0.5 * gX * q_ref / (den * den)
             gq -= 0.5 * gX / den
@@ -180,7 +167,7 @@ def _tape_vjp(t, gC1, gC2, gC3, gC4g, gQM, dx, n, ncc, s0, bw, z, twcc, rs, sz, 
     gsz += gP * 2.0 * h_in
     gtwcc += gAc * h_over
     gh_over += gAc * twcc
-    if over:
+    if h_over > 0.0:  # above bankfull (h_over = h - bfd > 0 exactly where the floodplain is used)
         gtwcc += gPc
         gh_over += 2.0 * gPc
         gbfd += gh_in - gh_over
@@ -197,7 +184,7 @@ def _total(t0, t1, sF, sq, tw, dx, n, ncc, s0, bw, z, twcc, rs, sz, bfd, dt, ql,
     with cotangents sF of the outflow (the negative-outflow rule of :func:`rivergraph.physics.nwm._finish`) and
     sq of the residual f = Qmc - Q_Manning at t1: ``(g_h0 + g_h, then the cotangents of qup, quc, qdp, ql, dx, n,
     ncc, s0, bw, tw, twcc, z)``."""
-    C1, C2, C3, routed, C4g = t1[24], t1[25], t1[26], t1[28], t1[30]
+    C1, C2, C3, routed, C4g = t1[_C1], t1[_C2], t1[_C3], t1[_ROUTED], t1[_C4G]
     # the weights of C1 qup, C2 quc, C3 qdp and C4 in sF F + sq f
     wu = wc = wd = w4 = sq
     if not routed + C4g < 0.0:
@@ -217,9 +204,9 @@ def _total(t0, t1, sF, sq, tw, dx, n, ncc, s0, bw, z, twcc, rs, sz, bfd, dt, ql,
     gm = g1[1]  # of the lower point's MC outflow C1 qup + C2 quc + C3 qdp + C4 (the upper X's reference flow)
     g0 = _tape_vjp(t0, gm * qup, gm * quc, gm * qdp, gm, 0.0, dx, n, ncc, s0, bw, z, twcc, rs, sz, bfd, dt, ql,
                    qup, quc, qdp)
-    gqup = g0[2] + g1[2] + wu * C1 + gm * t0[24]
-    gquc = g0[3] + g1[3] + wc * C2 + gm * t0[25]
-    gqdp = g0[4] + g1[4] + wd * C3 + gm * t0[26]
+    gqup = g0[2] + g1[2] + wu * C1 + gm * t0[_C1]
+    gquc = g0[3] + g1[3] + wc * C2 + gm * t0[_C2]
+    gqdp = g0[4] + g1[4] + wd * C3 + gm * t0[_C3]
     gs0 = g0[9] + g1[9] + (g0[13] + g1[13]) * 0.5 / rs
     gbw = g0[10] + g1[10]
     gz = g0[11] + g1[11] + (g0[14] + g1[14]) * z / sz
@@ -249,7 +236,7 @@ def finish_vjp_kernel(h0, h, q0, dx, n, ncc, s0, bw, tw, twcc, z, qup, quc, qdp,
         qu, qc, qd, qli = qup[i], quc[i], qdp[i], ql[i]
         rs, sz, bfd = _reach_constants(s0i, zi, bwi, twi)
         t0 = _tape(h0[i], q0[i], 0.0, dxi, ni, ncci, s0i, bwi, zi, twcci, rs, sz, bfd, dt, qli, qu, qc, qd)
-        qmc0 = t0[24] * qu + t0[25] * qc + t0[26] * qd + t0[30]
+        qmc0 = t0[_ROUTED] + t0[_C4G]  # the lower point's MC outflow
         t1 = _tape(h[i], qmc0, 0.25, dxi, ni, ncci, s0i, bwi, zi, twcci, rs, sz, bfd, dt, qli, qu, qc, qd)
         ga = _total(t0, t1, g_out[i], 0.0, twi, dxi, ni, ncci, s0i, bwi, zi, twcci, rs, sz, bfd, dt, qli, qu, qc, qd)
         gf = _total(t0, t1, 0.0, 1.0, twi, dxi, ni, ncci, s0i, bwi, zi, twcci, rs, sz, bfd, dt, qli, qu, qc, qd)
