@@ -10,8 +10,8 @@ dh = -(df/dtheta)/(df/dh), df/dh the total derivative along h = h_0,
 
 for a cotangent g of the outflow (dh = 0 where s = 0, as torch's). In torch that is five differentiable residual
 evaluations per step and their graph (~290 floats per reach-step); here the backward recomputes the two
-evaluations of the last secant interval from the saved points (h_0, h, ``Qj_0``: three values per reach-step) and
-runs reverse mode through them twice, once seeded by g on F and once by 1 on f: theta takes the flows qup, quc,
+evaluations of the last secant interval from the saved points (h_0, h, ``Qj_0``) and flows (seven values per
+reach-step, besides the channel's own tensors) and runs reverse mode through them twice, once seeded by g on F and once by 1 on f: theta takes the flows qup, quc,
 qdp, ql and the eight channel parameters. Every branch is torch's (:mod:`rivergraph.physics.nwm`): gradients flow
 through the side a ``torch.where`` takes, a clamp passes its gradient where its input is inside its bounds (ends
 included), ``torch.maximum`` splits a tie in halves; ``x^p`` of ``safe_pow`` has derivative p x^(p-1) for x > 0.
